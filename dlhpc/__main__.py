@@ -1,0 +1,3 @@
+from dlhpc.cli import main
+
+raise SystemExit(main())

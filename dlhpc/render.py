@@ -1,0 +1,181 @@
+"""Job scripts from Jinja2 templates (DESIGN §6).
+
+Search path, first match wins: user dir (~/.config/dlhpc/templates) > $DLHPC_TEMPLATES (colon-
+separated) > site dir (site.template_dir, else /etc/dlhpc/templates) > the templates shipped in
+the package. StrictUndefined, so a template typo is an error, not an empty string; `quote` is
+shlex.quote for every user-supplied value.
+"""
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from dlhpc import __version__
+from dlhpc.errors import UserError
+from dlhpc.spec import spec_hash, tasks_per_node
+from dlhpc.schema import mem_megabytes, parse_time
+
+SITE_TEMPLATES_DEFAULT = "/etc/dlhpc/templates"
+SUFFIX = ".sh.j2"
+
+# What the job script needs to know per scheduler (no user input in these).
+SCHEDULER_SHELL = {
+    "slurm": {"job_id_expr": "${SLURM_JOB_ID}", "array_index": "${SLURM_ARRAY_TASK_ID:-0}"},
+    # Torque sets PBS_ARRAYID and OpenPBS PBS_ARRAY_INDEX; PBS-on-SLURM wrappers set neither.
+    "pbs": {"job_id_expr": "${PBS_JOBID:-${SLURM_JOB_ID:-}}",
+            "array_index": "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"},
+    "local": {"job_id_expr": "${DLHPC_JOB_ID:-local}", "array_index": "${DLHPC_ARRAY_INDEX:-0}"},
+}
+
+
+def shipped_dir() -> Path:
+    # In a wheel the top-level templates/ is installed as dlhpc/templates (setup.cfg maps it);
+    # in a source checkout it sits next to the package.
+    inside = Path(__file__).resolve().parent / "templates"
+    return inside if (inside / "base.sh.j2").is_file() else Path(__file__).resolve().parent.parent / "templates"
+
+
+def search_path(site: dict | None = None) -> list[tuple[str, Path]]:
+    """(origin, directory) pairs in priority order."""
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    dirs = [("user", Path(config) / "dlhpc" / "templates")]
+    for extra in filter(None, os.environ.get("DLHPC_TEMPLATES", "").split(":")):
+        dirs.append(("env", Path(extra)))
+    site_dir = (site or {}).get("template_dir") or SITE_TEMPLATES_DEFAULT
+    dirs.append(("site", Path(site_dir)))
+    dirs.append(("shipped", shipped_dir()))
+    return dirs
+
+
+def make_environment(site: dict | None = None, first_dir: Path | None = None) -> jinja2.Environment:
+    dirs = ([first_dir] if first_dir else []) + [d for _, d in search_path(site)]
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in dirs]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(quote=_quote, pbs_walltime=pbs_walltime, pbs_mem=pbs_mem, pbs_flag=pbs_flag)
+    return env
+
+
+def _quote(value) -> str:
+    return shlex.quote(str(value))
+
+
+def pbs_walltime(time: str) -> str:
+    seconds = parse_time(time)
+    h, rest = divmod(seconds, 3600)
+    return f"{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def pbs_mem(mem: str, nodes: int = 1) -> str:
+    """SLURM-style '4G' (per node) → PBS 'gb'/'mb' units; Torque's -l mem is for the whole job."""
+    mb = mem_megabytes(mem) * nodes
+    return f"{int(mb // 1024)}gb" if mb % 1024 == 0 else f"{int(mb)}mb"
+
+
+def pbs_flag(key: str) -> str:
+    # extra: {l: "software=x"} → "-l"; {mail-type: ...} style keys are SLURM-only
+    return f"-{key}" if len(key) == 1 else f"--{key}"
+
+
+def default_template(data: dict) -> str:
+    sched = data["resources"]["scheduler"]
+    if sched == "pbs":
+        return f"pbs/{data['resources']['pbs_flavor']}"
+    return f"{sched}/default"
+
+
+def template_ref(data: dict) -> str:
+    return data.get("template") or default_template(data)
+
+
+def load_template(ref: str, site: dict | None = None) -> jinja2.Template:
+    """A template by name (slurm/default) or by file path; errors name the file and line."""
+    path = Path(os.path.expanduser(ref))
+    if path.suffix in (".j2", ".sh") or "/" in ref and path.is_file():
+        if not path.is_file():
+            raise UserError(f"template {ref!r}: no such file")
+        env = make_environment(site, first_dir=path.resolve().parent)
+        name = path.name
+    else:
+        env = make_environment(site)
+        name = ref if ref.endswith(SUFFIX) else ref + SUFFIX
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        known = ", ".join(t["name"] for t in list_templates(site)) or "none"
+        raise UserError(f"template {ref!r} not found (looked for {exc.name}); known templates: {known}. "
+                        "See `dlhpc templates list`.") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
+
+
+@dataclass
+class Script:
+    text: str
+    template: str  # the file the script came from
+    trial_ids: list
+    scheduler: str
+
+
+def render_script(data: dict, trial_ids: list, exp_dir: Path, command: str, *, site=None,
+                  spec_digest: str | None = None, python: str | None = None) -> Script:
+    """Render the job script for trials that share one resource request (an array if > 1)."""
+    sched = data["resources"]["scheduler"]
+    template = load_template(template_ref(data), site)
+    context = {
+        "version": __version__,
+        "template_name": template_ref(data),
+        "name": data["name"],
+        "spec_hash": spec_digest or spec_hash(data),
+        "trial_ids": list(trial_ids),
+        "array": len(trial_ids) > 1,
+        "exp_dir": str(exp_dir),
+        "resources": data["resources"],
+        "tasks_per_node": tasks_per_node(data["resources"]),
+        "env": data["env"],
+        "train": data["train"],
+        "model": data["model"],
+        "data": data["data"],
+        "command": command,
+        "python": python or sys.executable,
+        "site": site or {},
+        **SCHEDULER_SHELL.get(sched, SCHEDULER_SHELL["slurm"]),
+    }
+    try:
+        text = template.render(context)
+    except jinja2.TemplateError as exc:
+        raise UserError(_template_error(exc, template)) from None
+    return Script(text, template.filename or template.name, list(trial_ids), sched)
+
+
+def _template_error(exc, template) -> str:
+    """Name the template file and line where rendering failed (jinja keeps them in the traceback)."""
+    tb, where = exc.__traceback__, None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2") or filename.endswith(".sh"):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    where = where or (template.filename or template.name)
+    return f"{where}: template error: {exc}"
+
+
+def list_templates(site=None) -> list[dict]:
+    """Every template on the search path: name, origin and file; earlier dirs shadow later ones."""
+    seen: dict = {}
+    for origin, directory in search_path(site):
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.rglob("*" + SUFFIX)):
+            name = str(path.relative_to(directory))[: -len(SUFFIX)]
+            seen.setdefault(name, {"name": name, "origin": origin, "file": str(path)})
+    return sorted(seen.values(), key=lambda t: t["name"])

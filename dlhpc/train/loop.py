@@ -1,0 +1,288 @@
+"""Train one trial: data on the device, DDP when world_size > 1, a checkpoint every epoch.
+
+How it runs:
+    one process      python -m dlhpc.train runs/exp/000-abc123
+    N on one node    python -m dlhpc.train --nproc 4 runs/exp/000-abc123   (or torchrun ... -m dlhpc.train)
+    N x M nodes      the job script's `srun` (SLURM) or pbs_launch (PBS) starts one rank per task;
+                     each rank finds its rank and the rendezvous in the job environment (dist.py)
+
+The trial directory holds spec.yaml (the resolved spec); training writes metrics.jsonl (one line
+per epoch, rank 0 only), checkpoint.pt and result.json, each atomically. A run that finds a
+checkpoint resumes after its epoch, and its metrics.jsonl keeps every epoch exactly once.
+"""
+
+import io
+import json
+import math
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlhpc.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from dlhpc.train import data as mnist
+from dlhpc.train import dist as dist_env
+from dlhpc.train.models import build, is_convolutional
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def load_trial_spec(trial_dir: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((trial_dir / "spec.yaml").read_text())
+
+
+def pick_device(denv, gpus_per_node: int) -> torch.device:
+    if torch.cuda.is_available() and gpus_per_node != 0:
+        return torch.device("cuda", denv.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device):
+    if device.type == "cuda" and precision in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and precision == "bf16":
+        return torch.bfloat16
+    return None
+
+
+def make_optimizer(cfg: dict, params):
+    name, lr, wd = cfg["optimizer"], cfg["lr"], cfg["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"] and cfg["momentum"] > 0,
+                               weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
+
+
+def make_schedule(cfg: dict, optimizer, steps_per_epoch: int):
+    """Returns (scheduler, steps per scheduler.step()): onecycle steps per batch, step per epoch."""
+    if cfg["schedule"] == "onecycle":
+        total = cfg["epochs"] * steps_per_epoch
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg["lr"], total_steps=total, pct_start=max(cfg["warmup_frac"], 1 / total),
+            anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
+            cycle_momentum=cfg["optimizer"] == "sgd" and cfg["momentum"] > 0,
+            base_momentum=0.85, max_momentum=max(cfg["momentum"], 0.85) if cfg["momentum"] else 0.9)
+        return sched, "batch"
+    if cfg["schedule"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg["step_gamma"]), "epoch"
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), "epoch"
+
+
+def shard_permutation(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.Tensor:
+    """DistributedSampler semantics: one seeded permutation per epoch, padded to a multiple of the
+    world size, each rank taking every world-th index. Depends on (seed, epoch) only, so a
+    resumed run sees exactly the batches the uninterrupted run would have."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    total = math.ceil(n / world) * world
+    if total > n:
+        perm = torch.cat([perm, perm[: total - n]])
+    return perm[rank:total:world]
+
+
+class Trainer:
+    def __init__(self, trial_dir: Path, denv=None):
+        self.trial_dir = Path(trial_dir)
+        self.spec = load_trial_spec(self.trial_dir)
+        self.cfg = self.spec["train"]
+        self.denv = denv or dist_env.detect()
+        self.is_main = self.denv.rank == 0
+        res = self.spec["resources"]
+        self.device = pick_device(self.denv, res["gpus_per_node"])
+        if self.device.type == "cpu":
+            torch.set_num_threads(int(os.environ.get("DLHPC_CPUS_PER_TASK") or res["cpus_per_task"]))
+        else:
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.amp_dtype = autocast_dtype(self.cfg["precision"], self.device)
+
+    # ---- files (rank 0 only) ----
+    def write_result(self, **fields):
+        if self.is_main:
+            base = {"trial": self.trial_dir.name, "job_id": self.denv.job_id or None,
+                    "nodes": self.denv.num_nodes, "world_size": self.denv.world_size,
+                    "device": self.device_name(), "hostnames": self.denv.hostnames}
+            atomic_write_json(self.trial_dir / "result.json", {**base, **fields})
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"cuda:{torch.cuda.get_device_name(self.device)}"
+        return f"cpu:{socket.gethostname()}"
+
+    def save_checkpoint(self, state: dict):
+        if self.is_main:
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            atomic_write_bytes(self.trial_dir / CHECKPOINT, buf.getvalue())
+
+    def load_checkpoint(self):
+        path = self.trial_dir / CHECKPOINT
+        if not path.is_file():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+    def write_metrics(self, history: list):
+        if self.is_main:
+            atomic_write_text(self.trial_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+
+    # ---- the run ----
+    def run(self) -> dict:
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        dist_env.init_process_group(self.denv, backend, self.trial_dir)
+        try:
+            return self._train()
+        except BaseException as exc:
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                self.write_result(state="FAILED", error=f"{type(exc).__name__}: {exc}",
+                                  traceback=traceback.format_exc(limit=8))
+            raise
+        finally:
+            dist_env.destroy_process_group()
+
+    def _train(self) -> dict:
+        cfg, world, rank = self.cfg, self.denv.world_size, self.denv.rank
+        t_load = time.perf_counter()
+        x_train, y_train, x_test, y_test = mnist.load(self.spec["data"]["root"], self.device,
+                                                      self.spec["data"]["train_subset"], self.spec["data"]["download"])
+        torch.manual_seed(cfg["seed"])
+        model = build(self.spec["model"]).to(self.device)
+        conv_on_gpu = self.device.type == "cuda" and is_convolutional(model)
+        if conv_on_gpu:
+            model = model.to(memory_format=torch.channels_last)
+            x_train = x_train.contiguous(memory_format=torch.channels_last)
+            x_test = x_test.contiguous(memory_format=torch.channels_last)
+        load_s = time.perf_counter() - t_load
+
+        steps_per_epoch = math.ceil(math.ceil(len(x_train) / world) / cfg["batch_size"])
+        optimizer = make_optimizer(cfg, model.parameters())
+        scheduler, sched_unit = make_schedule(cfg, optimizer, steps_per_epoch)
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if world > 1 else model
+        step_model = torch.compile(ddp) if cfg["compile"] else ddp
+
+        history, start_epoch, elapsed, time_to_target, best = [], 1, 0.0, None, 0.0
+        ckpt = self.load_checkpoint()
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["rng_cpu"])
+            if self.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
+            history, elapsed = ckpt["history"], ckpt["elapsed"]
+            time_to_target, best = ckpt["time_to_target"], ckpt["best"]
+            start_epoch = ckpt["epoch"] + 1
+            self.write_metrics(history)  # drop any line written after the checkpoint was taken
+        resumed_from = start_epoch - 1
+
+        self.write_result(state="RUNNING", epochs=cfg["epochs"], epochs_done=resumed_from, load_s=round(load_s, 3))
+        for epoch in range(start_epoch, cfg["epochs"] + 1):
+            t0 = time.perf_counter()
+            train_loss, train_acc, seen, wait_s, step_s = self._train_epoch(
+                step_model, optimizer, scheduler if sched_unit == "batch" else None, x_train, y_train, epoch)
+            if sched_unit == "epoch":
+                scheduler.step()
+            test_loss, test_acc = self._evaluate(model, x_test, y_test)
+            epoch_time = time.perf_counter() - t0
+            elapsed += epoch_time
+            best = max(best, test_acc)
+            if time_to_target is None and test_acc >= cfg["target_accuracy"]:
+                time_to_target = elapsed
+            history.append({
+                "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                "test_loss": test_loss, "test_acc": test_acc, "epoch_time_s": round(epoch_time, 4),
+                "images_per_s": round(seen / max(step_s, 1e-9), 1), "lr": optimizer.param_groups[0]["lr"],
+                "world_size": world, "elapsed_s": round(elapsed, 4),
+                "batch_wait_frac": round(wait_s / max(step_s, 1e-9), 5),
+            })
+            self.save_checkpoint({
+                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "history": history, "elapsed": elapsed, "time_to_target": time_to_target, "best": best,
+            })
+            self.write_metrics(history)
+            if self.is_main:
+                print(f"epoch {epoch}/{cfg['epochs']} train_loss {train_loss:.4f} test_loss {test_loss:.4f} "
+                      f"test_acc {test_acc:.4f} ({epoch_time:.2f} s, {history[-1]['images_per_s']:.0f} img/s)",
+                      flush=True)
+        last = history[-1]
+        result = {
+            "state": "COMPLETED", "epochs": cfg["epochs"], "epochs_done": last["epoch"],
+            "test_acc": last["test_acc"], "test_loss": last["test_loss"], "best_test_acc": best,
+            "time_to_target_s": None if time_to_target is None else round(time_to_target, 4),
+            "target_accuracy": cfg["target_accuracy"], "train_time_s": round(elapsed, 4),
+            "images_per_s": round(sum(m["images_per_s"] for m in history) / len(history), 1),
+            "load_s": round(load_s, 3), "resumed_from_epoch": resumed_from or None,
+        }
+        self.write_result(**result)
+        return result
+
+    def _train_epoch(self, model, optimizer, batch_scheduler, x, y, epoch):
+        """One pass over this rank's shard. Losses are summed on the device and synced once."""
+        cfg, bs = self.cfg, self.cfg["batch_size"]
+        model.train()
+        idx_all = shard_permutation(len(x), cfg["seed"], epoch, self.denv.rank, self.denv.world_size).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        wait_s, t_start = 0.0, time.perf_counter()
+        for start in range(0, len(idx_all), bs):
+            t_fetch = time.perf_counter()
+            idx = idx_all[start: start + bs]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+            wait_s += time.perf_counter() - t_fetch
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out = model(xb)
+                loss = F.cross_entropy(out, yb, label_smoothing=cfg["label_smoothing"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if batch_scheduler is not None:
+                batch_scheduler.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.detach().argmax(1) == yb).sum()
+        step_s = time.perf_counter() - t_start
+        stats = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(len(idx_all)), device=self.device)])
+        self._all_reduce(stats)
+        seen = stats[2].item()
+        return stats[0].item() / seen, stats[1].item() / seen, seen, wait_s, step_s
+
+    @torch.no_grad()
+    def _evaluate(self, model, x, y):
+        """The full test set, split across ranks, reduced; the same number on every rank."""
+        model.eval()
+        world, rank, bs = self.denv.world_size, self.denv.rank, self.cfg["eval_batch_size"]
+        per = math.ceil(len(x) / world)
+        xs, ys = x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        for start in range(0, len(xs), bs):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out = model(xs[start:start + bs])
+            loss_sum += F.cross_entropy(out.float(), ys[start:start + bs], reduction="sum")
+            correct += (out.argmax(1) == ys[start:start + bs]).sum()
+        stats = torch.stack([loss_sum, correct])
+        self._all_reduce(stats)
+        return stats[0].item() / len(x), stats[1].item() / len(x)
+
+    def _all_reduce(self, tensor):
+        if self.denv.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor)
+
+
+def train_trial(trial_dir, denv=None) -> dict:
+    return Trainer(Path(trial_dir), denv).run()
