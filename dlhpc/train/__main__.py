@@ -4,34 +4,9 @@ Used by `dlhpc run` and the local job template; works under torchrun too (it set
 """
 
 import argparse
-import os
-import socket
 import sys
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, trial_dir):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    from dlhpc.train.loop import train_trial
-
-    train_trial(trial_dir)
-
-
-def run_local(trial_dir: str, nproc: int = 1) -> None:
-    if nproc <= 1 or "RANK" in os.environ:
-        from dlhpc.train.loop import train_trial
-
-        train_trial(trial_dir)
-        return
-    import torch.multiprocessing as mp
-
-    mp.start_processes(_worker, args=(nproc, free_port(), trial_dir), nprocs=nproc, join=True, start_method="spawn")
+from dlhpc.train.launch import run_local
 
 
 def main(argv=None):

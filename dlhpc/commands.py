@@ -1,0 +1,383 @@
+"""One function per CLI command. Heavy imports (torch, rich, submitit) happen inside them."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from dlhpc.errors import DlhpcError, UserError
+from dlhpc.spec import load_spec
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _console(stderr=False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    # Piped into a file or CI log: no terminal width to respect, so don't squeeze the table.
+    return console if console.is_terminal else Console(stderr=stderr, highlight=False, width=160)
+
+
+def _output_root(args) -> str:
+    return args.output or os.environ.get("DLHPC_OUTPUT") or "runs"
+
+
+# ---- init / validate / render -------------------------------------------------------------------
+
+def cmd_init(args):
+    from dlhpc.starter import starter_spec
+    from dlhpc.fsutil import atomic_write_text
+    from dlhpc.spec import load_spec_text
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise UserError(f"{path} already exists; pick another path or pass --force to overwrite it")
+    text = starter_spec(path.stem, args.model, args.scheduler)
+    load_spec_text(text, str(path))  # the starter must itself validate
+    atomic_write_text(path, text)
+    _out(f"wrote {path}: a {args.model} spec for the {args.scheduler} scheduler. Next: dlhpc validate {path}")
+
+
+def cmd_validate(args):
+    from dlhpc.sweep import count_trials
+
+    bad = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(path, args.sets)
+        except UserError as exc:
+            print(f"dlhpc: error: {exc}", file=sys.stderr)
+            bad += 1
+            continue
+        n = count_trials(spec)
+        _out(f"ok: {path} ({spec.data['name']}, {n} trial{'s' if n != 1 else ''}, "
+             f"scheduler {spec.data['resources']['scheduler']})")
+    return 2 if bad else 0
+
+
+def _plan(args):
+    from dlhpc import experiment
+
+    spec = load_spec(args.spec, args.sets)
+    max_array = None
+    if spec.data["resources"]["scheduler"] == "slurm":
+        from dlhpc.schedulers import slurm
+
+        max_array = slurm.max_array_size()
+    return experiment.plan(spec, max_array=max_array)
+
+
+def cmd_render(args):
+    from dlhpc.fsutil import atomic_write_text
+
+    p = _plan(args)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, script in enumerate(p.scripts):
+            path = out / f"{p.spec.data['name']}-job-{i}.sh"
+            atomic_write_text(path, script.text, mode=0o755)
+            _out(f"wrote {path} ({len(script.trial_ids)} trial(s), template {script.template})")
+        return 0
+    for i, script in enumerate(p.scripts):
+        print(f"dlhpc: job {i}: template {script.template}; trials {', '.join(script.trial_ids[:5])}"
+              f"{' ...' if len(script.trial_ids) > 5 else ''}", file=sys.stderr)
+        sys.stdout.write(script.text)
+        if i + 1 < len(p.scripts):
+            sys.stdout.write("\n")
+    return 0
+
+
+# ---- submit / run -------------------------------------------------------------------------------
+
+def _check_data(spec, trials, *, allow_download: bool):
+    """Compute nodes often have no internet: the data must be at data.root before we queue."""
+    from dlhpc.train import data as mnist
+
+    roots = {mnist.resolve_root(t.data["data"]["root"]) for t in trials}
+    for root in roots:
+        if not mnist.is_present(root):
+            if allow_download and all(t.data["data"]["download"] for t in trials):
+                continue
+            raise UserError(mnist.missing_message(root))
+    # pin the resolved root into each trial, so the job reads what the login node checked
+    for t in trials:
+        t.data["data"]["root"] = str(mnist.resolve_root(t.data["data"]["root"]).absolute())
+
+
+def cmd_submit(args):
+    from dlhpc import cost, experiment
+    from dlhpc.schedulers import backend
+
+    p = _plan(args)
+    sched = p.scheduler
+    _check_data(p.spec, p.trials, allow_download=sched == "local")
+    estimate = cost.estimate(p)
+    limit = args.max_cost if args.max_cost is not None else p.spec.site.get("max_cost")
+    _out(cost.describe(estimate))
+    if limit is not None and estimate["cost"] > limit:
+        raise UserError(f"estimated cost {estimate['cost']:.2f} {estimate['unit']} exceeds the limit of {limit:g} "
+                        "(--max-cost or the site's max_cost); ask for fewer trials, nodes or less time")
+    mod = backend(sched)
+    if sched != "local":
+        mod.check_submit_allowed(p)
+        problems = mod.preflight(p)
+        if problems:
+            raise UserError("the scheduler would refuse this submission:\n  " + "\n  ".join(problems))
+    if args.dry_run:
+        if sched == "local":
+            _out(f"dry run: {len(p.trials)} trial(s) would run on this machine; nothing started")
+            return 0
+        for i, script in enumerate(p.scripts):
+            try:
+                answer = mod.test_only(script.text, Path.cwd())
+            except DlhpcError as exc:
+                raise UserError(f"job {i} ({len(script.trial_ids)} trial(s)): {exc}") from None
+            _out(f"job {i} ({len(script.trial_ids)} trial(s), template {script.template}): accepted: {answer}")
+        _out("dry run: nothing was queued")
+        return 0
+    p = experiment.materialize(p)
+    if sched == "local":
+        return _submit_local(p)
+    try:
+        jobs = mod.submit(p)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(p.exp_dir, ignore_errors=True)  # nothing queued: leave nothing behind
+        raise
+    experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    ids = sorted({j["job_id"].split("_")[0] for j in jobs}, key=int)
+    _out(f"submitted {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched}: {', '.join(ids)}")
+    _out(f"experiment: {p.exp_dir}")
+    _out(f"next: dlhpc status {p.exp_dir}   |   dlhpc summary {p.exp_dir}")
+    return 0
+
+
+def _submit_local(p):
+    """Submit-and-exit on a machine without a scheduler: a detached runner works through the trials."""
+    import subprocess
+
+    log = open(p.exp_dir / "logs" / "local-runner.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "dlhpc.schedulers.local", str(p.exp_dir)], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    from dlhpc import experiment
+
+    jobs = [{"job_id": f"local-{proc.pid}", "trial": t.id, "script": "local"} for t in p.trials]
+    experiment.update_record(p.exp_dir, jobs=jobs, local_pid=proc.pid)
+    _out(f"started {len(p.trials)} trial(s) in the background on this machine (pid {proc.pid})")
+    _out(f"experiment: {p.exp_dir}")
+    return 0
+
+
+def cmd_run(args):
+    from dlhpc import experiment
+    from dlhpc.schedulers import local
+
+    spec = load_spec(args.spec, list(args.sets) + ["resources.scheduler=local"])
+    p = experiment.plan(spec)
+    _check_data(spec, p.trials, allow_download=True)
+    from dlhpc.train import data as mnist
+
+    for root in {mnist.resolve_root(t.data["data"]["root"]) for t in p.trials}:
+        if not mnist.is_present(root):
+            _out(f"MNIST not in {root}: downloading it (checksummed)")
+            mnist.fetch(root)
+    p = experiment.materialize(p)
+    console = _console()
+    console.print(f"experiment [bold]{p.exp_dir}[/] — {len(p.trials)} trial(s) on this machine")
+    codes = local.run_experiment(p.exp_dir, p.trials, progress=True)
+    from dlhpc.results import columns, experiment_rows, rich_table
+
+    record, rows = experiment_rows(p.exp_dir)
+    console.print(rich_table(rows, columns(rows, record.get("swept_keys", [])), title=p.exp_dir.name))
+    for r in rows:
+        if r.get("flags"):
+            console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
+    failed = [tid for tid, code in codes.items() if code != 0]
+    if failed:
+        console.print(f"[red]{len(failed)} trial(s) failed[/]: see {p.exp_dir}/<trial>/job.err")
+        return 1
+    return 0
+
+
+# ---- status / summary / logs / cancel ---------------------------------------------------------
+
+def cmd_status(args):
+    from dlhpc import status
+
+    exp_dir = _find(args.exp, args)
+    if args.watch:
+        return status.watch(exp_dir, args.interval)
+    report = status.collect(exp_dir)
+    if args.json:
+        _out(json.dumps(report, indent=2, default=str))
+    else:
+        status.print_report(report, _console())
+    return 0
+
+
+def _find(ref, args):
+    from dlhpc.experiment import find_experiment
+
+    return find_experiment(ref, _output_root(args))
+
+
+def cmd_summary(args):
+    from dlhpc import results, status
+
+    refs = args.exps or [None]
+    all_rows, swept = [], []
+    warnings = []
+    for ref in refs:
+        exp_dir = _find(ref, args)
+        sched, warn = ({}, []) if args.no_accounting else status.scheduler_info(exp_dir)
+        warnings += warn
+        record, rows = results.experiment_rows(exp_dir, sched)
+        all_rows += rows
+        swept += [k for k in record.get("swept_keys", []) if k not in swept]
+    for w in warnings:
+        print(f"dlhpc: warning: {w}", file=sys.stderr)
+    rows = results.sort_rows(all_rows, args.sort)
+    cols = results.columns(rows, swept)
+    if args.format in ("csv", "markdown"):
+        cols = cols + ["flags"]
+    if args.format == "json":
+        text = json.dumps(results.json_rows(rows), indent=2, default=str) + "\n"
+    elif args.format == "csv":
+        text = results.render_csv(rows, cols)
+    elif args.format == "markdown":
+        text = results.render_markdown(rows, cols)
+    else:
+        text = None
+    if text is not None:
+        if args.out:
+            from dlhpc.fsutil import atomic_write_text
+
+            atomic_write_text(args.out, text)
+            print(f"wrote {len(rows)} row(s) to {args.out}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+    else:
+        console = _console()
+        if args.out:
+            from rich.console import Console
+
+            with open(args.out, "w") as f:
+                Console(file=f, width=200).print(results.rich_table(rows, cols))
+        else:
+            console.print(results.rich_table(rows, cols))
+        flagged = [r for r in rows if r.get("flags")]
+        for r in flagged:
+            console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
+    return 1 if any(r["state"] in results.BAD for r in rows) else 0
+
+
+def cmd_logs(args):
+    from dlhpc.fsutil import read_json
+
+    exp_dir = _find(args.exp, args)
+    record = read_json(exp_dir / "experiment.json", {})
+    ids = [t["id"] for t in record.get("trials", [])]
+    tid = args.trial or (ids[0] if ids else None)
+    if tid not in ids:
+        raise UserError(f"no trial {args.trial!r} in {exp_dir}; trials: {', '.join(ids[:20])}")
+    tdir = exp_dir / tid
+    files = [tdir / "job.out", tdir / "job.err"]
+    if not args.follow:
+        for f in files:
+            if f.exists():
+                print(f"==> {f} <==")
+                sys.stdout.write(f.read_text(errors="replace"))
+        if not any(f.exists() for f in files):
+            print(f"no output yet for trial {tid} (the job may still be pending)")
+        return 0
+    from dlhpc import status
+
+    offsets = {f: 0 for f in files}
+    while True:
+        for f in files:
+            if f.exists():
+                with open(f, errors="replace") as fh:
+                    fh.seek(offsets[f])
+                    chunk = fh.read()
+                    offsets[f] = fh.tell()
+                if chunk:
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+        report = status.collect(exp_dir)
+        state = next((t["state"] for t in report["trials"] if t["trial"] == tid), "UNKNOWN")
+        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
+            return 0
+        time.sleep(1.0)
+
+
+def cmd_cancel(args):
+    from dlhpc import status
+
+    exp_dir = _find(args.exp, args)
+    cancelled = status.cancel(exp_dir)
+    if cancelled:
+        _out(f"cancelled {len(cancelled)} job(s) of {exp_dir.name}: {', '.join(cancelled)}")
+    else:
+        _out(f"nothing to cancel in {exp_dir.name}")
+    return 0
+
+
+def cmd_plot(args):
+    from dlhpc import plot
+
+    exp_dir = _find(args.exp, args)
+    out = Path(args.out) if args.out else exp_dir / "curves.png"
+    plot.plot_experiment(exp_dir, out)
+    _out(f"wrote {out}")
+    return 0
+
+
+# ---- templates / data / doctor ------------------------------------------------------------------
+
+def cmd_templates(args):
+    from dlhpc import render
+    from dlhpc.spec import load_spec
+
+    site = load_spec(None).site
+    action = args.templates_command or "list"
+    if action == "list":
+        for t in render.list_templates(site):
+            _out(f"{t['name']:<24} {t['origin']:<8} {t['file']}")
+        return 0
+    template = render.load_template(args.name, site)
+    text = Path(template.filename).read_text()
+    if action == "show":
+        print(f"# {template.filename}", file=sys.stderr)
+        sys.stdout.write(text)
+        return 0
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / Path(template.filename).name
+    if dest.exists():
+        raise UserError(f"{dest} already exists; remove it or pick another destination")
+    from dlhpc.fsutil import atomic_write_text
+
+    atomic_write_text(dest, text)
+    _out(f"copied {template.filename} to {dest}")
+    return 0
+
+
+def cmd_data(args):
+    from dlhpc import staging
+
+    if (args.data_command or "fetch") == "fetch":
+        root = staging.fetch(args.root)
+        _out(f"MNIST is in {root} (checksums verified). Point data.root or $DLHPC_DATA at {root}.")
+    return 0
+
+
+def cmd_doctor(args):
+    from dlhpc import doctor
+
+    return doctor.run(args.spec, args.sets, job=args.job)

@@ -1,0 +1,29 @@
+"""What a submission will charge: trials x nodes x GPUs (or cores) x walltime, before spending it."""
+
+from dlhpc.schema import parse_time
+from dlhpc.spec import tasks_per_node
+
+
+def estimate(plan) -> dict:
+    rates = plan.spec.site.get("charge_rates") or {}
+    core_h = gpu_h = 0.0
+    for trial in plan.trials:
+        res = trial.data["resources"]
+        hours = parse_time(res["time"]) / 3600
+        core_h += res["nodes"] * tasks_per_node(res) * res["cpus_per_task"] * hours
+        gpu_h += res["nodes"] * res["gpus_per_node"] * hours
+    core_rate, gpu_rate = rates.get("core_hour"), rates.get("gpu_hour")
+    if core_rate is None and gpu_rate is None:
+        cost, unit = (gpu_h if gpu_h else core_h), ("GPU-hours" if gpu_h else "core-hours")
+    else:
+        cost, unit = core_h * (core_rate or 0) + gpu_h * (gpu_rate or 0), rates.get("unit") or "SU"
+    return {"trials": len(plan.trials), "core_hours": core_h, "gpu_hours": gpu_h, "cost": cost, "unit": unit}
+
+
+def describe(e: dict) -> str:
+    text = f"at most {e['core_hours']:.2f} core-hours"
+    if e["gpu_hours"]:
+        text += f" and {e['gpu_hours']:.2f} GPU-hours"
+    if e["unit"] not in ("GPU-hours", "core-hours"):
+        text += f" = {e['cost']:.2f} {e['unit']}"
+    return f"cost: {e['trials']} trial(s), {text} (walltime limit x resources; actual use is usually less)"
