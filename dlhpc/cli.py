@@ -143,3 +143,9 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug, or an environment problem we did not foresee: still no traceback
+        if args.debug:
+            raise
+        print(f"dlhpc: internal error: {type(exc).__name__}: {exc}\n"
+              "Run again with --debug for the traceback, and please report it.", file=sys.stderr)
+        return 1
