@@ -53,8 +53,12 @@ def search_path(site: dict | None = None) -> list[tuple[str, Path]]:
 
 def make_environment(site: dict | None = None, first_dir: Path | None = None) -> jinja2.Environment:
     dirs = ([first_dir] if first_dir else []) + [d for _, d in search_path(site)]
+    loaders = [jinja2.FileSystemLoader(str(d)) for d in dirs]
+    # "shipped/slurm/default.sh.j2" always means the packaged file, so an override of the same
+    # name can extend the original instead of itself.
+    loaders.append(jinja2.PrefixLoader({"shipped": jinja2.FileSystemLoader(str(shipped_dir()))}))
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in dirs]),
+        loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -9,7 +9,12 @@ import re
 
 
 class Invalid(ValueError):
-    """A value is not allowed; the message says what is allowed."""
+    """A value is not allowed; the message says what is allowed. `subpath` points inside the
+    value (a list index, a mapping key) so the error can name that line."""
+
+    def __init__(self, message, subpath=()):
+        super().__init__(message)
+        self.subpath = tuple(subpath)
 
 
 class Field:
@@ -110,7 +115,7 @@ class List(Field):
             try:
                 out.append(self.item.check(item))
             except Invalid as exc:
-                raise Invalid(f"item {i}: {exc}") from None
+                raise Invalid(f"item {i}: {exc}", (i,) + exc.subpath) from None
         return out
 
 
@@ -126,11 +131,11 @@ class Map(Field):
         out = {}
         for k, v in value.items():
             if not self.key_pattern.fullmatch(str(k)):
-                raise Invalid(f"key {str(k)!r} is not allowed: keys must be {self.key_allowed}")
+                raise Invalid(f"key {str(k)!r} is not allowed: keys must be {self.key_allowed}", (k,))
             try:
                 out[str(k)] = self.value.check(v)
             except Invalid as exc:
-                raise Invalid(f"{k}: {exc}") from None
+                raise Invalid(f"{k}: {exc}", (k,) + exc.subpath) from None
         return out
 
 

@@ -136,7 +136,8 @@ def validate_layer(data: dict, origins: dict, tree=None, prefix=()) -> dict:
             try:
                 out[key] = sub.check(value)
             except schema.Invalid as exc:
-                raise UserError(f"{where(origins, path)}: {exc}") from None
+                line = where(origins, path + exc.subpath).rsplit(": ", 1)[0]
+                raise UserError(f"{line}: {'.'.join(map(str, path))}: {exc}") from None
     return out
 
 
@@ -171,10 +172,6 @@ def _check_cross_fields(spec: Spec):
     if data["model"]["hidden"] is not None and data["model"]["name"] != "mlp" and "model.name" not in swept:
         raise UserError(f"{where(origins, ('model', 'hidden'))}: only the mlp model has hidden layers "
                         f"(model.name is {data['model']['name']!r}); remove model.hidden or set model.name: mlp")
-    res = data["resources"]
-    if res["scheduler"] == "local" and res["nodes"] > 1 and "resources.scheduler" not in swept:
-        raise UserError(f"{where(origins, ('resources', 'nodes'))}: the local scheduler runs on this machine "
-                        "only; use nodes: 1, or resources.scheduler: slurm | pbs")
 
 
 def _expect_mapping(data, source):

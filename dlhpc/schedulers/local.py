@@ -25,7 +25,8 @@ def run_trial(trial_dir: Path, data: dict, on_epoch=None, poll_s: float = 0.25) 
     """Run one trial to the end; call on_epoch(metrics_line) as epochs finish. Returns the exit code."""
     env = dict(os.environ, DLHPC_CPUS_PER_TASK=str(data["resources"]["cpus_per_task"]),
                OMP_NUM_THREADS=str(data["resources"]["cpus_per_task"]), DLHPC_JOB_ID=f"local-{os.getpid()}")
-    nproc = tasks_per_node(data["resources"])
+    # No cluster: the ranks of every "node" run here, so a multi-node spec still runs (slowly).
+    nproc = data["resources"]["nodes"] * tasks_per_node(data["resources"])
     with open(trial_dir / "job.out", "ab") as out, open(trial_dir / "job.err", "ab") as err:
         proc = subprocess.Popen(trial_command(trial_dir, nproc), stdout=out, stderr=err, env=env,
                                 stdin=subprocess.DEVNULL)

@@ -1,0 +1,61 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("DLHPC_DATA") or ROOT.parent / "shared" / "data" / "mnist").resolve()
+os.environ["DLHPC_DATA"] = str(DATA)
+os.environ.setdefault("DLHPC_SITE", "/nonexistent/site.yaml")  # tests choose their own site file
+
+
+class Result:
+    def __init__(self, proc):
+        self.code, self.out, self.err = proc.returncode, proc.stdout, proc.stderr
+
+    def __repr__(self):
+        return f"<exit {self.code}\nstdout: {self.out[-2000:]}\nstderr: {self.err[-2000:]}>"
+
+
+@pytest.fixture
+def dlhpc(tmp_path):
+    """Run the real CLI in a subprocess, in tmp_path by default, with a clean HOME."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+
+    def run(*args, cwd=None, env=None, timeout=600, input=None):
+        full_env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "COLUMNS": "200",
+                    **(env or {})}
+        proc = subprocess.run([sys.executable, "-m", "dlhpc", *map(str, args)], cwd=cwd or tmp_path, env=full_env,
+                              capture_output=True, text=True, timeout=timeout, input=input)
+        return Result(proc)
+
+    return run
+
+
+def slurm_up() -> tuple[bool, str]:
+    if shutil.which("sinfo") is None:
+        return False, "SLURM is not installed (run scripts/slurm-cluster.sh up as root)"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    if proc.returncode != 0 or "idle" not in proc.stdout and "mix" not in proc.stdout and "alloc" not in proc.stdout:
+        return False, "no live SLURM cluster (run scripts/slurm-cluster.sh up as root)"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    ok, why = slurm_up()
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run against the live SLURM cluster: " + why)
+        pytest.skip(why)
+    return True
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
