@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install everything the tests need and run them: .venv, the SLURM test cluster (as root), pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh
+if [ "$(id -u)" = 0 ]; then
+  scripts/slurm-cluster.sh up
+else
+  echo "not root: the live SLURM/PBS tests will be skipped" >&2
+fi
+export DLHPC_DATA=${DLHPC_DATA:-$(cd .. && pwd)/shared/data/mnist}
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
