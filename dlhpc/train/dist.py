@@ -90,3 +90,19 @@ def destroy_process_group():
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def node_name() -> str:
+    # SLURM names the node (two slurmd on one host have different names); else the hostname
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def gather_node_names(denv: DistEnv) -> list:
+    """The node each rank runs on, in rank order (shown in result.json as rank_nodes)."""
+    if denv.world_size == 1:
+        return [node_name()]
+    import torch.distributed as dist
+
+    names = [None] * denv.world_size
+    dist.all_gather_object(names, node_name())
+    return names

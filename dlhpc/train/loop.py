@@ -108,14 +108,17 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.amp_dtype = autocast_dtype(self.cfg["precision"], self.device)
+        self.rank_nodes = [dist_env.node_name()]
 
     # ---- files (rank 0 only) ----
-    def write_result(self, **fields):
+    def write_result(self, **fields) -> dict:
+        result = {"trial": self.trial_dir.name, "job_id": self.denv.job_id or None,
+                  "nodes": self.denv.num_nodes, "world_size": self.denv.world_size,
+                  "device": self.device_name(), "hostnames": self.denv.hostnames,
+                  "rank_nodes": self.rank_nodes, **fields}
         if self.is_main:
-            base = {"trial": self.trial_dir.name, "job_id": self.denv.job_id or None,
-                    "nodes": self.denv.num_nodes, "world_size": self.denv.world_size,
-                    "device": self.device_name(), "hostnames": self.denv.hostnames}
-            atomic_write_json(self.trial_dir / "result.json", {**base, **fields})
+            atomic_write_json(self.trial_dir / "result.json", result)
+        return result
 
     def device_name(self) -> str:
         if self.device.type == "cuda":
@@ -142,6 +145,7 @@ class Trainer:
     def run(self) -> dict:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         dist_env.init_process_group(self.denv, backend, self.trial_dir)
+        self.rank_nodes = dist_env.gather_node_names(self.denv)
         try:
             return self._train()
         except BaseException as exc:
@@ -227,8 +231,7 @@ class Trainer:
             "images_per_s": round(sum(m["images_per_s"] for m in history) / len(history), 1),
             "load_s": round(load_s, 3), "resumed_from_epoch": resumed_from or None,
         }
-        self.write_result(**result)
-        return result
+        return self.write_result(**result)
 
     def _train_epoch(self, model, optimizer, batch_scheduler, x, y, epoch):
         """One pass over this rank's shard. Losses are summed on the device and synced once."""

@@ -1,0 +1,130 @@
+"""The training payload on the real MNIST: models, sharding, exact resume, DDP parity."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import DATA
+from dlhpc import experiment
+from dlhpc.spec import load_spec_text
+from dlhpc.train import data as mnist
+from dlhpc.train.loop import shard_permutation, train_trial
+from dlhpc.train.models import build
+
+
+def make_trial(tmp_path, text, sets=()):
+    spec = load_spec_text(text, "t.yaml", sets=[f"output={tmp_path / 'runs'}", f"data.root={DATA}", *sets])
+    p = experiment.materialize(experiment.plan(spec))
+    return p.exp_dir / p.trials[0].id
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name,params", [("softmax", 7850), ("mlp", None), ("lenet5", 61706), ("cnn", None)])
+def test_models_map_images_to_ten_logits(name, params):
+    model = build({"name": name, "hidden": [64, 32] if name == "mlp" else None, "width": None})
+    model.eval()
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    if params:
+        assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_data_is_the_real_mnist():
+    x_train, y_train, x_test, y_test = mnist.load(DATA, "cpu")
+    assert x_train.shape == (60000, 1, 28, 28) and x_test.shape == (10000, 1, 28, 28)
+    assert torch.bincount(y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert abs(x_train.mean().item()) < 0.01 and abs(x_train.std().item() - 1) < 0.01  # normalised once
+
+
+def test_shards_cover_every_image_once_per_epoch():
+    shards = [shard_permutation(1001, seed=3, epoch=2, rank=r, world=4) for r in range(4)]
+    assert len({len(s) for s in shards}) == 1  # equal work per rank (padded like DistributedSampler)
+    assert set(torch.cat(shards).tolist()) == set(range(1001))
+    assert not torch.equal(shard_permutation(1001, 3, 2, 0, 4), shard_permutation(1001, 3, 3, 0, 4))
+    assert torch.equal(shard_permutation(1001, 3, 2, 0, 4), shard_permutation(1001, 3, 2, 0, 4))
+
+
+def test_missing_data_message(tmp_path):
+    with pytest.raises(Exception) as info:
+        mnist.ensure(tmp_path / "empty", download=False)
+    text = str(info.value)
+    assert str(tmp_path / "empty") in text and "dlhpc data fetch" in text and "DLHPC_DATA" in text
+
+
+SMALL = """
+name: small
+model: {name: cnn, width: 8}
+train: {epochs: 3, batch_size: 128, lr: 0.1, seed: 5, target_accuracy: 0.9}
+data: {train_subset: 6000}
+resources: {cpus_per_task: 2}
+"""
+
+
+def test_files_written_by_a_run(tmp_path):
+    trial = make_trial(tmp_path, SMALL, ["train.epochs=2"])
+    result = train_trial(trial)
+    lines = read(trial / "metrics.jsonl")
+    assert [m["epoch"] for m in lines] == [1, 2]
+    for key in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s", "lr",
+                "world_size"):
+        assert key in lines[0]
+    on_disk = json.loads((trial / "result.json").read_text())
+    assert on_disk["state"] == "COMPLETED" and on_disk == {**on_disk, **result}
+    for key in ("test_acc", "best_test_acc", "time_to_target_s", "train_time_s", "job_id", "nodes", "device"):
+        assert key in on_disk
+    assert 0.9 < on_disk["test_acc"] <= 1 and on_disk["time_to_target_s"] is not None
+    assert (trial / "checkpoint.pt").is_file()
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    reference = make_trial(tmp_path / "a", SMALL)
+    expected = train_trial(reference)
+
+    trial = make_trial(tmp_path / "b", SMALL)
+    env = {**os.environ, "DLHPC_CPUS_PER_TASK": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "dlhpc.train", str(trial)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill it once epoch 1 is checkpointed, mid-way through epoch 2
+        if (trial / "metrics.jsonl").exists() and len(read(trial / "metrics.jsonl")) >= 1:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(read(trial / "metrics.jsonl")) < 3, "the run finished before it could be interrupted"
+    resumed = train_trial(trial)
+    assert resumed["resumed_from_epoch"] in (1, 2)
+    lines = read(trial / "metrics.jsonl")
+    assert [m["epoch"] for m in lines] == [1, 2, 3]  # every epoch exactly once
+    assert resumed["test_acc"] == expected["test_acc"]
+    assert resumed["test_loss"] == expected["test_loss"]
+    ref_lines = read(reference / "metrics.jsonl")
+    assert [m["test_loss"] for m in lines] == [m["test_loss"] for m in ref_lines]
+
+
+def test_ddp_two_ranks_match_one_rank(tmp_path):
+    text = """
+name: ddp
+model: {name: cnn, width: 16}
+train: {epochs: 2, lr: 0.1, seed: 1}
+data: {train_subset: 20000}
+resources: {cpus_per_task: 1}
+"""
+    one = make_trial(tmp_path / "one", text, ["train.batch_size=128", "resources.cpus_per_task=2"])
+    two = make_trial(tmp_path / "two", text, ["train.batch_size=64", "resources.tasks_per_node=2"])
+    r1 = train_trial(one)
+    proc = subprocess.run([sys.executable, "-m", "dlhpc.train", "--nproc", "2", str(two)],
+                          env={**os.environ, "DLHPC_CPUS_PER_TASK": "1"}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r2 = json.loads((two / "result.json").read_text())
+    assert r2["world_size"] == 2 and r1["world_size"] == 1
+    assert read(two / "metrics.jsonl")[0]["world_size"] == 2
+    assert abs(r1["test_acc"] - r2["test_acc"]) <= 0.003, (r1["test_acc"], r2["test_acc"])
