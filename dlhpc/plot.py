@@ -42,7 +42,10 @@ def plot_experiment(exp_dir: Path, out: Path) -> Path:
         ax2.set_ylabel("parallel efficiency (%)")
         ax.legend(loc="upper left")
         ax2.legend(loc="lower right")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes[:2]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)

@@ -1,7 +1,7 @@
 """MNIST as tensors resident on the training device: no per-sample transforms, no DataLoader.
 
-The four raw IDX files are read once through torchvision's readers (downloaded, with checksum
-verification, when missing and allowed), normalised once, and moved to the device. Batches are
+The four raw IDX files are read once through torchvision's readers (downloaded and md5-checked
+when missing and allowed), normalised once, and moved to the device. Batches are
 then index_select gathers on the device, which costs microseconds.
 """
 
@@ -36,21 +36,62 @@ def missing_message(root: Path) -> str:
             "or point data.root (or $DLHPC_DATA) at a folder that holds MNIST/raw/.")
 
 
-def fetch(root: Path) -> Path:
-    """Download MNIST into root with torchvision (md5-checked). Mirrors can be overridden with
-    $DLHPC_MNIST_MIRROR (a base URL), e.g. a site mirror or a local test server."""
-    from torchvision.datasets import MNIST
+# md5 of the uncompressed files: checks the content, whatever gzip packaging a mirror serves.
+RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
-    mirror = os.environ.get("DLHPC_MNIST_MIRROR")
-    if mirror:
-        MNIST.mirrors = [mirror.rstrip("/") + "/"]
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        MNIST(str(root), train=True, download=True)
-        MNIST(str(root), train=False, download=True)
-    except Exception as exc:  # torchvision raises RuntimeError / URLError / OSError
-        raise UserError(f"could not download MNIST into {root}: {exc}. " + missing_message(root)) from None
+
+def mirrors() -> list[str]:
+    """$DLHPC_MNIST_MIRROR (a base URL: a site mirror, or a local test server) first."""
+    own = os.environ.get("DLHPC_MNIST_MIRROR")
+    return ([own.rstrip("/") + "/"] if own else []) + list(MIRRORS)
+
+
+def fetch(root: Path) -> Path:
+    """Download the four files (.gz) into root/MNIST/raw, verify each one's md5, write atomically."""
+    import gzip
+    import hashlib
+    import urllib.request
+
+    from dlhpc.fsutil import atomic_write_bytes
+
+    target = raw_dir(root)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, md5 in RAW_MD5.items():
+        if (target / name).is_file() and _md5(target / name) == md5:
+            continue
+        errors = []
+        for base in mirrors():
+            url = base + name + ".gz"
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    data = gzip.decompress(response.read())
+            except (OSError, EOFError, ValueError) as exc:  # URLError, HTTPError, bad gzip
+                errors.append(f"{url}: {exc}")
+                continue
+            if hashlib.md5(data).hexdigest() != md5:
+                errors.append(f"{url}: checksum mismatch (got {hashlib.md5(data).hexdigest()}, want {md5})")
+                continue
+            atomic_write_bytes(target / name, data)
+            break
+        else:
+            raise UserError(f"could not download MNIST file {name}: " + "; ".join(errors) + ". " + missing_message(root))
     return root
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def ensure(root, download: bool) -> Path:

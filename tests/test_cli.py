@@ -1,0 +1,124 @@
+"""The CLI as a user meets it: fast login-node commands, a local run, data fetch, a wheel install."""
+
+import gzip
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, ROOT, write
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate", "jobs/mnist-cnn.yaml"],
+                                  ["render", "jobs/sweep-lr.yaml"], ["summary", "--format", "json"],
+                                  ["status", "--json"]])
+def test_login_node_commands_do_not_import_torch(args, tmp_path):
+    env = {**os.environ, "DLHPC_OUTPUT": str(tmp_path / "none")}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "dlhpc", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
+    assert "torch" not in imported and "submitit" not in imported
+    assert proc.returncode in (0, 2), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate", "jobs/mnist-cnn.yaml"], ["render", "jobs/sweep-lr.yaml"]])
+def test_login_node_commands_answer_fast(args):
+    best = min(_timed([sys.executable, "-m", "dlhpc", *args]) for _ in range(3))
+    assert best < 0.5, f"dlhpc {' '.join(args)} took {best:.2f} s"
+
+
+def _timed(argv):
+    t0 = time.perf_counter()
+    subprocess.run(argv, cwd=ROOT, capture_output=True, check=True)
+    return time.perf_counter() - t0
+
+
+def test_local_run_of_ci_smoke(dlhpc, tmp_path):
+    r = dlhpc("run", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"output={tmp_path / 'runs'}")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    record = json.loads((exp / "experiment.json").read_text())
+    assert record["scheduler"] == "local" and len(record["trials"]) == 2
+    for trial in record["trials"]:
+        tdir = exp / trial["id"]
+        assert (tdir / "spec.yaml").is_file() and (tdir / "checkpoint.pt").is_file()
+        result = json.loads((tdir / "result.json").read_text())
+        assert result["state"] == "COMPLETED" and result["world_size"] == 2
+        assert 0.9 < result["test_acc"] <= 1.0
+        assert len((tdir / "metrics.jsonl").read_text().splitlines()) == 1
+    assert "COMPLETED" in r.out and trial["id"] in r.out  # the closing table
+
+
+def test_run_without_data_says_where_it_looked(dlhpc, tmp_path):
+    r = dlhpc("run", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"data.root={tmp_path / 'empty'}",
+              "--set", "data.download=false", "--set", f"output={tmp_path / 'runs'}")
+    assert r.code == 2, r
+    assert str(tmp_path / "empty") in r.err and "dlhpc data fetch" in r.err and "DLHPC_DATA" in r.err
+    assert "Traceback" not in r.err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def mnist_mirror(tmp_path):
+    """The real MNIST files, gzipped and served from a local HTTP server, like the public mirrors."""
+    served = tmp_path / "mirror"
+    served.mkdir()
+    for path in (DATA / "MNIST" / "raw").glob("*-ubyte"):
+        with open(path, "rb") as src, gzip.open(served / (path.name + ".gz"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+
+
+def test_data_fetch_downloads_and_verifies(dlhpc, tmp_path, mnist_mirror):
+    served, url = mnist_mirror
+    root = tmp_path / "shared data"
+    r = dlhpc("data", "fetch", "--root", root, env={"DLHPC_MNIST_MIRROR": url})
+    assert r.code == 0, r
+    assert str(root) in r.out
+    for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        assert (root / "MNIST" / "raw" / name).read_bytes() == (DATA / "MNIST" / "raw" / name).read_bytes()
+    again = dlhpc("data", "fetch", "--root", root, env={"DLHPC_MNIST_MIRROR": "http://127.0.0.1:9/"})
+    assert again.code == 0, again  # idempotent: nothing to download the second time
+
+
+def test_data_fetch_rejects_a_corrupt_download(dlhpc, tmp_path, mnist_mirror):
+    served, url = mnist_mirror
+    with gzip.open(served / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(b"not mnist")
+    r = dlhpc("data", "fetch", "--root", tmp_path / "d", env={"DLHPC_MNIST_MIRROR": url})
+    assert r.code == 2, r
+    assert "could not download MNIST" in r.err and "checksum mismatch" in r.err and "Traceback" not in r.err
+
+
+def test_wheel_install_ships_templates(tmp_path):
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheel_dir), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = wheel_dir.glob("dlhpc-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    # no torch needed to render: install only what the login-node path imports
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel), "pyyaml", "jinja2",
+                          "markupsafe"], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    spec = write(tmp_path / "s.yaml", "name: wheel\nresources: {scheduler: slurm}\n")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    proc = subprocess.run([str(venv / "bin" / "dlhpc"), "render", str(spec)], cwd=work, capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr
+    assert "#SBATCH --job-name=wheel" in proc.stdout
+    assert "site-packages/dlhpc/templates/slurm/default.sh.j2" in proc.stderr
