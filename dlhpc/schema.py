@@ -256,6 +256,7 @@ SCHEMA = {
         "seed": Int(0, 0, 2**31 - 1),
         "precision": Choice("auto", ("auto", "fp32", "bf16")),
         "target_accuracy": Float(0.99, 0, 1, lo_open=True),
+        "stop_at_target": Bool(False),
         "compile": Bool(False),
         "eval_batch_size": Int(2000, 1, 1_000_000),
     },

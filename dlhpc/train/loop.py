@@ -33,9 +33,21 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def load_trial_spec(trial_dir: Path) -> dict:
+    """The trial's resolved spec, over today's defaults (a spec written by an older dlhpc may
+    lack keys added since)."""
+    import copy
+
     import yaml
 
-    return yaml.safe_load((trial_dir / "spec.yaml").read_text())
+    from dlhpc.schema import DEFAULTS
+
+    spec = copy.deepcopy(DEFAULTS)
+    for section, values in (yaml.safe_load((trial_dir / "spec.yaml").read_text()) or {}).items():
+        if isinstance(values, dict) and isinstance(spec.get(section), dict):
+            spec[section].update(values)
+        else:
+            spec[section] = values
+    return spec
 
 
 def pick_device(denv, gpus_per_node: int) -> torch.device:
@@ -222,6 +234,8 @@ class Trainer:
                 print(f"epoch {epoch}/{cfg['epochs']} train_loss {train_loss:.4f} test_loss {test_loss:.4f} "
                       f"test_acc {test_acc:.4f} ({epoch_time:.2f} s, {history[-1]['images_per_s']:.0f} img/s)",
                       flush=True)
+            if cfg["stop_at_target"] and time_to_target is not None:
+                break  # a speed run: the target is all we came for
         last = history[-1]
         result = {
             "state": "COMPLETED", "epochs": cfg["epochs"], "epochs_done": last["epoch"],
