@@ -235,7 +235,7 @@ def cmd_summary(args):
     warnings = []
     for ref in refs:
         exp_dir = _find(ref, args)
-        sched, warn = ({}, []) if args.no_accounting else status.scheduler_info(exp_dir)
+        sched, warn = (None, []) if args.no_accounting else status.scheduler_info(exp_dir)
         warnings += warn
         record, rows = results.experiment_rows(exp_dir, sched)
         all_rows += rows

@@ -42,7 +42,7 @@ def _finite(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = None) -> dict:
+def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = None, sched_missing=False) -> dict:
     """One row for one trial. `sched` is what the scheduler said about its job, if asked."""
     tdir = exp_dir / trial["id"]
     spec = record.get("spec", {})
@@ -73,7 +73,14 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
             state = "FAILED"
             flags.append("job ended without writing a result")
     if state is None:
-        state = "RUNNING" if metrics else ("PENDING" if record.get("jobs") or record.get("scheduler") == "local" else "UNKNOWN")
+        if metrics:
+            state = "RUNNING"
+        elif record.get("jobs") and sched_missing:
+            # neither squeue nor sacct knows the job (yet): say so, never guess FAILED
+            state = "UNKNOWN"
+            flags.append("the scheduler does not report this job")
+        else:
+            state = "PENDING"
     if result.get("error"):
         flags.append(str(result["error"]).splitlines()[0][:200])
     epochs_total = result.get("epochs") or _trial_epochs(tdir, spec)
@@ -127,7 +134,8 @@ def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[di
     for trial in record.get("trials", []):
         trial = dict(trial, job_id=job_of.get(trial["id"]))
         sched = (sched_by_job or {}).get(trial["job_id"]) if trial["job_id"] else None
-        rows.append(trial_row(exp_dir, record, trial, sched))
+        missing = sched_by_job is not None and trial["job_id"] is not None and sched is None
+        rows.append(trial_row(exp_dir, record, trial, sched, missing))
     add_scaling(rows)
     return record, rows
 

@@ -1,11 +1,16 @@
 """The one way dlhpc shells out: on failure the user sees the command, exit code and output."""
 
+import os
 import subprocess
 
 from dlhpc.errors import CommandError
 
 
 def run_command(argv, *, timeout=60, cwd=None, input=None, check=True, env=None) -> subprocess.CompletedProcess:
+    # A site (or a test) can cap every scheduler call: a hung sacct must not hang the login node.
+    cap = os.environ.get("DLHPC_SCHEDULER_TIMEOUT")
+    if cap:
+        timeout = min(timeout, float(cap))
     try:
         proc = subprocess.run(
             [str(a) for a in argv], capture_output=True, text=True, timeout=timeout,

@@ -284,7 +284,7 @@ def cancel(job_ids) -> list[str]:
 
 def restart_count(job_id: str) -> int | None:
     try:
-        out = run_command(["scontrol", "show", "job", job_id.replace("_", "_")], timeout=20).stdout
+        out = run_command(["scontrol", "show", "job", job_id], timeout=20).stdout
     except CommandError:
         return None
     m = re.search(r"Restarts=(\d+)", out)

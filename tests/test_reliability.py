@@ -1,0 +1,303 @@
+"""Crash-safe files, scheduler faults, hostile input, concurrent use — and, on the live cluster,
+requeue with exact resume and time limits."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, ROOT, write
+from test_slurm import exp_dir_from, wait_finished
+
+WRITER = textwrap.dedent("""
+    import json, os, sys
+    from dlhpc.fsutil import atomic_write_json, atomic_write_bytes, append_line_atomic
+    d = sys.argv[1]
+    m = d + "/metrics.jsonl"
+    i = json.loads(open(m).read().splitlines()[-1])["epoch"] if os.path.exists(m) else 0
+    while True:
+        i += 1
+        payload = {"version": i, "pad": "x" * (1000 + 97 * (i % 50))}
+        atomic_write_json(d + "/result.json", payload)
+        atomic_write_bytes(d + "/checkpoint.pt", json.dumps(payload).encode() * 50)
+        append_line_atomic(d + "/metrics.jsonl", json.dumps({"epoch": i}))
+""")
+
+
+def test_files_survive_sigkill_at_random_points(tmp_path):
+    script = write(tmp_path / "writer.py", WRITER)
+    kills = 0
+    rng = random.Random(0)
+    last_epochs = 0
+    while kills < 120:
+        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+        time.sleep(0.06 + rng.random() * 0.05)  # interpreter start-up, then a random point in the loop
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        if not (tmp_path / "result.json").exists():
+            continue
+        result = json.loads((tmp_path / "result.json").read_text())  # never truncated
+        assert len(result["pad"]) >= 1000
+        checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
+        one = len(checkpoint) // 50
+        assert json.loads(checkpoint[:one])["version"] >= 1 and checkpoint == checkpoint[:one] * 50
+        lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+        epochs = [json.loads(line)["epoch"] for line in lines]  # every line whole
+        assert epochs == sorted(epochs) and len(epochs) >= last_epochs
+        last_epochs = len(epochs)
+    assert kills >= 100 and last_epochs > 0
+
+
+# ---- scheduler faults, with fake sacct/squeue/sbatch in front of PATH -----------------------------
+
+def fake_bin(tmp_path, **scripts):
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        path = write(bin_dir / name, "#!/bin/bash\n" + body + "\n")
+        path.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "DLHPC_SCHEDULER_TIMEOUT": "2"}
+
+
+def slurm_experiment(tmp_path):
+    exp = tmp_path / "runs" / "faults-20260101-000000"
+    exp.mkdir(parents=True)
+    record = {"name": "faults", "scheduler": "slurm", "swept_keys": ["train.seed"],
+              "spec": {"name": "faults", "model": {"name": "cnn"}, "train": {"epochs": 2}},
+              "trials": [{"id": "000-aaaaaa", "index": 0, "params": {"train.seed": 0}},
+                         {"id": "001-bbbbbb", "index": 1, "params": {"train.seed": 1}}],
+              "jobs": [{"job_id": "77_0", "trial": "000-aaaaaa"}, {"job_id": "77_1", "trial": "001-bbbbbb"}]}
+    write(exp / "experiment.json", json.dumps(record))
+    (exp / "000-aaaaaa").mkdir()
+    (exp / "001-bbbbbb").mkdir()
+    write(exp / "000-aaaaaa" / "result.json", json.dumps({"state": "COMPLETED", "test_acc": 0.97, "epochs": 2}))
+    return exp
+
+
+@pytest.mark.parametrize("sacct", ["echo 'sacct: error: Problem talking to the database' >&2; exit 1",
+                                   "sleep 10", "exit 0", "echo 'garbage without pipes'"])
+def test_status_degrades_when_sacct_misbehaves(dlhpc, tmp_path, sacct):
+    exp = slurm_experiment(tmp_path)
+    env = fake_bin(tmp_path, sacct=sacct, squeue="exit 0")
+    t0 = time.monotonic()
+    r = dlhpc("status", exp, "--json", env=env)
+    assert time.monotonic() - t0 < 8
+    assert r.code == 0, r
+    assert "Traceback" not in r.err
+    report = json.loads(r.out)
+    states = {t["trial"]: t["state"] for t in report["trials"]}
+    assert states["000-aaaaaa"] == "COMPLETED"  # the result file still counts
+    assert states["001-bbbbbb"] == "UNKNOWN"  # left squeue, not (yet) in sacct: not FAILED
+    if "exit 1" in sacct or "sleep" in sacct:
+        assert any("sacct failed" in w for w in report["warnings"]), report
+    summary = dlhpc("summary", exp, "--format", "json", env=env)
+    assert summary.code == 0 and "Traceback" not in summary.err
+
+
+def test_squeue_fallback_reports_running_jobs(dlhpc, tmp_path):
+    exp = slurm_experiment(tmp_path)
+    env = fake_bin(tmp_path, sacct="exit 1", squeue="echo '77_1|RUNNING|0:42|n2'")
+    report = json.loads(dlhpc("status", exp, "--json", env=env).out)
+    assert {t["trial"]: t["state"] for t in report["trials"]}["001-bbbbbb"] == "RUNNING"
+
+
+def test_every_slurm_state_maps_to_a_known_one():
+    from dlhpc.schedulers import slurm
+
+    known = {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "REQUEUED", "UNKNOWN"}
+    for raw in list(slurm.STATES) + ["CANCELLED by 0", "COMPLETED+", "SOMETHING_NEW", ""]:
+        assert slurm.map_state(raw) in known
+    assert slurm.map_state("CANCELLED by 1000") == "CANCELLED"
+    assert slurm.map_state("SOMETHING_NEW") == "UNKNOWN"
+    assert slurm.map_state("PREEMPTED") == "PREEMPTED" and slurm.map_state("REQUEUED") == "REQUEUED"
+    assert slurm._expand_array_row("12_[0-2,5%2]") == ["12_0", "12_1", "12_2", "12_5"]
+
+
+def test_sbatch_printing_garbage_is_a_clear_error(dlhpc, tmp_path):
+    env = fake_bin(tmp_path, sbatch="echo 'Welcome to the cluster!'; exit 0",
+                   scontrol="echo 'PartitionName=debug Default=YES MaxTime=UNLIMITED State=UP'", srun="exit 0")
+    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"output={tmp_path / 'runs'}", env=env)
+    assert r.code == 1, r
+    assert "Welcome to the cluster!" in r.err and "Submitted batch job" in r.err and "Traceback" not in r.err
+    assert not any((tmp_path / "runs").iterdir())  # nothing half-written left behind
+
+
+def test_sbatch_refusal_reports_command_and_output(dlhpc, tmp_path):
+    env = fake_bin(tmp_path, sbatch="echo 'sbatch: error: Batch job submission failed: Invalid account' >&2; exit 1",
+                   scontrol="echo 'PartitionName=debug Default=YES MaxTime=UNLIMITED State=UP'", srun="exit 0")
+    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"output={tmp_path / 'runs'}", env=env)
+    assert r.code == 1, r
+    assert "exit 1" in r.err and "sbatch" in r.err and "Invalid account" in r.err
+    assert not any((tmp_path / "runs").iterdir())
+
+
+def test_names_that_escape_the_output_folder_are_refused(dlhpc, tmp_path):
+    for name in ("..", "../x", "/etc/passwd", "a/b", ".hidden"):
+        spec = write(tmp_path / "s.yaml", f"name: '{name}'\n")
+        r = dlhpc("validate", spec)
+        assert r.code == 2 and "name" in r.err, (name, r)
+
+
+def test_summary_while_a_run_writes(dlhpc, tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "dlhpc", "run", str(ROOT / "jobs" / "ci-smoke.yaml"),
+                             "--set", f"output={out}", "--set", "train.epochs=3", "--set", "data.train_subset=3000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = 0
+    try:
+        while proc.poll() is None:
+            if out.exists() and any(out.iterdir()):
+                r = dlhpc("summary", out / next(out.iterdir()).name, "--format", "json", cwd=tmp_path)
+                assert r.code in (0, 1) and "Traceback" not in r.err, r
+                rows = json.loads(r.out)
+                for row in rows:
+                    assert row["state"] in ("PENDING", "RUNNING", "COMPLETED")
+                    assert 0 <= row["epochs_done"] <= 3
+                seen += 1
+            time.sleep(0.2)
+    finally:
+        proc.wait()
+    assert seen >= 3 and proc.returncode == 0
+
+
+# ---- live cluster ---------------------------------------------------------------------------------
+
+def scontrol_job(job_id):
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    return dict(item.split("=", 1) for item in out.split() if "=" in item)
+
+
+def array_task_job_id(job_id: str) -> str:
+    """'77_1' → the task's own SLURM job id, which scontrol requeue needs for one element."""
+    return job_id
+
+
+@pytest.mark.slurm
+def test_requeued_twice_resumes_exactly(slurm_cluster, dlhpc, tmp_path):
+    text = f"""
+name: requeue
+model: {{name: cnn, width: 8}}
+train: {{epochs: 8, batch_size: 64, lr: 0.1, seed: 3, target_accuracy: 0.9}}
+data: {{train_subset: 6000, root: {DATA}}}
+resources: {{scheduler: slurm, tasks_per_node: 2, cpus_per_task: 1, mem: 1G, time: "00:10:00"}}
+"""
+    spec = write(tmp_path / "requeue.yaml", text)
+    r = dlhpc("submit", spec, "--set", f"output={tmp_path / 'runs'}")
+    assert r.code == 0, r
+    exp = Path(exp_dir_from(r.out))
+    record = json.loads((exp / "experiment.json").read_text())
+    job_id, trial = record["jobs"][0]["job_id"], exp / record["jobs"][0]["trial"]
+
+    def epochs_done():
+        try:
+            return len((trial / "metrics.jsonl").read_text().splitlines())
+        except FileNotFoundError:
+            return 0
+
+    for n in (1, 2):
+        deadline = time.monotonic() + 180
+        start = epochs_done()
+        while epochs_done() < start + 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert epochs_done() < 8, "training finished before the requeue could happen"
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        deadline = time.monotonic() + 120
+        while scontrol_job(job_id).get("Restarts") != str(n) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    report = wait_finished(dlhpc, exp, timeout=300)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert scontrol_job(job_id).get("Restarts") == "2"
+    lines = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == list(range(1, 9))  # every epoch exactly once
+    result = json.loads((trial / "result.json").read_text())
+    assert result["resumed_from_epoch"] is not None
+
+    # the same trial, uninterrupted, on 2 local ranks
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (reference / "spec.yaml").write_text((trial / "spec.yaml").read_text())
+    proc = subprocess.run([sys.executable, "-m", "dlhpc.train", "--nproc", "2", str(reference)],
+                          capture_output=True, text=True, env={**os.environ, "DLHPC_CPUS_PER_TASK": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = json.loads((reference / "result.json").read_text())
+    assert result["test_acc"] == expected["test_acc"] and result["test_loss"] == expected["test_loss"]
+
+
+@pytest.mark.slurm
+def test_time_limit_requeues_then_fails_cleanly_at_the_bound(slurm_cluster, dlhpc, tmp_path):
+    text = f"""
+name: timelimit
+model: {{name: cnn, width: 8}}
+train: {{epochs: 10000, batch_size: 64, target_accuracy: 0.9}}
+data: {{train_subset: 2000, root: {DATA}}}
+resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 1G, time: "00:01:00",
+            signal_margin_s: 40, timeout_requeues: 1}}
+"""
+    spec = write(tmp_path / "tl.yaml", text)
+    r = dlhpc("submit", spec, "--set", f"output={tmp_path / 'runs'}")
+    assert r.code == 0, r
+    exp = Path(exp_dir_from(r.out))
+    record = json.loads((exp / "experiment.json").read_text())
+    job_id, trial = record["jobs"][0]["job_id"], exp / record["jobs"][0]["trial"]
+    report = wait_finished(dlhpc, exp, timeout=400)
+    (row,) = report["trials"]
+    assert row["state"] in ("FAILED", "TIMEOUT"), report
+    assert scontrol_job(job_id).get("Restarts") == "1"  # requeued once on the time limit, then stopped
+    requeues = json.loads((trial / "requeues.json").read_text())
+    assert requeues["count"] >= 1
+    result = json.loads((trial / "result.json").read_text())
+    assert result["state"] == "FAILED" and "timed-out too many times" in result["error"], result
+    summary = json.loads(dlhpc("summary", exp, "--format", "json").out)
+    assert summary[0]["state"] in ("FAILED", "TIMEOUT") and "timed-out" in summary[0]["flags"]
+
+
+@pytest.mark.slurm
+def test_hostile_values_run_exactly_as_written(slurm_cluster, dlhpc, tmp_path):
+    weird = tmp_path / "out put $(touch SENTINEL1) `touch SENTINEL2` ; && % é"
+    hostile = "a b'c\"d$(touch SENTINEL3)`touch SENTINEL4`;x&&y%z é"
+    spec = write(tmp_path / "h.yaml", f"""
+name: hostile
+model: {{name: softmax}}
+train: {{epochs: 1, target_accuracy: 0.5}}
+data: {{train_subset: 1000, root: {DATA}}}
+resources: {{scheduler: slurm, cpus_per_task: 1, mem: 1G, time: "00:05:00"}}
+""")
+    r = dlhpc("submit", spec, "--set", f"output={weird}", "--set", f"env.vars.HOSTILE={hostile}",
+              "--set", "env.setup=['echo \"HOSTILE=[$HOSTILE]\"']")
+    assert r.code == 0, r
+    exp = Path(exp_dir_from(r.out))
+    assert exp.parent == weird
+    record = json.loads((exp / "experiment.json").read_text())
+    job = scontrol_job(record["jobs"][0]["job_id"])
+    assert job["JobName"] == "hostile" and job["TimeLimit"] == "00:05:00" and job["NumNodes"] == "1"
+    report = wait_finished(dlhpc, exp)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    out = (exp / record["jobs"][0]["trial"] / "job.out").read_text()
+    assert f"HOSTILE=[{hostile}]" in out
+    for root in (tmp_path, weird, exp, exp / "logs", Path.cwd()):
+        assert not list(root.glob("SENTINEL*")), root
+
+
+@pytest.mark.slurm
+def test_two_submits_at_once_get_two_directories(slurm_cluster, tmp_path):
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}  # force the same timestamp
+    argv = [sys.executable, "-m", "dlhpc", "submit", str(ROOT / "jobs" / "ci-smoke.yaml"),
+            "--set", f"output={tmp_path / 'runs'}", "--set", "train.epochs=1", "--set", "data.train_subset=500"]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    dirs = sorted(d.name for d in (tmp_path / "runs").iterdir())
+    assert len(dirs) == 2 and dirs[0] != dirs[1], dirs
+    for d in dirs:
+        record = json.loads((tmp_path / "runs" / d / "experiment.json").read_text())
+        assert len(record["jobs"]) == 2
+        assert str(tmp_path / "runs" / d) in (tmp_path / "runs" / d / "job-0.sh").read_text()
+        subprocess.run([sys.executable, "-m", "dlhpc", "cancel", str(tmp_path / "runs" / d)], capture_output=True)
