@@ -71,8 +71,14 @@ def load_spec(path, sets=(), *, use_site=True) -> Spec:
                 continue
             data, origins = load_file(layer_path)
             data = _expect_mapping(data, str(layer_path))
+            if not is_site and "site" in data:
+                raise UserError(f"{where(origins, ('site',))}: site settings belong in the site file "
+                                f"($DLHPC_SITE or {SITE_DEFAULT}), not in {layer_path}")
             if is_site and "site" in data:
                 site_settings = _validate_site(data.pop("site"), origins)
+                tdir = site_settings.get("template_dir")
+                if tdir and not os.path.isabs(os.path.expanduser(tdir)):  # relative to the site file
+                    site_settings["template_dir"] = str(layer_path.resolve().parent / tdir)
             layers.append((data, origins))
     if path is not None:
         data, origins = load_file(path)

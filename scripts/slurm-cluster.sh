@@ -6,7 +6,8 @@
 #   sudo scripts/slurm-cluster.sh up        # configure and start whatever is not running yet
 #   sudo scripts/slurm-cluster.sh down      # stop only what `up` started (recorded in $STATE)
 #
-# Partitions: debug (default, no time limit) and short (MaxTime 5 minutes, for limit checks).
+# Partitions: debug (default, no time limit), short (MaxTime 5 minutes, for limit checks) and gpu
+# (4 hours); each node counts 2 GPUs (a GRES count without devices, for request checks).
 set -euo pipefail
 
 STATE=${DLHPC_CLUSTER_STATE:-/run/dlhpc-cluster}
@@ -108,10 +109,23 @@ MinJobAge=60
 MaxArraySize=1001
 InactiveLimit=0
 SlurmdTimeout=60
-NodeName=n1 NodeAddr=127.0.0.1 NodeHostname=n1 Port=17001 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-NodeName=n2 NodeAddr=127.0.0.1 NodeHostname=n2 Port=17002 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+GresTypes=gpu
+NodeName=n1 NodeAddr=127.0.0.1 NodeHostname=n1 Port=17001 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:2 State=UNKNOWN
+NodeName=n2 NodeAddr=127.0.0.1 NodeHostname=n2 Port=17002 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes=n1,n2 Default=NO MaxTime=00:05:00 State=UP
+PartitionName=gpu Nodes=n1,n2 Default=NO MaxTime=04:00:00 State=UP
+EOF
+  # Two GPUs per node as counted resources only (no devices): enough for sbatch --test-only,
+  # --gres/--gpus-per-node requests and doctor's GPU checks; jobs that ask for them run on CPU.
+  mkdir -p /run/dlhpc-fake-gpu
+  for i in 0 1; do  # character devices (like /dev/null), which is all slurmd checks
+    [ -c "/run/dlhpc-fake-gpu/gpu$i" ] || { rm -f "/run/dlhpc-fake-gpu/gpu$i"; mknod "/run/dlhpc-fake-gpu/gpu$i" c 1 3; }
+  done
+  cat > /etc/slurm/gres.conf <<EOF
+AutoDetect=off
+NodeName=n1 Name=gpu File=/run/dlhpc-fake-gpu/gpu[0-1]
+NodeName=n2 Name=gpu File=/run/dlhpc-fake-gpu/gpu[0-1]
 EOF
   for n in n1 n2; do mkdir -p "/var/spool/slurmd/$n"; done
 }
@@ -133,6 +147,9 @@ up() {
   for n in n1 n2; do
     if ! pgrep -f "slurmd -N $n" >/dev/null; then slurmd -N "$n"; started "slurmd-$n"; fi
   done
+  # a node left drained by an earlier configuration comes back
+  sleep 1
+  scontrol update NodeName=n1,n2 State=RESUME >/dev/null 2>&1 || true
   for _ in $(seq 120); do
     states=$(sinfo -h -N -o '%N %t' 2>/dev/null | awk '{print $2}' | sort -u | tr '\n' ' ')
     [ "$states" = "idle " ] && { log "cluster up"; sinfo; return; }
