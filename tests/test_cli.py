@@ -122,3 +122,21 @@ def test_wheel_install_ships_templates(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --job-name=wheel" in proc.stdout
     assert "site-packages/dlhpc/templates/slurm/default.sh.j2" in proc.stderr
+
+
+def test_local_submit_returns_at_once_and_finishes_in_the_background(dlhpc, tmp_path):
+    t0 = time.monotonic()
+    r = dlhpc("submit", ROOT / "jobs" / "mnist-softmax.yaml", "--set", "train.epochs=1",
+              "--set", "data.train_subset=2000", "--set", f"output={tmp_path / 'runs'}")
+    assert r.code == 0, r
+    assert time.monotonic() - t0 < 5
+    assert "background" in r.out
+    exp = next((tmp_path / "runs").iterdir())
+    watch = dlhpc("status", exp, "--watch", "--interval", "0.5", timeout=120)
+    assert watch.code == 0, watch
+    report = json.loads(dlhpc("status", exp, "--json").out)
+    assert report["finished"] and report["trials"][0]["state"] == "COMPLETED", report
+    logs = dlhpc("logs", exp, "--follow", timeout=30)
+    assert logs.code == 0 and "epoch 1/1" in logs.out
+    bad = dlhpc("logs", exp, "--trial", "nope")
+    assert bad.code == 2 and "no trial 'nope'" in bad.err
