@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-from common import DATA, ROOT, mean, run_spec
+from common import DATA, ROOT, run_spec
 
 
 def baseline() -> float:

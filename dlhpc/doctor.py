@@ -106,7 +106,7 @@ def _job_check(spec) -> list[Check]:
     code = ("import torch,platform;print('python',platform.python_version(),'torch',torch.__version__,"
             "'cuda',torch.version.cuda,'gpus',torch.cuda.device_count(),'nccl',"
             "'.'.join(map(str,torch.cuda.nccl.version())) if torch.cuda.is_available() else None)")
-    argv = ["srun", "-N1", "-n1", f"--time=00:05:00"]
+    argv = ["srun", "-N1", "-n1", "--time=00:05:00"]
     if res["partition"]:
         argv.append(f"--partition={res['partition']}")
     if res["gpus_per_node"]:

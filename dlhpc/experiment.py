@@ -16,7 +16,7 @@ from pathlib import Path
 from dlhpc import __version__, sweep
 from dlhpc.errors import UserError
 from dlhpc.fsutil import atomic_write_json, atomic_write_text, read_json
-from dlhpc.render import Script, render_script
+from dlhpc.render import render_script
 from dlhpc.spec import Spec, dump_yaml
 
 SUBMITIT_DIR = ".submitit"

@@ -1,5 +1,8 @@
+import gzip
+import http.server
 import os
 import shutil
+import threading
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +62,19 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def mnist_mirror(tmp_path):
+    """The real MNIST files, gzipped and served from a local HTTP server, like the public mirrors."""
+    served = tmp_path / "mirror"
+    served.mkdir()
+    for path in (DATA / "MNIST" / "raw").glob("*-ubyte"):
+        with open(path, "rb") as src, gzip.open(served / (path.name + ".gz"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()

@@ -1,6 +1,5 @@
 """Admin and attendee tooling: site examples, template origins, doctor, cost, data staging."""
 
-import json
 import os
 import subprocess
 import sys
@@ -9,7 +8,6 @@ import threading
 import pytest
 
 from conftest import ROOT, write
-from test_cli import mnist_mirror  # noqa: F401  (fixture)
 
 SLURM_SITE = ROOT / "examples" / "slurm-gpu-cluster" / "site.yaml"
 PBS_SITE = ROOT / "examples" / "pbs-cluster" / "site.yaml"

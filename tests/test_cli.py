@@ -1,15 +1,11 @@
 """The CLI as a user meets it: fast login-node commands, a local run, data fetch, a wheel install."""
 
 import gzip
-import http.server
 import json
 import os
-import shutil
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -63,22 +59,6 @@ def test_run_without_data_says_where_it_looked(dlhpc, tmp_path):
     assert str(tmp_path / "empty") in r.err and "dlhpc data fetch" in r.err and "DLHPC_DATA" in r.err
     assert "Traceback" not in r.err
     assert not (tmp_path / "runs").exists()
-
-
-@pytest.fixture
-def mnist_mirror(tmp_path):
-    """The real MNIST files, gzipped and served from a local HTTP server, like the public mirrors."""
-    served = tmp_path / "mirror"
-    served.mkdir()
-    for path in (DATA / "MNIST" / "raw").glob("*-ubyte"):
-        with open(path, "rb") as src, gzip.open(served / (path.name + ".gz"), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield served, f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
 
 
 def test_data_fetch_downloads_and_verifies(dlhpc, tmp_path, mnist_mirror):

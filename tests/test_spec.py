@@ -118,7 +118,7 @@ def test_layering_site_user_spec_set(tmp_path, monkeypatch):
 
     site = write(tmp_path / "site.yaml", "resources:\n  partition: site-part\n  account: site-acct\n  mem: 2G\n"
                  "site:\n  charge_rates: {core_hour: 1.5}\n")
-    user = write(tmp_path / "cfg" / "dlhpc" / "config.yaml", "resources:\n  account: user-acct\n  mem: 3G\n")
+    write(tmp_path / "cfg" / "dlhpc" / "config.yaml", "resources:\n  account: user-acct\n  mem: 3G\n")
     spec = write(tmp_path / "s.yaml", "name: layered\nresources:\n  mem: 5G\n")
     monkeypatch.setenv("DLHPC_SITE", str(site))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))

@@ -12,12 +12,14 @@ element's pickle.
 import json
 import os
 import re
+import shlex
 import shutil
-import uuid
+import sys
 from pathlib import Path
 
-import submitit
-from submitit.core import core, job_environment, utils
+from submitit.core import core, job_environment
+
+from dlhpc.schedulers.submission import RenderedScriptMixin, submit_plan
 
 from dlhpc.errors import CommandError, DlhpcError, UserError
 from dlhpc.schema import parse_time
@@ -88,18 +90,17 @@ class PBSJob(core.Job):
     watcher = PBSInfoWatcher(delay_s=600)
 
 
-class PBSExecutor(core.PicklingExecutor):
+class PBSExecutor(RenderedScriptMixin, core.PicklingExecutor):
     """Submits pickled callables with qsub. The script text comes from dlhpc's template."""
 
     job_class = PBSJob
 
-    def __init__(self, folder, script_text: str = "", submit_cwd=None, python=None, max_num_timeout: int = 3,
+    def __init__(self, folder, script_text: str = "", submit_cwd=None, max_num_timeout: int = 3,
                  timeout_min: int = 60):
         super().__init__(folder, max_num_timeout=max_num_timeout)
-        self._script_text, self._submit_cwd = script_text, submit_cwd
-        self.python = python or submitit.slurm.slurm.shlex.quote(os.sys.executable)
-        self._throttling = 0.0
-        self.parameters["timeout_min"] = timeout_min
+        self._use_script(script_text, submit_cwd, timeout_min)
+        self.parameters["timeout_min"] = timeout_min  # submitit's single-job path reads it here
+        self.python = shlex.quote(sys.executable)
 
     @classmethod
     def _valid_parameters(cls):
@@ -107,11 +108,7 @@ class PBSExecutor(core.PicklingExecutor):
 
     @property
     def _submitit_command_str(self) -> str:
-        return " ".join([self.python, "-u -m submitit.core._submit",
-                         submitit.slurm.slurm.shlex.quote(str(self.folder))])
-
-    def _make_submission_file_text(self, command: str, uid: str) -> str:
-        return self._script_text
+        return " ".join([self.python, "-u -m submitit.core._submit", shlex.quote(str(self.folder))])
 
     def _num_tasks(self) -> int:
         return 1
@@ -122,33 +119,6 @@ class PBSExecutor(core.PicklingExecutor):
     @staticmethod
     def _get_job_id_from_submission_command(string) -> str:
         return parse_job_id(string.decode() if isinstance(string, bytes) else string)
-
-    def _internal_process_submissions(self, delayed_submissions):
-        if len(delayed_submissions) == 1:
-            return super()._internal_process_submissions(delayed_submissions)
-        folder = utils.JobPaths.get_first_id_independent_folder(self.folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        pickle_paths = []
-        for delayed in delayed_submissions:
-            path = folder / f"{uuid.uuid4().hex}.pkl"
-            delayed.set_timeout(self.parameters["timeout_min"], self.max_num_timeout)
-            delayed.dump(path)
-            pickle_paths.append(path)
-        first = self._submit_command(self._submitit_command_str)
-        jobs = [PBSJob(folder=self.folder, job_id=f"{first.job_id}_{i}", tasks=[0])
-                for i in range(len(delayed_submissions))]
-        for job, path in zip(jobs, pickle_paths):
-            job.paths.move_temporary_file(path, "submitted_pickle")
-        return jobs
-
-    def _submit_command(self, command: str):
-        uid = uuid.uuid4().hex
-        path = utils.JobPaths.get_first_id_independent_folder(self.folder) / f".submission_file_{uid}.sh"
-        path.write_text(self._make_submission_file_text(command, uid))
-        proc = run_command(self._make_submission_command(path), timeout=60, cwd=self._submit_cwd)
-        job = PBSJob(folder=self.folder, job_id=self._get_job_id_from_submission_command(proc.stdout), tasks=[0])
-        job.paths.move_temporary_file(path, "submission_file", keep_as_symlink=True)
-        return job
 
     @classmethod
     def affinity(cls) -> int:
@@ -199,25 +169,7 @@ def test_only(script_text: str, workdir: Path) -> str:
 
 
 def submit(plan) -> list[dict]:
-    from dlhpc.experiment import SUBMITIT_DIR
-    from dlhpc.train.job import TrainJob
-
-    jobs = []
-    for i, script in enumerate(plan.scripts):
-        data = next(t.data for t in plan.trials if t.id == script.trial_ids[0])
-        res = data["resources"]
-        executor = PBSExecutor(plan.exp_dir / SUBMITIT_DIR, script.text, plan.exp_dir / "logs",
-                               max_num_timeout=res["timeout_requeues"],
-                               timeout_min=max(1, parse_time(res["time"]) // 60))
-        payloads = [TrainJob(plan.exp_dir / tid) for tid in script.trial_ids]
-        if len(payloads) == 1:
-            submitted = [executor.submit(payloads[0])]
-        else:
-            with executor.batch():
-                submitted = [executor.submit(p) for p in payloads]
-        for tid, job in zip(script.trial_ids, submitted):
-            jobs.append({"job_id": job.job_id, "trial": tid, "script": f"job-{i}.sh"})
-    return jobs
+    return submit_plan(plan, PBSExecutor)
 
 
 def _qstat_ids(job_ids):

@@ -130,77 +130,29 @@ def parse_job_id(output: str) -> str:
 
 def _executor_class():
     import submitit
-    from submitit.core import utils as submitit_utils
 
-    class DlhpcSlurmExecutor(submitit.SlurmExecutor):
-        """submitit's executor, but every script (single or array) is our rendered template."""
+    from dlhpc.schedulers.submission import RenderedScriptMixin
 
-        def __init__(self, folder, script_text, submit_cwd, python, max_num_timeout, timeout_min):
-            super().__init__(folder, max_num_timeout=max_num_timeout, python=python)
-            self._script_text, self._submit_cwd = script_text, submit_cwd
-            self._throttling = 0.0  # we submit a handful of arrays, not thousands of single jobs
-            self.parameters["time"] = timeout_min
+    class DlhpcSlurmExecutor(RenderedScriptMixin, submitit.SlurmExecutor):
+        """submitit's SLURM executor; every script (single or array) is our rendered template."""
 
-        def _make_submission_file_text(self, command, uid):
-            if command != self._submitit_command_str:
-                raise RuntimeError("submitit asked for an unexpected command: " + command)
-            return self._script_text
+        def __init__(self, folder, script_text, submit_cwd, max_num_timeout, timeout_min):
+            super().__init__(folder, max_num_timeout=max_num_timeout)
+            self._use_script(script_text, submit_cwd, timeout_min)
+            self.parameters["time"] = timeout_min  # submitit's single-job path reads it here
 
-        def _internal_process_submissions(self, delayed_submissions):
-            if len(delayed_submissions) == 1:
-                return super()._internal_process_submissions(delayed_submissions)
-            # submitit's array path with `self` instead of a fresh SlurmExecutor, so the array
-            # script is ours too.
-            folder = submitit_utils.JobPaths.get_first_id_independent_folder(self.folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            pickle_paths = []
-            for delayed in delayed_submissions:
-                pickle_path = folder / f"{uuid.uuid4().hex}.pkl"
-                delayed.set_timeout(self.parameters["time"], self.max_num_timeout)
-                delayed.dump(pickle_path)
-                pickle_paths.append(pickle_path)
-            first_job = self._submit_command(self._submitit_command_str)
-            jobs = [submitit.SlurmJob(folder=self.folder, job_id=f"{first_job.job_id}_{a}", tasks=[0])
-                    for a in range(len(delayed_submissions))]
-            for job, pickle_path in zip(jobs, pickle_paths):
-                job.paths.move_temporary_file(pickle_path, "submitted_pickle")
-            return jobs
-
-        def _submit_command(self, command):
-            # submitit's version, but through our shell helper: errors carry command + output.
-            uid = uuid.uuid4().hex
-            path = submitit_utils.JobPaths.get_first_id_independent_folder(self.folder) / f".submission_file_{uid}.sh"
-            path.write_text(self._make_submission_file_text(command, uid))
-            proc = run_command(["sbatch", str(path)], timeout=60, cwd=self._submit_cwd)
-            job_id = parse_job_id(proc.stdout)
-            job = self.job_class(folder=self.folder, job_id=job_id, tasks=[0])
-            job.paths.move_temporary_file(path, "submission_file", keep_as_symlink=True)
-            return job
+        @staticmethod
+        def _get_job_id_from_submission_command(string) -> str:
+            return parse_job_id(string.decode() if isinstance(string, bytes) else string)
 
     return DlhpcSlurmExecutor
 
 
 def submit(plan) -> list[dict]:
-    """Queue every script of a materialised plan; return [{job_id, trials, script}]."""
-    from dlhpc.experiment import SUBMITIT_DIR
-    from dlhpc.train.job import TrainJob
+    """Queue every script of a materialised plan; return [{job_id, trial, script}]."""
+    from dlhpc.schedulers.submission import submit_plan
 
-    executor_class = _executor_class()
-    jobs = []
-    for i, script in enumerate(plan.scripts):
-        data = _data_of(plan, script)
-        res = data["resources"]
-        executor = executor_class(plan.exp_dir / SUBMITIT_DIR, script.text, plan.exp_dir / "logs", None,
-                                  res["timeout_requeues"], max(1, parse_time(res["time"]) // 60))
-        payloads = [TrainJob(plan.exp_dir / tid) for tid in script.trial_ids]
-        if len(payloads) == 1:
-            submitted = [executor.submit(payloads[0])]
-        else:
-            with executor.batch():
-                submitted = [executor.submit(p) for p in payloads]
-        for tid, job in zip(script.trial_ids, submitted):
-            jobs.append({"job_id": job.job_id, "trial": tid, "script": f"job-{i}.sh"})
-    return jobs
+    return submit_plan(plan, _executor_class())
 
 
 # ---- state ----------------------------------------------------------------------------------

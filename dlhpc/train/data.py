@@ -105,7 +105,6 @@ def ensure(root, download: bool) -> Path:
 
 def load(root, device, train_subset=None, download=True, dtype=None):
     """(x_train, y_train, x_test, y_test) on `device`; x is float [N,1,28,28], normalised."""
-    import torch
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     root = ensure(root, download)

@@ -169,7 +169,7 @@ class Trainer:
             dist_env.destroy_process_group()
 
     def _train(self) -> dict:
-        cfg, world, rank = self.cfg, self.denv.world_size, self.denv.rank
+        cfg, world = self.cfg, self.denv.world_size
         t_load = time.perf_counter()
         x_train, y_train, x_test, y_test = mnist.load(self.spec["data"]["root"], self.device,
                                                       self.spec["data"]["train_subset"], self.spec["data"]["download"])
