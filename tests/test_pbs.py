@@ -1,0 +1,102 @@
+"""PBS pieces that the PBS-on-SLURM wrappers cannot exercise: OpenPBS JSON and Torque qstat
+output, qsub's id formats, and pbs_launch's ranks across the nodes of $PBS_NODEFILE."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write
+from dlhpc.schedulers import pbs
+
+
+def test_job_ids_from_qsub():
+    assert pbs.parse_job_id("1234.pbs-server\n") == "1234"
+    assert pbs.parse_job_id("1234[].pbs-server\n") == "1234"
+    assert pbs.parse_job_id("77\n") == "77"
+    with pytest.raises(Exception, match="cannot read"):
+        pbs.parse_job_id("qsub: Unknown queue")
+
+
+def test_state_table():
+    assert pbs.map_state("Q") == "PENDING" and pbs.map_state("H") == "PENDING"
+    assert pbs.map_state("R") == "RUNNING" and pbs.map_state("E") == "RUNNING"
+    assert pbs.map_state("F", 0) == "COMPLETED" and pbs.map_state("F", "1") == "FAILED"
+    assert pbs.map_state("F", 271) == "CANCELLED" and pbs.map_state("C") == "COMPLETED"
+    assert pbs.map_state("Z") == "UNKNOWN" and pbs.map_state("") == "UNKNOWN"
+
+
+def fake_qstat(tmp_path, monkeypatch, body):
+    bin_dir = tmp_path / "bin"
+    write(bin_dir / "qstat", "#!/bin/bash\n" + body + "\n").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+def test_openpbs_json_states(tmp_path, monkeypatch):
+    data = {"Jobs": {"5[0].srv": {"job_state": "F", "Exit_status": 0, "resources_used": {"walltime": "00:01:02"},
+                                  "Resource_List": {"ncpus": 4, "ngpus": 1}},
+                     "5[1].srv": {"job_state": "R"}, "6.srv": {"job_state": "F", "Exit_status": 2}}}
+    fake_qstat(tmp_path, monkeypatch, f"cat <<'EOF'\n{json.dumps(data)}\nEOF")
+    states, warnings = pbs.states(["5_0", "5_1", "6"])
+    assert states["5_0"]["state"] == "COMPLETED" and states["5_0"]["elapsed"] == "00:01:02"
+    assert states["5_1"]["state"] == "RUNNING" and states["6"]["state"] == "FAILED"
+    assert "gres/gpu=1" in states["5_0"]["alloc_tres"]
+
+
+def test_torque_plain_states(tmp_path, monkeypatch):
+    table = ("Job ID                    Name             User            Time Use S Queue\n"
+             "------------------------- ---------------- --------------- -------- - -----\n"
+             "12[0].torque              exp              alice           00:00:10 C batch\n"
+             "12[1].torque              exp              alice           00:00:03 R batch\n")
+    fake_qstat(tmp_path, monkeypatch, f"if [ \"$1\" = -x ]; then echo 'qstat: invalid option -- x' >&2; exit 2; fi\n"
+                                      f"cat <<'EOF'\n{table}EOF")
+    states, _ = pbs.states(["12_0", "12_1"])
+    assert states["12_0"]["state"] == "COMPLETED" and states["12_1"]["state"] == "RUNNING"
+
+
+def run_launch(tmp_path, hosts, tasks, extra_env=None):
+    nodefile = write(tmp_path / "nodefile", "".join(h + "\n" for h in hosts))
+    # one write() per rank, so lines from concurrent ranks never interleave
+    probe = ("import json, os; os.write(1, (json.dumps({k: os.environ[k] for k in os.environ "
+             "if k.startswith('DLHPC_PBS_') or k == 'SUBMITIT_EXECUTOR'}) + '\\n').encode())")
+    env = {**os.environ, "PBS_NODEFILE": str(nodefile), "PBS_JOBID": "42[3].srv", "PBS_ARRAY_INDEX": "3",
+           **(extra_env or {})}
+    proc = subprocess.run([sys.executable, "-m", "dlhpc.schedulers.pbs_launch", "--tasks-per-node", str(tasks), "--",
+                           sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return sorted((json.loads(line) for line in proc.stdout.splitlines()), key=lambda e: int(e["DLHPC_PBS_RANK"]))
+
+
+def test_launch_one_node_from_nodefile(tmp_path):
+    ranks = run_launch(tmp_path, ["node7", "node7", "node7", "node7"], tasks=2)  # a host once per core
+    assert [r["DLHPC_PBS_RANK"] for r in ranks] == ["0", "1"]
+    assert {r["DLHPC_PBS_NUM_TASKS"] for r in ranks} == {"2"} and {r["DLHPC_PBS_NODELIST"] for r in ranks} == {"node7"}
+    assert {r["DLHPC_PBS_JOB_ID"] for r in ranks} == {"42_3"}  # the id dlhpc recorded for array element 3
+    assert {r["SUBMITIT_EXECUTOR"] for r in ranks} == {"pbs"}
+
+
+def test_launch_two_nodes_uses_the_task_manager(tmp_path):
+    # stand-in for OpenPBS's pbs_tmrsh: runs the command here instead of on the sister node
+    bin_dir = tmp_path / "bin"
+    write(bin_dir / "pbs_tmrsh", '#!/bin/bash\nshift\nexec "$@"\n').chmod(0o755)
+    ranks = run_launch(tmp_path, ["nodeA", "nodeA", "nodeB", "nodeB"], tasks=2,
+                       extra_env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert [r["DLHPC_PBS_RANK"] for r in ranks] == ["0", "1", "2", "3"]
+    assert [r["DLHPC_PBS_NODE_RANK"] for r in ranks] == ["0", "0", "1", "1"]
+    assert [r["DLHPC_PBS_LOCAL_RANK"] for r in ranks] == ["0", "1", "0", "1"]
+    assert {r["DLHPC_PBS_NODELIST"] for r in ranks} == {"nodeA,nodeB"}
+
+
+def test_job_environment_reads_the_launch_variables(monkeypatch):
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "pbs")
+    for key, value in {"DLHPC_PBS_JOB_ID": "42_3", "DLHPC_PBS_NUM_TASKS": "4", "DLHPC_PBS_NUM_NODES": "2",
+                       "DLHPC_PBS_NODE_RANK": "1", "DLHPC_PBS_RANK": "3", "DLHPC_PBS_LOCAL_RANK": "1",
+                       "DLHPC_PBS_NODELIST": "a,b"}.items():
+        monkeypatch.setenv(key, value)
+    import submitit
+
+    env = submitit.JobEnvironment()
+    assert env.cluster == "pbs" and env.job_id == "42_3" and env.global_rank == 3 and env.num_tasks == 4
+    assert env.local_rank == 1 and env.num_nodes == 2 and env.hostnames == ["a", "b"]
