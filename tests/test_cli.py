@@ -120,3 +120,15 @@ def test_local_submit_returns_at_once_and_finishes_in_the_background(dlhpc, tmp_
     assert logs.code == 0 and "epoch 1/1" in logs.out
     bad = dlhpc("logs", exp, "--trial", "nope")
     assert bad.code == 2 and "no trial 'nope'" in bad.err
+
+
+def test_local_run_trains_all_four_models(dlhpc, tmp_path):
+    r = dlhpc("run", ROOT / "jobs" / "mnist-softmax.yaml", "--set", f"output={tmp_path / 'runs'}",
+              "--set", "train.epochs=1", "--set", "data.train_subset=5000", "--set", "train.lr=0.05",
+              "--set", "sweep.model.name=[softmax, mlp, lenet5, cnn]", "--set", "train.momentum=0.9")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    rows = json.loads(dlhpc("summary", exp, "--format", "json").out)
+    assert [row["model"] for row in rows] == ["softmax", "mlp", "lenet5", "cnn"]
+    for row in rows:
+        assert row["state"] == "COMPLETED" and row["test_acc"] > 0.5, row  # far above chance (0.1)
