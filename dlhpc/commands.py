@@ -94,19 +94,21 @@ def cmd_render(args):
 
 # ---- submit / run -------------------------------------------------------------------------------
 
-def _check_data(spec, trials, *, allow_download: bool):
-    """Compute nodes often have no internet: the data must be at data.root before we queue."""
+def _prepare_data(trials, *, may_fetch: bool):
+    """The data must be at data.root before anything runs: compute nodes often have no internet.
+    Where this machine runs the trials itself (may_fetch) and the spec allows it, download first."""
     from dlhpc.train import data as mnist
 
-    roots = {mnist.resolve_root(t.data["data"]["root"]) for t in trials}
-    for root in roots:
-        if not mnist.is_present(root):
-            if allow_download and all(t.data["data"]["download"] for t in trials):
-                continue
-            raise UserError(mnist.missing_message(root))
-    # pin the resolved root into each trial, so the job reads what the login node checked
-    for t in trials:
+    for t in trials:  # pin the resolved root, so the job reads what this check saw
         t.data["data"]["root"] = str(mnist.resolve_root(t.data["data"]["root"]).absolute())
+    for root in sorted({t.data["data"]["root"] for t in trials}):
+        if mnist.is_present(Path(root)):
+            continue
+        if may_fetch and all(t.data["data"]["download"] for t in trials if t.data["data"]["root"] == root):
+            _out(f"MNIST not in {root}: downloading it (checksummed)")
+            mnist.fetch(Path(root))
+        else:
+            raise UserError(mnist.missing_message(Path(root)))
 
 
 def cmd_submit(args):
@@ -115,7 +117,7 @@ def cmd_submit(args):
 
     p = _plan(args)
     sched = p.scheduler
-    _check_data(p.spec, p.trials, allow_download=sched == "local")
+    _prepare_data(p.trials, may_fetch=sched == "local" and not args.dry_run)
     estimate = cost.estimate(p)
     limit = args.max_cost if args.max_cost is not None else p.spec.site.get("max_cost")
     _out(cost.describe(estimate))
@@ -143,12 +145,15 @@ def cmd_submit(args):
     p = experiment.materialize(p)
     if sched == "local":
         return _submit_local(p)
+    queued: list = []
     try:
-        jobs = mod.submit(p)
+        jobs = mod.submit(p, queued)
     except BaseException:
         import shutil
 
-        shutil.rmtree(p.exp_dir, ignore_errors=True)  # nothing queued: leave nothing behind
+        if queued:  # a later script was refused: take back what was queued, so nothing half-runs
+            mod.cancel([j["job_id"] for j in queued])
+        shutil.rmtree(p.exp_dir, ignore_errors=True)
         raise
     experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     ids = sorted({j["job_id"].split("_")[0] for j in jobs}, key=int)
@@ -180,13 +185,7 @@ def cmd_run(args):
 
     spec = load_spec(args.spec, list(args.sets) + ["resources.scheduler=local"])
     p = experiment.plan(spec)
-    _check_data(spec, p.trials, allow_download=True)
-    from dlhpc.train import data as mnist
-
-    for root in {mnist.resolve_root(t.data["data"]["root"]) for t in p.trials}:
-        if not mnist.is_present(root):
-            _out(f"MNIST not in {root}: downloading it (checksummed)")
-            mnist.fetch(root)
+    _prepare_data(p.trials, may_fetch=True)
     p = experiment.materialize(p)
     console = _console()
     console.print(f"experiment [bold]{p.exp_dir}[/] — {len(p.trials)} trial(s) on this machine")

@@ -28,6 +28,7 @@ class Plan:
     trials: list
     exp_dir: Path
     scripts: list = field(default_factory=list)  # one Script per job (single job or array)
+    max_array: int | None = None
 
     @property
     def scheduler(self) -> str:
@@ -64,15 +65,14 @@ def job_groups(trials, max_array: int | None = None) -> list[list]:
     return out
 
 
-def plan(spec: Spec, exp_dir: Path | None = None, max_array: int | None = None) -> Plan:
-    trials = sweep.expand(spec)
+def plan(spec: Spec, exp_dir: Path | None = None, max_array: int | None = None, trials=None) -> Plan:
+    """Trials and their job scripts for an experiment directory (not created here)."""
+    trials = trials if trials is not None else sweep.expand(spec)
     exp_dir = exp_dir or output_root(spec) / f"{spec.data['name']}-{timestamp()}"
-    p = Plan(spec, trials, exp_dir)
-    digest = spec.hash()
+    p = Plan(spec, trials, exp_dir, max_array=max_array)
+    digest, command = spec.hash(), submitit_command(exp_dir)
     for group in job_groups(trials, max_array):
-        data = group[0].data
-        command = submitit_command(exp_dir)
-        p.scripts.append(render_script(data, [t.id for t in group], exp_dir, command,
+        p.scripts.append(render_script(group[0].data, [t.id for t in group], exp_dir, command,
                                        site=spec.site, spec_digest=digest))
     return p
 
@@ -100,8 +100,8 @@ def reserve_dir(exp_dir: Path) -> Path:
 def materialize(p: Plan) -> Plan:
     """Write the run directory for a plan. If the name was taken, re-plan under the new name."""
     final = reserve_dir(p.exp_dir)
-    if final != p.exp_dir:
-        p = plan(p.spec, final, max_array=max(len(s.trial_ids) for s in p.scripts))
+    if final != p.exp_dir:  # the scripts name the directory: render them again for the new one
+        p = plan(p.spec, final, max_array=p.max_array, trials=p.trials)
     try:
         (p.exp_dir / SUBMITIT_DIR).mkdir()
         (p.exp_dir / "logs").mkdir()

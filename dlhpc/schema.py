@@ -257,8 +257,9 @@ SCHEMA = {
         "precision": Choice("auto", ("auto", "fp32", "bf16")),
         "target_accuracy": Float(0.99, 0, 1, lo_open=True),
         "stop_at_target": Bool(False),
+        "ema_decay": Optional(Float(None, 0, 1, lo_open=True)),
         "compile": Bool(False),
-        "eval_batch_size": Int(2000, 1, 1_000_000),
+        "eval_batch_size": Int(1000, 1, 1_000_000),
     },
     "data": {
         "name": Choice("mnist", ("mnist",)),

@@ -141,3 +141,12 @@ def test_pbs_torque_flavour_runs_on_the_cluster(slurm_cluster, dlhpc, tmp_path):
     assert all(row["world_size"] == 2 and row["test_acc"] > 0.9 for row in rows), rows
     script = next((tmp_path / "runs").glob("*/job-0.sh")).read_text()
     assert "#PBS -t 0-1" in script and "#PBS -l nodes=1" in script
+
+
+def test_pbs_dry_run_checks_the_queue(slurm_cluster, dlhpc, tmp_path):
+    ok = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--scheduler", "pbs", "--dry-run",
+               "--set", "resources.partition=debug", "--set", f"output={tmp_path / 'runs'}")
+    assert ok.code == 0 and "nothing was queued" in ok.out, ok
+    bad = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--scheduler", "pbs", "--dry-run",
+                "--set", "resources.partition=nosuchqueue", "--set", f"output={tmp_path / 'runs'}")
+    assert bad.code == 2 and "nosuchqueue" in bad.err and "debug" in bad.err, bad

@@ -165,11 +165,12 @@ def preflight(plan) -> list[str]:
 
 
 def test_only(script_text: str, workdir: Path) -> str:
-    raise DlhpcError("PBS has no test-only submission; the dry run checked queues and limits with qstat -Q")
+    # qsub has no --test-only; preflight() already checked the queue and its walltime limit
+    return "rendered; PBS has no test-only submission, queue and walltime were checked with qstat -Q"
 
 
-def submit(plan) -> list[dict]:
-    return submit_plan(plan, PBSExecutor)
+def submit(plan, queued: list | None = None) -> list[dict]:
+    return submit_plan(plan, PBSExecutor, queued)
 
 
 def _qstat_ids(job_ids):

@@ -148,11 +148,11 @@ def _executor_class():
     return DlhpcSlurmExecutor
 
 
-def submit(plan) -> list[dict]:
+def submit(plan, queued: list | None = None) -> list[dict]:
     """Queue every script of a materialised plan; return [{job_id, trial, script}]."""
     from dlhpc.schedulers.submission import submit_plan
 
-    return submit_plan(plan, _executor_class())
+    return submit_plan(plan, _executor_class(), queued)
 
 
 # ---- state ----------------------------------------------------------------------------------

@@ -57,14 +57,15 @@ class RenderedScriptMixin:
         return job
 
 
-def submit_plan(plan, make_executor) -> list[dict]:
+def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
     """Queue every script of a materialised plan: one TrainJob per trial, an array per script.
-    make_executor(folder, script_text, submit_cwd, max_num_timeout, timeout_min) → executor."""
+    make_executor(folder, script_text, submit_cwd, max_num_timeout, timeout_min) → executor.
+    `queued` fills as jobs are accepted, so a caller can cancel them if a later script fails."""
     from dlhpc.experiment import SUBMITIT_DIR
     from dlhpc.train.job import TrainJob
 
     data_of = {t.id: t.data for t in plan.trials}
-    jobs = []
+    jobs = queued if queued is not None else []
     for i, script in enumerate(plan.scripts):
         res = data_of[script.trial_ids[0]]["resources"]
         executor = make_executor(plan.exp_dir / SUBMITIT_DIR, script.text, plan.exp_dir / "logs",
