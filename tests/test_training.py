@@ -128,3 +128,12 @@ resources: {cpus_per_task: 1}
     assert r2["world_size"] == 2 and r1["world_size"] == 1
     assert read(two / "metrics.jsonl")[0]["world_size"] == 2
     assert abs(r1["test_acc"] - r2["test_acc"]) <= 0.003, (r1["test_acc"], r2["test_acc"])
+
+
+def test_diverging_run_fails_with_a_clear_reason(tmp_path):
+    trial = make_trial(tmp_path, SMALL, ["train.epochs=1", "train.lr=1000", "train.schedule=constant",
+                                         "train.momentum=0.99", "model.name=mlp"])
+    with pytest.raises(FloatingPointError):
+        train_trial(trial)
+    result = json.loads((trial / "result.json").read_text())
+    assert result["state"] == "FAILED" and "lower train.lr" in result["error"]

@@ -210,7 +210,10 @@ class Trainer:
         steps_per_epoch = math.ceil(math.ceil(len(x_train) / world) / cfg["batch_size"])
         optimizer = make_optimizer(cfg, model.parameters())
         scheduler, sched_unit = make_schedule(cfg, optimizer, steps_per_epoch)
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if world > 1 else model
+        ddp = model
+        if world > 1:
+            ddp = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         step_model = torch.compile(ddp) if cfg["compile"] else ddp
         # Optional exponential moving average of the weights, evaluated instead of the raw model:
         # it smooths out the noise of the high-learning-rate phase, so accuracy is high early.
@@ -240,6 +243,9 @@ class Trainer:
             t0 = time.perf_counter()
             train_loss, train_acc, seen, wait_s, step_s = self._train_epoch(
                 step_model, optimizer, scheduler if sched_unit == "batch" else None, x_train, y_train, epoch, ema)
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"the training loss became {train_loss} in epoch {epoch}; "
+                                         f"lower train.lr (now {cfg['lr']}) or use a schedule with warm-up")
             if sched_unit == "epoch":
                 scheduler.step()
             test_loss, test_acc = self._evaluate(eval_model, x_test, y_test)
