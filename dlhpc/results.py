@@ -91,7 +91,7 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         "epochs": epochs_total, "epochs_done": last.get("epoch", 0),
         "test_acc": result.get("test_acc", last.get("test_acc")) if state == "COMPLETED" else last.get("test_acc"),
         "best_test_acc": result.get("best_test_acc", max(accs) if accs else None),
-        "time_to_target_s": result.get("time_to_target_s") if result else _time_to_target(metrics, spec),
+        "time_to_target_s": result.get("time_to_target_s", _time_to_target(metrics, spec)),
         "train_time_s": result.get("train_time_s", last.get("elapsed_s")),
         "images_per_s": result.get("images_per_s", last.get("images_per_s")),
         "test_loss": result.get("test_loss", last.get("test_loss")),
