@@ -175,6 +175,16 @@ def scontrol_job(job_id):
     return dict(item.split("=", 1) for item in out.split() if "=" in item)
 
 
+def submit_one(dlhpc, tmp_path, name, spec_text):
+    """Submit a one-trial spec; return (experiment dir, job id, trial dir)."""
+    spec = write(tmp_path / f"{name}.yaml", spec_text)
+    r = dlhpc("submit", spec, "--set", f"output={tmp_path / 'runs'}")
+    assert r.code == 0, r
+    exp = Path(exp_dir_from(r.out))
+    record = json.loads((exp / "experiment.json").read_text())
+    return exp, record["jobs"][0]["job_id"], exp / record["jobs"][0]["trial"]
+
+
 def release_if_requeued(job_id):
     """SLURM holds a requeued job until BeginTime (about 2 minutes); make it eligible now, so the
     test does not wait. Nothing else about the requeue changes."""
@@ -192,12 +202,7 @@ train: {{epochs: 20, batch_size: 64, lr: 0.1, seed: 3, target_accuracy: 0.9}}
 data: {{train_subset: 3000, root: {DATA}}}
 resources: {{scheduler: slurm, tasks_per_node: 2, cpus_per_task: 1, mem: 1G, time: "00:10:00"}}
 """
-    spec = write(tmp_path / "requeue.yaml", text)
-    r = dlhpc("submit", spec, "--set", f"output={tmp_path / 'runs'}")
-    assert r.code == 0, r
-    exp = Path(exp_dir_from(r.out))
-    record = json.loads((exp / "experiment.json").read_text())
-    job_id, trial = record["jobs"][0]["job_id"], exp / record["jobs"][0]["trial"]
+    exp, job_id, trial = submit_one(dlhpc, tmp_path, "requeue", text)
 
     def epochs_done():
         try:
@@ -250,12 +255,7 @@ data: {{train_subset: 2000, root: {DATA}}}
 resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 1G, time: "00:01:00",
             signal_margin_s: 40, timeout_requeues: 1}}
 """
-    spec = write(tmp_path / "tl.yaml", text)
-    r = dlhpc("submit", spec, "--set", f"output={tmp_path / 'runs'}")
-    assert r.code == 0, r
-    exp = Path(exp_dir_from(r.out))
-    record = json.loads((exp / "experiment.json").read_text())
-    job_id, trial = record["jobs"][0]["job_id"], exp / record["jobs"][0]["trial"]
+    exp, job_id, trial = submit_one(dlhpc, tmp_path, "timelimit", text)
     deadline = time.monotonic() + 400
     while scontrol_job(job_id).get("JobState") not in ("FAILED", "TIMEOUT", "COMPLETED", "CANCELLED"):
         assert time.monotonic() < deadline, scontrol_job(job_id)
