@@ -104,9 +104,7 @@ def template_ref(data: dict) -> str:
 def load_template(ref: str, site: dict | None = None) -> jinja2.Template:
     """A template by name (slurm/default) or by file path; errors name the file and line."""
     path = Path(os.path.expanduser(ref))
-    if path.suffix in (".j2", ".sh") or "/" in ref and path.is_file():
-        if not path.is_file():
-            raise UserError(f"template {ref!r}: no such file")
+    if path.is_file():  # a file of the user's; its folder is searched first, so it can extend others
         env = make_environment(site, first_dir=path.resolve().parent)
         name = path.name
     else:

@@ -175,3 +175,14 @@ def test_sbatch_test_only_accepts_every_slurm_script(slurm_cluster, job, tmp_pat
         proc = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True, text=True, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert "to start at" in proc.stderr + proc.stdout
+
+
+def test_template_by_path_and_by_name_with_suffix(dlhpc, tmp_path):
+    own = write(tmp_path / "mine.sh.j2", '{% extends "slurm/default.sh.j2" %}\n{% block setup %}echo mine\n{% endblock %}\n')
+    for ref, needle in ((own, "echo mine"), ("pbs/openpbs.sh.j2", "#PBS -N a")):
+        spec = write(tmp_path / "s.yaml", f"name: a\ntemplate: {ref}\nresources: {{scheduler: slurm}}\n")
+        r = dlhpc("render", spec)
+        assert r.code == 0 and needle in r.out, r
+    missing = write(tmp_path / "m.yaml", f"name: a\ntemplate: {tmp_path / 'nope.sh.j2'}\n")
+    r = dlhpc("render", missing)
+    assert r.code == 2 and "not found" in r.err
