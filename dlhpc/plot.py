@@ -10,6 +10,34 @@ def _label(row: dict, swept: list) -> str:
     return row["trial"] + (" " + ", ".join(parts) if parts else "")
 
 
+def _scaling_panel(ax, rows):
+    """Throughput (left axis) and parallel efficiency (right axis) against world size: one marker
+    per trial, labelled nodes x tasks, and a line through the mean of each world size."""
+    from matplotlib.ticker import MaxNLocator
+
+    pts = [r for r in rows if r.get("world_size") and r.get("images_per_s")]
+    sizes = sorted({r["world_size"] for r in pts})
+    eff = ax.twinx()
+    for axis, key, colour, marker, label in ((ax, "images_per_s", "tab:blue", "o", "images/s"),
+                                             (eff, "efficiency", "tab:orange", "s", "efficiency (%)")):
+        scale = 100 if key == "efficiency" else 1
+        axis.scatter([r["world_size"] for r in pts], [scale * (r.get(key) or 0) for r in pts], color=colour,
+                     marker=marker, alpha=0.6)
+        means = [scale * sum(r.get(key) or 0 for r in pts if r["world_size"] == n) /
+                 sum(1 for r in pts if r["world_size"] == n) for n in sizes]
+        axis.plot(sizes, means, color=colour, label=label)
+    for r in pts:
+        nodes = r.get("nodes") or r.get("resources.nodes") or 1
+        ax.annotate(f"{nodes}x{r['world_size'] // nodes}", (r["world_size"], r["images_per_s"]), fontsize=7,
+                    textcoords="offset points", xytext=(4, 4))
+    ax.set(title="Scaling", xlabel="world size (ranks)", ylabel="images/s")
+    eff.set_ylabel("parallel efficiency (%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lines = ax.get_legend_handles_labels()[0] + eff.get_legend_handles_labels()[0]
+    ax.legend(lines, ["images/s (mean)", "efficiency (mean)"], fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+
+
 def plot_experiment(exp_dir: Path, out: Path) -> Path:
     import matplotlib
 
@@ -32,16 +60,7 @@ def plot_experiment(exp_dir: Path, out: Path) -> Path:
     axes[0].set(title="Test accuracy", xlabel="epoch", ylabel="accuracy (%)")
     axes[1].set(title="Test loss", xlabel="epoch", ylabel="cross-entropy", yscale="log")
     if scaling:
-        pts = sorted((r["world_size"], r.get("images_per_s") or 0, r.get("efficiency") or 0)
-                     for r in rows if r.get("world_size"))
-        ax = axes[2]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color="tab:blue", label="images/s")
-        ax.set(title="Scaling", xlabel="world size (ranks)", ylabel="images/s")
-        ax2 = ax.twinx()
-        ax2.plot([p[0] for p in pts], [100 * p[2] for p in pts], marker="s", color="tab:orange", label="efficiency")
-        ax2.set_ylabel("parallel efficiency (%)")
-        ax.legend(loc="upper left")
-        ax2.legend(loc="lower right")
+        _scaling_panel(axes[2], rows)
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes[:2]:

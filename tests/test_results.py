@@ -105,6 +105,9 @@ def test_scaling_columns(dlhpc, tmp_path):
     rows = {r["trial"]: r for r in json.loads(dlhpc("summary", exp, "--format", "json").out)}
     assert rows["001-b"]["speedup"] == pytest.approx(1.8)
     assert rows["001-b"]["efficiency"] == pytest.approx(0.9)
+    out = tmp_path / "scaling.png"
+    assert dlhpc("plot", exp, "-o", out).code == 0
+    assert struct.unpack(">II", out.read_bytes()[16:24]) == (1650, 420)  # a third panel: scaling
 
 
 def test_plot_writes_a_png(dlhpc, messy, tmp_path):
