@@ -43,7 +43,8 @@ def main():
     sets = args.sets + (["train.compile=true"] if args.compile else [])
     warm = run_once(args.spec, sets)
     result = run_once(args.spec, sets)
-    print(json.dumps({"device": result["device"], "load_s": result["load_s"], "warmup_run_train_s": warm["train_time_s"],
+    print(json.dumps({"device": result["device"], "load_s": result["load_s"], "compile_s": result["compile_s"],
+                      "warmup_run_train_s": warm["train_time_s"],
                       "time_to_target_s": result["time_to_target_s"], "test_acc": result["test_acc"],
                       "images_per_s": result["images_per_s"], "epochs_done": result["epochs_done"]}, indent=2))
 

@@ -137,3 +137,11 @@ def test_diverging_run_fails_with_a_clear_reason(tmp_path):
         train_trial(trial)
     result = json.loads((trial / "result.json").read_text())
     assert result["state"] == "FAILED" and "lower train.lr" in result["error"]
+
+
+def test_compile_time_is_reported_apart(tmp_path):
+    trial = make_trial(tmp_path, SMALL, ["train.epochs=1", "data.train_subset=2000", "train.compile=true",
+                                         "train.target_accuracy=0.5"])
+    result = train_trial(trial)
+    assert result["state"] == "COMPLETED" and result["compile_s"] > 0
+    assert result["time_to_target_s"] < result["compile_s"]  # compiling happens before the clock starts
