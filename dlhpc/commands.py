@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.spec import load_spec
+from dlhpc.states import BAD, FINISHED
 
 
 def _out(text: str) -> None:
@@ -273,14 +274,14 @@ def cmd_summary(args):
         flagged = [r for r in rows if r.get("flags")]
         for r in flagged:
             console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
-    return 1 if any(r["state"] in results.BAD for r in rows) else 0
+    return 1 if any(r["state"] in BAD for r in rows) else 0
 
 
 def cmd_logs(args):
-    from dlhpc.fsutil import read_json
+    from dlhpc.results import read_record
 
     exp_dir = _find(args.exp, args)
-    record = read_json(exp_dir / "experiment.json", {})
+    record = read_record(exp_dir)
     ids = [t["id"] for t in record.get("trials", [])]
     tid = args.trial or (ids[0] if ids else None)
     if tid not in ids:
@@ -310,7 +311,7 @@ def cmd_logs(args):
                     sys.stdout.flush()
         report = status.collect(exp_dir)
         state = next((t["state"] for t in report["trials"] if t["trial"] == tid), "UNKNOWN")
-        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
+        if state in FINISHED:
             return 0
         time.sleep(1.0)
 

@@ -11,9 +11,7 @@ import math
 from pathlib import Path
 
 from dlhpc.fsutil import read_json
-
-FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
-BAD = {"FAILED", "CANCELLED", "TIMEOUT"}
+from dlhpc.states import BAD, IN_FLIGHT
 SPARK = "▁▂▃▄▅▆▇█"
 BASE_FIELDS = ("trial", "name", "model", "state", "job_id", "world_size", "epochs", "epochs_done", "test_acc",
                "best_test_acc", "time_to_target_s", "train_time_s", "images_per_s")
@@ -65,7 +63,7 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
     job_id = result.get("job_id") or trial.get("job_id")
     if sched:
         s = sched.get("state")
-        if s in ("PENDING", "RUNNING", "REQUEUED", "PREEMPTED"):
+        if s in IN_FLIGHT:
             state = s if state != "COMPLETED" else state
         elif s in BAD and state != "COMPLETED":
             state = s
@@ -123,12 +121,18 @@ def _time_to_target(metrics, spec):
     return None
 
 
-def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[dict, list]:
+def read_record(exp_dir: Path) -> dict:
+    """experiment.json of an experiment directory; a clear error when it is not one."""
     record = read_json(exp_dir / "experiment.json")
     if not isinstance(record, dict):
         from dlhpc.errors import UserError
 
         raise UserError(f"{exp_dir}: experiment.json is missing or corrupt; is this an experiment directory?")
+    return record
+
+
+def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[dict, list]:
+    record = read_record(exp_dir)
     job_of = {j.get("trial"): j.get("job_id") for j in record.get("jobs", [])}
     rows = []
     for trial in record.get("trials", []):

@@ -6,24 +6,13 @@ from datetime import datetime
 from pathlib import Path
 
 from dlhpc import results
-from dlhpc.fsutil import read_json
 from dlhpc.schema import parse_time
-
-ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "UNKNOWN"}
-
-
-def _record(exp_dir: Path) -> dict:
-    record = read_json(exp_dir / "experiment.json")
-    if not isinstance(record, dict):
-        from dlhpc.errors import UserError
-
-        raise UserError(f"{exp_dir}: experiment.json is missing or corrupt")
-    return record
+from dlhpc.states import BAD, FINISHED
 
 
 def scheduler_info(exp_dir: Path) -> tuple[dict, list]:
     """{job_id: {state, elapsed, queue_wait_s, core_hours, gpu_hours, ...}}, warnings."""
-    record = _record(exp_dir)
+    record = results.read_record(exp_dir)
     job_ids = sorted({j["job_id"] for j in record.get("jobs", []) if j.get("job_id")})
     sched = record.get("scheduler")
     if not job_ids:
@@ -91,7 +80,7 @@ def collect(exp_dir: Path) -> dict:
             "flags": r.get("flags") or None,
         })
     return {"experiment": str(exp_dir), "name": record.get("name"), "scheduler": record.get("scheduler"),
-            "finished": all(t["state"] not in ACTIVE for t in trials), "trials": trials, "warnings": warnings}
+            "finished": all(t["state"] in FINISHED for t in trials), "trials": trials, "warnings": warnings}
 
 
 def report_table(report: dict):
@@ -126,11 +115,11 @@ def watch(exp_dir: Path, interval: float) -> int:
             live.update(report_table(report))
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
-    return 1 if any(t["state"] in results.BAD for t in report["trials"]) else 0
+    return 1 if any(t["state"] in BAD for t in report["trials"]) else 0
 
 
 def cancel(exp_dir: Path) -> list:
-    record = _record(exp_dir)
+    record = results.read_record(exp_dir)
     job_ids = sorted({j["job_id"] for j in record.get("jobs", []) if j.get("job_id")})
     if record.get("scheduler") == "local":
         import signal

@@ -111,8 +111,10 @@ def test_squeue_fallback_reports_running_jobs(dlhpc, tmp_path):
 
 def test_every_slurm_state_maps_to_a_known_one():
     from dlhpc.schedulers import slurm
+    from dlhpc.states import STATES
 
     known = {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "REQUEUED", "UNKNOWN"}
+    assert set(STATES) == known  # DESIGN §5's words, the ones every backend maps to
     for raw in list(slurm.STATES) + ["CANCELLED by 0", "COMPLETED+", "SOMETHING_NEW", ""]:
         assert slurm.map_state(raw) in known
     assert slurm.map_state("CANCELLED by 1000") == "CANCELLED"

@@ -14,8 +14,6 @@ from pathlib import Path
 from dlhpc.fsutil import atomic_write_json, read_json
 from dlhpc.spec import tasks_per_node
 
-FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
-
 
 def trial_command(trial_dir: Path, nproc: int) -> list:
     return [sys.executable, "-u", "-m", "dlhpc.train", "--nproc", str(nproc), str(trial_dir)]
