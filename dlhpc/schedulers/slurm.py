@@ -83,8 +83,9 @@ def partitions() -> dict:
 def preflight(plan) -> list[str]:
     """Refuse what SLURM would refuse later: unknown partition, walltime above its limit."""
     problems, parts = [], partitions()
+    data_of = {t.id: t.data for t in plan.trials}
     for script in plan.scripts:
-        res = _data_of(plan, script)["resources"]
+        res = data_of[script.trial_ids[0]]["resources"]  # a script's trials share their resources
         wanted = res["partition"].split(",") if res["partition"] else [n for n, p in parts.items() if p["default"]]
         for name in wanted:
             if name not in parts:
@@ -96,11 +97,6 @@ def preflight(plan) -> list[str]:
                 problems.append(f"resources.time {res['time']} exceeds the limit of partition {name!r} "
                                 f"({parts[name]['max_time']}); ask for less time")
     return sorted(set(problems))
-
-
-def _data_of(plan, script):
-    first = script.trial_ids[0]
-    return next(t.data for t in plan.trials if t.id == first)
 
 
 def test_only(script_text: str, workdir: Path) -> str:
@@ -232,15 +228,6 @@ def cancel(job_ids) -> list[str]:
     if bases:
         run_command(["scancel", *bases], timeout=60)
     return bases
-
-
-def restart_count(job_id: str) -> int | None:
-    try:
-        out = run_command(["scontrol", "show", "job", job_id], timeout=20).stdout
-    except CommandError:
-        return None
-    m = re.search(r"Restarts=(\d+)", out)
-    return int(m.group(1)) if m else None
 
 
 def check_submit_allowed(plan):

@@ -74,8 +74,9 @@ def fetch(root: Path) -> Path:
             except (OSError, EOFError, ValueError) as exc:  # URLError, HTTPError, bad gzip
                 errors.append(f"{url}: {exc}")
                 continue
-            if hashlib.md5(data).hexdigest() != md5:
-                errors.append(f"{url}: checksum mismatch (got {hashlib.md5(data).hexdigest()}, want {md5})")
+            got = hashlib.md5(data).hexdigest()
+            if got != md5:
+                errors.append(f"{url}: checksum mismatch (got {got}, want {md5})")
                 continue
             atomic_write_bytes(target / name, data)
             break
