@@ -65,6 +65,20 @@ class Bool(Field):
         return value
 
 
+class AutoBool(Field):
+    """true, false, or "auto" (dlhpc decides from the device and the run)."""
+
+    allowed = 'true, false or "auto"'
+
+    def __init__(self, default="auto"):
+        self.default = default
+
+    def check(self, value):
+        if not isinstance(value, bool) and value != "auto":
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        return value
+
+
 class Choice(Field):
     def __init__(self, default, choices):
         self.default, self.choices = default, tuple(choices)
@@ -259,7 +273,8 @@ SCHEMA = {
         "stop_at_target": Bool(False),
         "ema_decay": Optional(Float(None, 0, 1, lo_open=True)),
         "compile": Bool(False),
-        "eval_batch_size": Int(1000, 1, 1_000_000),
+        "cuda_graphs": AutoBool("auto"),
+        "eval_batch_size": Optional(Int(None, 1, 1_000_000)),
     },
     "data": {
         "name": Choice("mnist", ("mnist",)),

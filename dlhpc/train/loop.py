@@ -28,6 +28,7 @@ from dlhpc.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_tex
 from dlhpc.train import data as mnist
 from dlhpc.train import dist as dist_env
 from dlhpc.train.models import build, is_convolutional
+from dlhpc.train.step import EagerSteps, GraphedSteps
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -64,26 +65,53 @@ def autocast_dtype(precision: str, device: torch.device):
     return None
 
 
-def make_optimizer(cfg: dict, params):
+def make_optimizer(cfg: dict, params, device: torch.device, graphed: bool = False):
+    """On a GPU the fused kernels (one launch for all parameters). A captured step needs the
+    learning rate as a device tensor, so the schedule can change it between graph replays."""
     name, lr, wd = cfg["optimizer"], cfg["lr"], cfg["weight_decay"]
+    fused = {"fused": True} if device.type == "cuda" else {}
     if name == "sgd":
+        lr = torch.tensor(lr, device=device) if graphed else lr
         return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"] and cfg["momentum"] > 0,
-                               weight_decay=wd)
+                               weight_decay=wd, **fused)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused)
     return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
 
 
-def make_schedule(cfg: dict, optimizer, steps_per_epoch: int):
-    """Returns (scheduler, steps per scheduler.step()): onecycle steps per batch, step per epoch."""
+# Optimizer settings that belong to this process's device, not to the checkpoint's.
+DEVICE_SETTINGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer, state: dict):
+    """Load a checkpoint's optimizer state written on any device: keep this run's device
+    settings (a GPU's fused kernels mean nothing on a CPU) and the type of its learning rate."""
+    own = [{k: g[k] for k in (*DEVICE_SETTINGS, "lr") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, own):
+        saved_lr = group["lr"]
+        group.update({k: v for k, v in kept.items() if k != "lr"})
+        if torch.is_tensor(kept.get("lr")):
+            kept["lr"].fill_(float(saved_lr))
+            group["lr"] = kept["lr"]
+        else:
+            group["lr"] = float(saved_lr)
+        for key in DEVICE_SETTINGS:
+            if key not in kept:
+                group.pop(key, None)
+
+
+def make_schedule(cfg: dict, optimizer, steps_per_epoch: int, cycle_momentum: bool = True):
+    """Returns (scheduler, steps per scheduler.step()): onecycle steps per batch, step per epoch.
+    A captured step has its momentum fixed in the graph, so it runs without momentum cycling."""
     if cfg["schedule"] == "onecycle":
         total = cfg["epochs"] * steps_per_epoch
         sched = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg["lr"], total_steps=total, pct_start=max(cfg["warmup_frac"], 1 / total),
             anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
-            cycle_momentum=cfg["optimizer"] == "sgd" and cfg["momentum"] > 0,
+            cycle_momentum=cycle_momentum and cfg["optimizer"] == "sgd" and cfg["momentum"] > 0,
             base_momentum=0.85, max_momentum=max(cfg["momentum"], 0.85) if cfg["momentum"] else 0.9)
         return sched, "batch"
     if cfg["schedule"] == "step":
@@ -162,18 +190,6 @@ class Trainer:
             return f"cuda:{torch.cuda.get_device_name(self.device)}"
         return f"cpu:{socket.gethostname()}"
 
-    def save_checkpoint(self, state: dict):
-        if self.is_main:
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            atomic_write_bytes(self.trial_dir / CHECKPOINT, buf.getvalue())
-
-    def load_checkpoint(self):
-        path = self.trial_dir / CHECKPOINT
-        if not path.is_file():
-            return None
-        return torch.load(path, map_location="cpu", weights_only=False)
-
     def write_metrics(self, history: list):
         if self.is_main:
             atomic_write_text(self.trial_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
@@ -207,9 +223,10 @@ class Trainer:
             x_test = x_test.contiguous(memory_format=torch.channels_last)
         load_s = time.perf_counter() - t_load
 
+        graphed = self._use_cuda_graphs()
         steps_per_epoch = math.ceil(math.ceil(len(x_train) / world) / cfg["batch_size"])
-        optimizer = make_optimizer(cfg, model.parameters())
-        scheduler, sched_unit = make_schedule(cfg, optimizer, steps_per_epoch)
+        optimizer = make_optimizer(cfg, model.parameters(), self.device, graphed)
+        scheduler, sched_unit = make_schedule(cfg, optimizer, steps_per_epoch, cycle_momentum=not graphed)
         ddp = model
         if world > 1:
             ddp = nn.parallel.DistributedDataParallel(
@@ -221,30 +238,30 @@ class Trainer:
         eval_model = ema.model if ema else model
         compile_s = self._warm_up(step_model, model, x_train, y_train) if cfg["compile"] else 0.0
 
-        history, start_epoch, elapsed, time_to_target, best = [], 1, 0.0, None, 0.0
-        ckpt = self.load_checkpoint()
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            if ema is not None and ckpt.get("ema") is not None:
-                ema.model.load_state_dict(ckpt["ema"])
-                ema.steps = ckpt.get("ema_steps", 0)
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["rng_cpu"])
-            if self.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
-            history, elapsed = ckpt["history"], ckpt["elapsed"]
-            time_to_target, best = ckpt["time_to_target"], ckpt["best"]
-            start_epoch = ckpt["epoch"] + 1
-            self.write_metrics(history)  # drop any line written after the checkpoint was taken
-        resumed_from = start_epoch - 1
+        progress = self.restore_checkpoint(model, optimizer, scheduler, ema)
+        history, elapsed, time_to_target, best = (progress[k] for k in ("history", "elapsed", "time_to_target", "best"))
+        resumed_from = progress["epoch"]
+        if graphed and hasattr(scheduler, "cycle_momentum"):
+            scheduler.cycle_momentum = False  # a checkpoint from an eager run may have had it on
+
+        t_capture = time.perf_counter()
+        steps_cls = GraphedSteps if graphed else EagerSteps
+        steps = steps_cls(step_model, optimizer, x_train, y_train, cfg["batch_size"], self.amp_dtype,
+                          cfg["label_smoothing"], self.device)
+        capture_s = time.perf_counter() - t_capture if graphed else 0.0
+
+        def after_step():
+            if sched_unit == "batch":
+                scheduler.step()
+            if ema is not None:
+                ema.update()
 
         self.write_result(state="RUNNING", epochs=cfg["epochs"], epochs_done=resumed_from, load_s=round(load_s, 3),
-                          compile_s=round(compile_s, 3))
-        for epoch in range(start_epoch, cfg["epochs"] + 1):
+                          compile_s=round(compile_s, 3), cuda_graphs=graphed)
+        for epoch in range(resumed_from + 1, cfg["epochs"] + 1):
             t0 = time.perf_counter()
-            train_loss, train_acc, seen, wait_s, step_s = self._train_epoch(
-                step_model, optimizer, scheduler if sched_unit == "batch" else None, x_train, y_train, epoch, ema)
+            train_loss, train_acc, seen, fetch_share = self._train_epoch(steps, after_step, len(x_train), epoch)
+            step_s = time.perf_counter() - t0
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"the training loss became {train_loss} in epoch {epoch}; "
                                          f"lower train.lr (now {cfg['lr']}) or use a schedule with warm-up")
@@ -259,17 +276,11 @@ class Trainer:
             history.append({
                 "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                 "test_loss": test_loss, "test_acc": test_acc, "epoch_time_s": round(epoch_time, 4),
-                "images_per_s": round(seen / max(step_s, 1e-9), 1), "lr": optimizer.param_groups[0]["lr"],
-                "world_size": world, "elapsed_s": round(elapsed, 4),
-                "batch_wait_frac": round(wait_s / max(step_s, 1e-9), 5),
+                "images_per_s": round(seen / max(step_s, 1e-9), 1), "lr": float(optimizer.param_groups[0]["lr"]),
+                "world_size": world, "elapsed_s": round(elapsed, 4), "batch_wait_frac": round(fetch_share, 5),
             })
-            self.save_checkpoint({
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "ema": ema.model.state_dict() if ema else None, "ema_steps": ema.steps if ema else 0,
-                "scheduler": scheduler.state_dict(), "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-                "history": history, "elapsed": elapsed, "time_to_target": time_to_target, "best": best,
-            })
+            self.save_checkpoint(epoch, model, optimizer, scheduler, ema,
+                                 {"history": history, "elapsed": elapsed, "time_to_target": time_to_target, "best": best})
             self.write_metrics(history)
             if self.is_main:
                 print(f"epoch {epoch}/{cfg['epochs']} train_loss {train_loss:.4f} test_loss {test_loss:.4f} "
@@ -284,9 +295,54 @@ class Trainer:
             "time_to_target_s": None if time_to_target is None else round(time_to_target, 4),
             "target_accuracy": cfg["target_accuracy"], "train_time_s": round(elapsed, 4),
             "images_per_s": round(sum(m["images_per_s"] for m in history) / len(history), 1),
-            "load_s": round(load_s, 3), "compile_s": round(compile_s, 3), "resumed_from_epoch": resumed_from or None,
+            "load_s": round(load_s, 3), "compile_s": round(compile_s, 3), "capture_s": round(capture_s, 3),
+            "cuda_graphs": graphed, "resumed_from_epoch": resumed_from or None,
         }
         return self.write_result(**result)
+
+    def _use_cuda_graphs(self) -> bool:
+        """`auto`: on where it is supported (one CUDA rank, SGD, no torch.compile); `true` where it
+        is not falls back to eager with a note rather than failing the run."""
+        wanted = self.cfg["cuda_graphs"]
+        supported = GraphedSteps.supported(self.device, self.denv.world_size, self.cfg["optimizer"]) and not self.cfg["compile"]
+        if wanted is True and not supported and self.is_main:
+            print("note: train.cuda_graphs needs one CUDA rank, optimizer sgd and compile off; running eager", flush=True)
+        return bool(wanted) and supported
+
+    # ---- checkpoints: what save writes, restore reads ----
+    def save_checkpoint(self, epoch, model, optimizer, scheduler, ema, progress: dict):
+        if not self.is_main:
+            return
+        state = {
+            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "ema": ema.model.state_dict() if ema else None, "ema_steps": ema.steps if ema else 0,
+            "scheduler": scheduler.state_dict(), "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            **progress,
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.trial_dir / CHECKPOINT, buf.getvalue())
+
+    def restore_checkpoint(self, model, optimizer, scheduler, ema) -> dict:
+        """Load the last checkpoint, if any, into the objects given (written on a GPU or a CPU,
+        either way round); returns the progress to carry on from (epoch 0 for a fresh run)."""
+        fresh = {"epoch": 0, "history": [], "elapsed": 0.0, "time_to_target": None, "best": 0.0}
+        path = self.trial_dir / CHECKPOINT
+        if not path.is_file():
+            return fresh
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.model.load_state_dict(ckpt["ema"])
+            ema.steps = ckpt.get("ema_steps", 0)
+        load_optimizer_state(optimizer, ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if self.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
+        self.write_metrics(ckpt["history"])  # drop any line written after the checkpoint was taken
+        return {k: ckpt[k] for k in fresh}
 
     def _warm_up(self, step_model, model, x, y) -> float:
         """Compile before the clock starts: one forward and backward, then put back the weights,
@@ -307,46 +363,26 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - t0
 
-    def _train_epoch(self, model, optimizer, batch_scheduler, x, y, epoch, ema=None):
-        """One pass over this rank's shard. Losses are summed on the device and synced once."""
-        cfg, bs = self.cfg, self.cfg["batch_size"]
-        model.train()
-        idx_all = shard_permutation(len(x), cfg["seed"], epoch, self.denv.rank, self.denv.world_size).to(self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        wait_s, t_start = 0.0, time.perf_counter()
-        for start in range(0, len(idx_all), bs):
-            # A gather per batch: the batch is still in cache when the forward pass reads it,
-            # which measured cheaper here than shuffling the whole shard once per epoch.
-            t_fetch = time.perf_counter()
-            idx = idx_all[start: start + bs]
-            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-            wait_s += time.perf_counter() - t_fetch
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                out = model(xb)
-                loss = F.cross_entropy(out, yb, label_smoothing=cfg["label_smoothing"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if batch_scheduler is not None:
-                batch_scheduler.step()
-            if ema is not None:
-                ema.update()
-            loss_sum += loss.detach() * len(yb)
-            correct += (out.detach().argmax(1) == yb).sum()
-        step_s = time.perf_counter() - t_start
-        stats = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(len(idx_all)), device=self.device)])
+    def _train_epoch(self, steps, after_step, n, epoch):
+        """One pass over this rank's shard; loss and accuracy summed on the device, synced once."""
+        cfg = self.cfg
+        idx_all = shard_permutation(n, cfg["seed"], epoch, self.denv.rank, self.denv.world_size).to(self.device)
+        clock = steps.run_epoch(idx_all, after_step)
+        stats = torch.stack([steps.loss_sum.float(), steps.correct.float(),
+                             torch.tensor(float(len(idx_all)), device=self.device)])
         self._all_reduce(stats)
-        seen = stats[2].item()
-        return stats[0].item() / seen, stats[1].item() / seen, seen, wait_s, step_s
+        seen = stats[2].item()  # the one synchronisation of the epoch
+        return stats[0].item() / seen, stats[1].item() / seen, seen, clock.fetch_share()
 
     @torch.inference_mode()
     def _evaluate(self, model, x, y):
-        """The full test set, split across ranks, reduced; the same number on every rank."""
+        """The full test set, split across ranks, reduced; the same number on every rank.
+        eval_batch_size null: the whole shard in one batch on a GPU, 1000 images at a time on a CPU."""
         model.eval()
-        world, rank, bs = self.denv.world_size, self.denv.rank, self.cfg["eval_batch_size"]
+        world, rank = self.denv.world_size, self.denv.rank
         per = math.ceil(len(x) / world)
         xs, ys = x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
+        bs = self.cfg["eval_batch_size"] or (max(len(xs), 1) if self.device.type == "cuda" else 1000)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         for start in range(0, len(xs), bs):
