@@ -47,16 +47,22 @@ def test_bf16_autocast_is_on_where_supported(tmp_path):
         assert model(torch.randn(3, 4, device="cuda")).dtype == torch.bfloat16
 
 
-def test_captured_steps_train_like_eager_steps(tmp_path):
-    # No dropout, no batch norm, fp32, constant learning rate: the two ways should agree closely.
-    sets = ("train.epochs=1", "train.precision=fp32", "train.schedule=constant", "data.train_subset=20000")
-    graphed = train_trial(shipped_trial(tmp_path / "g", "lenet5", *sets, "train.cuda_graphs=true"))
-    eager = train_trial(shipped_trial(tmp_path / "e", "lenet5", *sets, "train.cuda_graphs=false"))
+def first_epoch(trial):
+    return json.loads((trial / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_captured_steps_compute_what_eager_steps_compute(tmp_path):
+    # Four full batches (graph replays) and a partial one (eager into the captured gradients),
+    # in fp32 without dropout: both ways must give the same losses, up to cuDNN's rounding. (Over
+    # a whole epoch the two drift apart like any two runs; a few steps show whether they agree.)
+    sets = ("train.epochs=1", "train.precision=fp32", "data.train_subset=544")
+    g_trial = shipped_trial(tmp_path / "g", "lenet5", *sets, "train.cuda_graphs=true")
+    e_trial = shipped_trial(tmp_path / "e", "lenet5", *sets, "train.cuda_graphs=false")
+    graphed, eager = train_trial(g_trial), train_trial(e_trial)
     assert graphed["cuda_graphs"] is True and eager["cuda_graphs"] is False
-    g_loss = json.loads((tmp_path / "g").rglob("metrics.jsonl").__next__().read_text().splitlines()[0])["train_loss"]
-    e_loss = json.loads((tmp_path / "e").rglob("metrics.jsonl").__next__().read_text().splitlines()[0])["train_loss"]
-    assert abs(g_loss - e_loss) <= 0.02 * e_loss, (g_loss, e_loss)
-    assert abs(graphed["test_acc"] - eager["test_acc"]) <= 0.005
+    g, e = first_epoch(g_trial), first_epoch(e_trial)
+    for key in ("train_loss", "test_loss"):
+        assert abs(g[key] - e[key]) <= 0.01 * e[key], (key, g[key], e[key])
 
 
 class StopAfterFirstCheckpoint(Trainer):
@@ -73,8 +79,9 @@ def set_gpus(trial, gpus):
 
 @pytest.mark.parametrize("first,then", [(1, 0), (0, 1)], ids=["gpu-to-cpu", "cpu-to-gpu"])
 def test_checkpoint_resumes_on_the_other_device(tmp_path, first, then):
-    trial = shipped_trial(tmp_path, "cnn", "train.epochs=2", "data.train_subset=10000", "model.width=8",
-                          "train.ema_decay=0.99")
+    sets = ("train.epochs=2", "data.train_subset=20000", "model.width=8", "train.ema_decay=0.9")
+    reference = train_trial(shipped_trial(tmp_path / "ref", "cnn", *sets, f"resources.gpus_per_node={then}"))
+    trial = shipped_trial(tmp_path, "cnn", *sets)
     set_gpus(trial, first)
     with pytest.raises(SystemExit):
         StopAfterFirstCheckpoint(trial).run()
@@ -84,7 +91,8 @@ def test_checkpoint_resumes_on_the_other_device(tmp_path, first, then):
     assert result["resumed_from_epoch"] == 1 and result["epochs_done"] == 2
     epochs = [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
-    assert result["test_acc"] >= 0.95
+    assert result["test_acc"] >= 0.97
+    assert abs(result["test_acc"] - reference["test_acc"]) <= 0.01, (result["test_acc"], reference["test_acc"])
 
 
 def test_nccl_single_rank_initialises_and_reduces(tmp_path):

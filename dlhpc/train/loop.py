@@ -212,8 +212,11 @@ class Trainer:
     def _train(self) -> dict:
         cfg, world = self.cfg, self.denv.world_size
         t_load = time.perf_counter()
+        # Under bf16 autocast the first layer casts its input to bf16 anyway: keeping the images in
+        # bf16 gives the same numbers, halves the bytes each batch gather moves and saves a cast.
         x_train, y_train, x_test, y_test = mnist.load(self.spec["data"]["root"], self.device,
-                                                      self.spec["data"]["train_subset"], self.spec["data"]["download"])
+                                                      self.spec["data"]["train_subset"], self.spec["data"]["download"],
+                                                      dtype=self.amp_dtype)
         torch.manual_seed(cfg["seed"])
         model = build(self.spec["model"]).to(self.device)
         # channels_last: faster convolutions on GPUs (tensor cores) and on CPUs (oneDNN), ~1.4x here
