@@ -106,10 +106,10 @@ def load_optimizer_state(optimizer, state: dict):
 def make_schedule(cfg: dict, optimizer, steps_per_epoch: int, cycle_momentum: bool = True):
     """Returns (scheduler, steps per scheduler.step()): onecycle steps per batch, step per epoch.
     A captured step has its momentum fixed in the graph, so it runs without momentum cycling."""
-    if cfg["schedule"] == "onecycle":
-        total = cfg["epochs"] * steps_per_epoch
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg["schedule"] == "onecycle" and total >= 3:  # (the warm-up needs a step of its own)
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg["lr"], total_steps=total, pct_start=max(cfg["warmup_frac"], 1 / total),
+            optimizer, max_lr=cfg["lr"], total_steps=total, pct_start=max(cfg["warmup_frac"], 1.5 / total),
             anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0,
             cycle_momentum=cycle_momentum and cfg["optimizer"] == "sgd" and cfg["momentum"] > 0,
             base_momentum=0.85, max_momentum=max(cfg["momentum"], 0.85) if cfg["momentum"] else 0.9)

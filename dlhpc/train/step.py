@@ -3,14 +3,16 @@ optimizer step. Two ways to run it, chosen by `train.cuda_graphs`:
 
   EagerSteps    plain PyTorch, on any device. On a GPU a small model's step is bound by how fast
                 Python can launch kernels (tens of kernels, a few microseconds each).
-  GraphedSteps  CUDA only, one rank, SGD: the gather and the whole training step are captured
-                once as two CUDA graphs and replayed per batch, so a step costs two launches.
+  GraphedSteps  CUDA only, one rank, SGD: the whole training step is captured once as a CUDA
+                graph and replayed per batch, with the next batch gathered on a side stream
+                inside the same graph, so a step costs one launch and never waits for data.
                 (The PyTorch "whole-network capture" recipe; the optimizer's learning rate is
                 a device tensor so the schedule can change it between replays.)
 
 Both accumulate the summed loss and the number of correct predictions on the device and never
-synchronise inside the epoch. Both time the batch gather against the whole step (StepClock):
-on a GPU with CUDA events on every 8th step, read once at the end of the epoch.
+synchronise inside the epoch. Both time what the step waits for its batch against the whole
+step (StepClock): on a GPU with CUDA events on every 8th step, read once at the end of the epoch.
+Eager steps wait for the gather itself; captured steps only for the copy of the next indices.
 """
 
 import time
@@ -108,8 +110,12 @@ class EagerSteps:
 
 
 class GraphedSteps(EagerSteps):
-    """Full batches replay two captured graphs (gather, step); a last, smaller batch runs eager
-    into the same gradient tensors."""
+    """Full batches replay captured graphs; a last, smaller batch runs eager into the same
+    gradient tensors.
+
+    Two graphs alternate over two batch buffers: graph p trains on buffer p while a side stream
+    inside the same graph gathers the next batch into the other buffer, so the step never waits
+    for its data. Per step the host writes the next batch's indices and launches one graph."""
 
     WARMUP_STEPS = 3  # the CUDA graph docs ask for a few eager iterations on a side stream
 
@@ -125,26 +131,39 @@ class GraphedSteps(EagerSteps):
     def supported(device, world_size: int, optimizer_name: str) -> bool:
         return device.type == "cuda" and world_size == 1 and optimizer_name == "sgd"
 
+    def _gather_into(self, k: int):
+        torch.index_select(self.x, 0, self.idx[k], out=self.xbuf[k])
+        torch.index_select(self.y, 0, self.idx[k], out=self.ybuf[k])
+
     def _capture(self):
-        model, opt, bs = self.model, self.optimizer, self.bs
-        self.idx = torch.zeros(bs, dtype=torch.long, device=self.device)
+        model, opt, bs, dev = self.model, self.optimizer, self.bs, self.device
+        self.idx = [torch.zeros(bs, dtype=torch.long, device=dev) for _ in range(2)]
+        self.xbuf = [torch.empty((bs, *self.x.shape[1:]), dtype=self.x.dtype, device=dev) for _ in range(2)]
+        self.ybuf = [torch.empty((bs, *self.y.shape[1:]), dtype=self.y.dtype, device=dev) for _ in range(2)]
         saved = _snapshot(model, opt)
         model.train()
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
+        main, self.prefetch = torch.cuda.current_stream(dev), torch.cuda.Stream(dev)
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(main)
         with torch.cuda.stream(side):  # warm-up: cuDNN picks its algorithms, optimizer state exists
             for _ in range(self.WARMUP_STEPS):
-                xb, yb = self.gather(self.idx)
-                self._forward_backward(xb, yb)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+                self._gather_into(0)
+                self._forward_backward(self.xbuf[0], self.ybuf[0])
+        main.wait_stream(side)
 
-        self.fetch_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.fetch_graph):
-            self.xb, self.yb = self.gather(self.idx)
-        opt.zero_grad(set_to_none=True)  # gradients are then allocated (and kept) by the capture
-        self.step_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.step_graph):
-            self._forward_backward(self.xb, self.yb)
+        self.graphs = []
+        for p in (0, 1):
+            q = 1 - p
+            opt.zero_grad(set_to_none=True)  # each graph allocates (and keeps) its own gradients
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                capturing = torch.cuda.current_stream(dev)
+                self.prefetch.wait_stream(capturing)  # fork: the gather joins this capture
+                with torch.cuda.stream(self.prefetch):
+                    self._gather_into(q)
+                self._forward_backward(self.xbuf[p], self.ybuf[p])
+                capturing.wait_stream(self.prefetch)  # join
+            self.graphs.append(graph)
         _restore(model, opt, saved)  # the warm-up steps never happened
 
     def run_epoch(self, idx_all, after_step) -> StepClock:
@@ -152,19 +171,27 @@ class GraphedSteps(EagerSteps):
         self.loss_sum.zero_()
         self.correct.zero_()
         clock = StepClock(self.device)
-        for i, start in enumerate(range(0, len(idx_all), self.bs)):
-            idx = idx_all[start: start + self.bs]
-            clock.start(i)
-            if len(idx) == self.bs:
-                self.idx.copy_(idx)
-                self.fetch_graph.replay()
-                clock.fetched()
-                self.step_graph.replay()
-            else:
-                xb, yb = self.gather(idx)
-                clock.fetched()
-                # accumulate into the captured gradient tensors, which the graph keeps using
-                self._forward_backward(xb, yb, set_to_none=False)
+        n_full = len(idx_all) // self.bs
+        full = idx_all[: n_full * self.bs].view(n_full, self.bs)
+        for k in range(n_full):
+            p = k % 2
+            clock.start(k)
+            if k == 0:  # the first batch of the epoch has nobody to prefetch it
+                self.idx[0].copy_(full[0])
+                self._gather_into(0)
+            if k + 1 < n_full:  # (after the last full batch the prefetch reads stale indices: unused)
+                self.idx[1 - p].copy_(full[k + 1])
+            clock.fetched()
+            self.graphs[p].replay()
+            after_step()
+            clock.stepped()
+        rest = idx_all[n_full * self.bs:]
+        if len(rest):
+            clock.start(n_full)
+            xb, yb = self.gather(rest)
+            clock.fetched()
+            # accumulate into the captured gradient tensors, which the graphs keep using
+            self._forward_backward(xb, yb, set_to_none=False)
             after_step()
             clock.stepped()
         return clock
