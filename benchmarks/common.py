@@ -14,7 +14,7 @@ DATA = os.environ.get("DLHPC_DATA") or str(ROOT.parent / "shared" / "data" / "mn
 def run_spec(spec: str, *sets: str) -> list[dict]:
     """`dlhpc run SPEC --set ...` in a scratch output folder; returns each trial's result + metrics."""
     out = tempfile.mkdtemp(prefix="dlhpc-bench-")
-    argv = [sys.executable, "-m", "dlhpc", "run", str(ROOT / spec), "--set", f"output={out}"]
+    argv = [sys.executable, "-m", "dlhpc", "run", str(ROOT / spec), "--set", f"runs_dir={out}"]
     for s in sets:
         argv += ["--set", s]
     proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "DLHPC_DATA": DATA}, cwd=ROOT)

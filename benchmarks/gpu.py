@@ -56,7 +56,7 @@ def run_once(spec_path, sets):
     from dlhpc.train.loop import train_trial
 
     out = tempfile.mkdtemp(prefix="dlhpc-gpu-")
-    spec = load_spec(ROOT / spec_path, [f"output={out}", f"data.root={DATA}", "resources.gpus_per_node=1", *sets],
+    spec = load_spec(ROOT / spec_path, [f"runs_dir={out}", f"data.root={DATA}", "resources.gpus_per_node=1", *sets],
                      use_site=False)
     p = experiment.materialize(experiment.plan(spec))
     tdir = p.exp_dir / p.trials[0].id

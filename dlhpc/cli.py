@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from dlhpc import __version__
+from dlhpc.schema import MODELS, SCHEDULERS
 
 EPILOG = """exit codes: 0 ok; 1 the work failed (a job failed, a summary has failed rows); 2 bad input.
 Examples:
@@ -24,13 +25,18 @@ def _add_set(p):
 
 
 def _add_scheduler(p):
-    p.add_argument("--scheduler", choices=("slurm", "pbs", "local"),
-                   help="same as --set resources.scheduler=S")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="same as --set resources.scheduler=S")
 
 
-def _add_output(p):
-    p.add_argument("--output", default=None, metavar="DIR",
-                   help="folder that holds experiment directories (default: ./runs, or $DLHPC_OUTPUT)")
+def _add_runs_dir(p):
+    # Not -o/--output: to an sbatch user that names the job's log file.
+    p.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="folder that holds experiment directories (default: runs_dir from the spec or "
+                        "~/.config/dlhpc/config.yaml, else $DLHPC_RUNS_DIR, else ./runs)")
+
+
+def _add_json(p):
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,19 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="write a commented starter spec")
     p.add_argument("path", nargs="?", default="experiment.yaml")
-    p.add_argument("--model", choices=("softmax", "mlp", "lenet5", "cnn"), default="cnn")
-    p.add_argument("--scheduler", choices=("slurm", "pbs", "local"), default="local")
+    p.add_argument("--model", choices=MODELS, default="cnn")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="local")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     p = sub.add_parser("validate", help="check specs; exit 0 valid, 2 invalid")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     _add_set(p)
+    _add_json(p)
 
     p = sub.add_parser("render", help="print (or write) the job scripts submit would use")
     p.add_argument("spec", metavar="SPEC")
     _add_scheduler(p)
     _add_set(p)
     p.add_argument("-o", "--out-dir", metavar="DIR", help="write one file per job instead of printing")
+    _add_runs_dir(p)
 
     p = sub.add_parser("submit", help="queue the spec's trials and return")
     p.add_argument("spec", metavar="SPEC")
@@ -63,17 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.add_argument("--dry-run", action="store_true", help="render and ask the scheduler, queue nothing")
     p.add_argument("--max-cost", type=float, metavar="N", help="refuse if the estimated cost exceeds N")
+    _add_runs_dir(p)
 
     p = sub.add_parser("run", help="run the spec on this machine, in the foreground")
     p.add_argument("spec", metavar="SPEC")
     _add_set(p)
+    _add_runs_dir(p)
 
     p = sub.add_parser("status", help="state of every trial of an experiment")
     p.add_argument("exp", nargs="?", metavar="EXP")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--watch", action="store_true", help="refresh until every trial is finished")
-    p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
-    _add_output(p)
+    _add_json(p)
+    p.add_argument("--watch", action="store_true", help="refresh until every trial is finished (asks the "
+                   "scheduler every 5 s at first, backing off to 2 min while nothing changes)")
+    _add_runs_dir(p)
 
     p = sub.add_parser("summary", help="results table of one or more experiments")
     p.add_argument("exps", nargs="*", metavar="EXP")
@@ -81,22 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort", metavar="KEY", help="sort rows by a column, e.g. test_acc or train.lr")
     p.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of printing")
     p.add_argument("--no-accounting", action="store_true", help="do not ask the scheduler what jobs cost")
-    _add_output(p)
+    _add_json(p)
+    _add_runs_dir(p)
 
     p = sub.add_parser("plot", help="learning curves (and scaling) as a PNG")
     p.add_argument("exp", metavar="EXP")
     p.add_argument("-o", "--out", metavar="FILE.png")
-    _add_output(p)
+    _add_runs_dir(p)
 
     p = sub.add_parser("logs", help="show a trial's job output")
     p.add_argument("exp", nargs="?", metavar="EXP")
     p.add_argument("--trial", metavar="ID", help="trial id (default: the first)")
     p.add_argument("--follow", "-f", action="store_true")
-    _add_output(p)
+    _add_runs_dir(p)
 
     p = sub.add_parser("cancel", help="cancel every job of an experiment")
     p.add_argument("exp", nargs="?", metavar="EXP")
-    _add_output(p)
+    p.add_argument("--latest", action="store_true", help="cancel the newest experiment (EXP left out)")
+    _add_runs_dir(p)
 
     p = sub.add_parser("templates", help="list, show or copy job-script templates")
     tsub = p.add_subparsers(dest="templates_command", metavar="ACTION")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.spec import load_spec
-from dlhpc.states import BAD, FINISHED
+from dlhpc.states import BAD
 
 
 def _out(text: str) -> None:
@@ -23,8 +23,13 @@ def _console(stderr=False):
     return console if console.is_terminal else Console(stderr=stderr, highlight=False, width=160)
 
 
-def _output_root(args) -> str:
-    return args.output or os.environ.get("DLHPC_OUTPUT") or "runs"
+def _runs_sets(args) -> list:
+    """--runs-dir DIR is --set runs_dir=DIR: one resolver (experiment.runs_root) for every command."""
+    return [f"runs_dir={args.runs_dir}"] if getattr(args, "runs_dir", None) else []
+
+
+def _json(data) -> None:
+    _out(json.dumps(data, indent=2, default=str))
 
 
 # ---- init / validate / render -------------------------------------------------------------------
@@ -46,30 +51,32 @@ def cmd_init(args):
 def cmd_validate(args):
     from dlhpc.sweep import count_trials
 
-    bad = 0
+    reports = []
     for path in args.specs:
         try:
             spec = load_spec(path, args.sets)
         except UserError as exc:
-            print(f"dlhpc: error: {exc}", file=sys.stderr)
-            bad += 1
+            reports.append({"spec": path, "ok": False, "error": str(exc)})
+            if not args.json:
+                print(f"dlhpc: error: {exc}", file=sys.stderr)
             continue
         n = count_trials(spec)
-        _out(f"ok: {path} ({spec.data['name']}, {n} trial{'s' if n != 1 else ''}, "
-             f"scheduler {spec.data['resources']['scheduler']})")
-    return 2 if bad else 0
+        reports.append({"spec": path, "ok": True, "name": spec.data["name"], "trials": n,
+                        "scheduler": spec.data["resources"]["scheduler"]})
+        if not args.json:
+            _out(f"ok: {path} ({spec.data['name']}, {n} trial{'s' if n != 1 else ''}, "
+                 f"scheduler {spec.data['resources']['scheduler']})")
+    if args.json:
+        _json(reports)
+    return 2 if any(not r["ok"] for r in reports) else 0
 
 
 def _plan(args):
     from dlhpc import experiment
+    from dlhpc.schedulers import backend
 
-    spec = load_spec(args.spec, args.sets)
-    max_array = None
-    if spec.data["resources"]["scheduler"] == "slurm":
-        from dlhpc.schedulers import slurm
-
-        max_array = slurm.max_array_size()
-    return experiment.plan(spec, max_array=max_array)
+    spec = load_spec(args.spec, _runs_sets(args) + list(args.sets))
+    return experiment.plan(spec, max_array=backend(spec.data["resources"]["scheduler"]).max_array())
 
 
 def cmd_render(args):
@@ -113,84 +120,97 @@ def _prepare_data(trials, *, may_fetch: bool):
 
 
 def cmd_submit(args):
-    from dlhpc import cost, experiment
+    """cost → preflight → dry run, or materialise → submit (rolled back if refused) → record."""
+    from dlhpc import experiment
     from dlhpc.schedulers import backend
 
     p = _plan(args)
-    sched = p.scheduler
-    _prepare_data(p.trials, may_fetch=sched == "local" and not args.dry_run)
+    sched = backend(p.scheduler)
+    _prepare_data(p.trials, may_fetch=sched.runs_here and not args.dry_run)
+    _check_cost(p, args)
+    _preflight(p, sched)
+    if args.dry_run:
+        return _dry_run(p, sched)
+    p = experiment.materialize(p)
+    jobs = _submit_or_roll_back(p, sched)
+    _record_submission(p, sched, jobs)
+    return 0
+
+
+def _check_cost(p, args):
+    from dlhpc import cost
+
     estimate = cost.estimate(p)
     limit = args.max_cost if args.max_cost is not None else p.spec.site.get("max_cost")
     _out(cost.describe(estimate))
     if limit is not None and estimate["cost"] > limit:
         raise UserError(f"estimated cost {estimate['cost']:.2f} {estimate['unit']} exceeds the limit of {limit:g} "
                         "(--max-cost or the site's max_cost); ask for fewer trials, nodes or less time")
-    mod = backend(sched)
-    if sched != "local":
-        mod.check_submit_allowed(p)
-        problems = mod.preflight(p)
-        if problems:
-            raise UserError("the scheduler would refuse this submission:\n  " + "\n  ".join(problems))
-    if args.dry_run:
-        if sched == "local":
-            _out(f"dry run: {len(p.trials)} trial(s) would run on this machine; nothing started")
-            return 0
-        for i, script in enumerate(p.scripts):
-            try:
-                answer = mod.test_only(script.text, Path.cwd())
-            except DlhpcError as exc:
-                raise UserError(f"job {i} ({len(script.trial_ids)} trial(s)): {exc}") from None
-            _out(f"job {i} ({len(script.trial_ids)} trial(s), template {script.template}): accepted: {answer}")
-        _out("dry run: nothing was queued")
-        return 0
-    p = experiment.materialize(p)
-    if sched == "local":
-        return _submit_local(p)
+
+
+def _preflight(p, sched):
+    sched.check()
+    problems = sched.preflight(p)
+    if problems:
+        raise UserError("the scheduler would refuse this submission:\n  " + "\n  ".join(problems))
+
+
+def _dry_run(p, sched) -> int:
+    for i, script in enumerate(p.scripts):
+        try:
+            answer = sched.test_only(script.text, Path.cwd())
+        except DlhpcError as exc:
+            raise UserError(f"job {i} ({len(script.trial_ids)} trial(s)): {exc}") from None
+        _out(f"job {i} ({len(script.trial_ids)} trial(s), template {script.template}): accepted: {answer}")
+    _out("dry run: nothing was queued")
+    return 0
+
+
+def _submit_or_roll_back(p, sched) -> list:
+    """Submit every script; if one is refused, cancel what was queued and remove the run
+    directory, so nothing half-runs and nothing half-written is left."""
+    import shutil
+
     queued: list = []
     try:
-        jobs = mod.submit(p, queued)
+        return sched.submit(p, queued)
     except BaseException:
-        import shutil
-
-        if queued:  # a later script was refused: take back what was queued, so nothing half-runs
-            mod.cancel([j["job_id"] for j in queued])
+        if queued:
+            sched.cancel([j["job_id"] for j in queued], p.exp_dir)
         shutil.rmtree(p.exp_dir, ignore_errors=True)
         raise
+
+
+def _record_submission(p, sched, jobs):
+    from dlhpc import experiment
+    from dlhpc.schedulers.base import base_ids
+
     experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    ids = sorted({j["job_id"].split("_")[0] for j in jobs}, key=int)
-    _out(f"submitted {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched}: {', '.join(ids)}")
+    _out(f"submitted {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched.name}: "
+         f"{', '.join(base_ids(j['job_id'] for j in jobs))}")
+    if sched.submitted_note:
+        _out(sched.submitted_note)
     _out(f"experiment: {p.exp_dir}")
     _out(f"next: dlhpc status {p.exp_dir}   |   dlhpc summary {p.exp_dir}")
-    return 0
-
-
-def _submit_local(p):
-    """Submit-and-exit on a machine without a scheduler: a detached runner works through the trials."""
-    import subprocess
-
-    log = open(p.exp_dir / "logs" / "local-runner.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "dlhpc.schedulers.local", str(p.exp_dir)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    from dlhpc import experiment
-
-    jobs = [{"job_id": f"local-{proc.pid}", "trial": t.id, "script": "local"} for t in p.trials]
-    experiment.update_record(p.exp_dir, jobs=jobs, local_pid=proc.pid)
-    _out(f"started {len(p.trials)} trial(s) in the background on this machine (pid {proc.pid})")
-    _out(f"experiment: {p.exp_dir}")
-    return 0
 
 
 def cmd_run(args):
+    """Run the spec here, in the foreground: the local backend's rendered scripts, one trial
+    after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
     from dlhpc import experiment
-    from dlhpc.schedulers import local
+    from dlhpc.schedulers.local import Runner, plan_jobs
+    from dlhpc.progress import progress_for
 
-    spec = load_spec(args.spec, list(args.sets) + ["resources.scheduler=local"])
+    spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + ["resources.scheduler=local"])
     p = experiment.plan(spec)
     _prepare_data(p.trials, may_fetch=True)
     p = experiment.materialize(p)
+    jobs = plan_jobs(p, os.getpid())
+    experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     console = _console()
     console.print(f"experiment [bold]{p.exp_dir}[/] — {len(p.trials)} trial(s) on this machine")
-    codes = local.run_experiment(p.exp_dir, p.trials, progress=True)
+    with progress_for(console, p.trials) as progress:
+        codes = Runner(p.exp_dir, jobs, on_epoch=progress.epoch, on_trial_end=progress.trial_end).run()
     from dlhpc.results import columns, experiment_rows, rich_table
 
     record, rows = experiment_rows(p.exp_dir)
@@ -211,20 +231,26 @@ def cmd_status(args):
     from dlhpc import status
 
     exp_dir = _find(args.exp, args)
-    if args.watch:
-        return status.watch(exp_dir, args.interval)
+    if args.watch and not args.json:
+        return status.watch(exp_dir)
     report = status.collect(exp_dir)
     if args.json:
-        _out(json.dumps(report, indent=2, default=str))
+        _json(report)
     else:
         status.print_report(report, _console())
-    return 0
+    return status.exit_code(report)
+
+
+def _runs_root(args) -> Path:
+    from dlhpc.experiment import runs_root
+
+    return runs_root(load_spec(None, _runs_sets(args)))
 
 
 def _find(ref, args):
     from dlhpc.experiment import find_experiment
 
-    return find_experiment(ref, _output_root(args))
+    return find_experiment(ref, _runs_root(args))
 
 
 def cmd_summary(args):
@@ -244,17 +270,13 @@ def cmd_summary(args):
         print(f"dlhpc: warning: {w}", file=sys.stderr)
     rows = results.sort_rows(all_rows, args.sort)
     cols = results.columns(rows, swept)
-    if args.format in ("csv", "markdown"):
+    fmt = "json" if args.json else args.format
+    if fmt in ("csv", "markdown"):
         cols = cols + ["flags"]
-    if args.format == "json":
-        text = json.dumps(results.json_rows(rows), indent=2, default=str) + "\n"
-    elif args.format == "csv":
-        text = results.render_csv(rows, cols)
-    elif args.format == "markdown":
-        text = results.render_markdown(rows, cols)
-    else:
-        text = None
-    if text is not None:
+    renderers = {"json": lambda: json.dumps(results.json_rows(rows), indent=2, default=str) + "\n",
+                 "csv": lambda: results.render_csv(rows, cols), "markdown": lambda: results.render_markdown(rows, cols)}
+    if fmt in renderers:
+        text = renderers[fmt]()
         if args.out:
             from dlhpc.fsutil import atomic_write_text
 
@@ -271,9 +293,9 @@ def cmd_summary(args):
                 Console(file=f, width=200).print(results.rich_table(rows, cols))
         else:
             console.print(results.rich_table(rows, cols))
-        flagged = [r for r in rows if r.get("flags")]
-        for r in flagged:
-            console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
+        for r in rows:
+            if r.get("flags"):
+                console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
     return 1 if any(r["state"] in BAD for r in rows) else 0
 
 
@@ -286,39 +308,29 @@ def cmd_logs(args):
     tid = args.trial or (ids[0] if ids else None)
     if tid not in ids:
         raise UserError(f"no trial {args.trial!r} in {exp_dir}; trials: {', '.join(ids[:20])}")
-    tdir = exp_dir / tid
-    files = [tdir / "job.out", tdir / "job.err"]
-    if not args.follow:
-        for f in files:
-            if f.exists():
-                print(f"==> {f} <==")
-                sys.stdout.write(f.read_text(errors="replace"))
-        if not any(f.exists() for f in files):
-            print(f"no output yet for trial {tid} (the job may still be pending)")
-        return 0
-    from dlhpc import status
+    if args.follow:
+        from dlhpc import status
 
-    offsets = {f: 0 for f in files}
-    while True:
-        for f in files:
-            if f.exists():
-                with open(f, errors="replace") as fh:
-                    fh.seek(offsets[f])
-                    chunk = fh.read()
-                    offsets[f] = fh.tell()
-                if chunk:
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
-        report = status.collect(exp_dir)
-        state = next((t["state"] for t in report["trials"] if t["trial"] == tid), "UNKNOWN")
-        if state in FINISHED:
-            return 0
-        time.sleep(1.0)
+        def write(chunk):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+
+        return status.follow_logs(exp_dir, tid, write)
+    files = [exp_dir / tid / "job.out", exp_dir / tid / "job.err"]
+    for f in files:
+        if f.exists():
+            print(f"==> {f} <==")
+            sys.stdout.write(f.read_text(errors="replace"))
+    if not any(f.exists() for f in files):
+        print(f"no output yet for trial {tid} (the job may still be pending)")
+    return 0
 
 
 def cmd_cancel(args):
     from dlhpc import status
 
+    if args.exp is None and not args.latest:
+        return _refuse_cancel_without_experiment(args)
     exp_dir = _find(args.exp, args)
     cancelled = status.cancel(exp_dir)
     if cancelled:
@@ -326,6 +338,26 @@ def cmd_cancel(args):
     else:
         _out(f"nothing to cancel in {exp_dir.name}")
     return 0
+
+
+def _refuse_cancel_without_experiment(args):
+    """Like scancel with no job id: name what could be cancelled, cancel nothing."""
+    from dlhpc import status
+
+    root = _runs_root(args)
+    live = []
+    for exp_dir in sorted(root.iterdir() if root.is_dir() else [], key=lambda d: d.stat().st_mtime):
+        if (exp_dir / "experiment.json").is_file():
+            try:
+                jobs = status.live_jobs(exp_dir)
+            except DlhpcError:
+                continue
+            if jobs:
+                live.append(f"{exp_dir.name} ({len(jobs)} job(s) queued or running)")
+    listing = ("experiments with live jobs under " + str(root) + ":\n  " + "\n  ".join(live)) if live else \
+        f"no experiment under {root} has live jobs"
+    raise UserError("name the experiment to cancel (dlhpc cancel EXP), or pass --latest for the newest one.\n"
+                    + listing)
 
 
 def cmd_plot(args):

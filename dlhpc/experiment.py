@@ -35,10 +35,10 @@ class Plan:
         return self.spec.data["resources"]["scheduler"]
 
 
-def submitit_command(exp_dir: Path, python: str | None = None) -> str:
-    """The line each task runs: submitit unpickles the trial's TrainJob and calls it."""
-    return " ".join([shlex.quote(python or sys.executable), "-u -m submitit.core._submit",
-                     shlex.quote(str(exp_dir / SUBMITIT_DIR))])
+def submitit_command(folder: Path, python: str | None = None) -> str:
+    """The line each task runs: submitit unpickles the trial's TrainJob (from `folder`, the
+    experiment's .submitit/) and calls it. The PBS executor builds its command with it too."""
+    return " ".join([shlex.quote(python or sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
 
 
 def timestamp() -> str:
@@ -47,8 +47,10 @@ def timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(int(epoch)) if epoch else time.localtime())
 
 
-def output_root(spec: Spec) -> Path:
-    return Path(os.path.expanduser(spec.data["output"])).absolute()
+def runs_root(spec: Spec) -> Path:
+    """The folder that holds experiment directories. One resolver for every command: the spec's
+    `runs_dir` through its layers (site < user config < $DLHPC_RUNS_DIR < spec < --runs-dir/--set)."""
+    return Path(os.path.expanduser(spec.data["runs_dir"])).absolute()
 
 
 def job_groups(trials, max_array: int | None = None) -> list[list]:
@@ -68,9 +70,9 @@ def job_groups(trials, max_array: int | None = None) -> list[list]:
 def plan(spec: Spec, exp_dir: Path | None = None, max_array: int | None = None, trials=None) -> Plan:
     """Trials and their job scripts for an experiment directory (not created here)."""
     trials = trials if trials is not None else sweep.expand(spec)
-    exp_dir = exp_dir or output_root(spec) / f"{spec.data['name']}-{timestamp()}"
+    exp_dir = exp_dir or runs_root(spec) / f"{spec.data['name']}-{timestamp()}"
     p = Plan(spec, trials, exp_dir, max_array=max_array)
-    digest, command = spec.hash(), submitit_command(exp_dir)
+    digest, command = spec.hash(), submitit_command(exp_dir / SUBMITIT_DIR)
     for group in job_groups(trials, max_array):
         p.scripts.append(render_script(group[0].data, [t.id for t in group], exp_dir, command,
                                        site=spec.site, spec_digest=digest))
@@ -83,7 +85,7 @@ def reserve_dir(exp_dir: Path) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"output folder {root}: cannot create it ({exc.strerror}); set `output:` to a "
+        raise UserError(f"runs folder {root}: cannot create it ({exc.strerror}); set `runs_dir:` (or --runs-dir) to a "
                         "writable folder") from None
     candidate, n = exp_dir, 1
     while True:
@@ -159,13 +161,12 @@ def versions() -> dict:
     return out
 
 
-def find_experiment(ref: str | None, output: str = "runs") -> Path:
-    """EXP is a directory, or a name looked up under the output folder; none means the latest."""
+def find_experiment(ref: str | None, root: Path) -> Path:
+    """EXP is a directory, or a name looked up under the runs folder; none means the latest."""
     if ref:
         path = Path(ref)
         if (path / "experiment.json").is_file():
             return path
-        root = Path(output)
         matches = sorted((d for d in root.glob(f"{ref}*") if (d / "experiment.json").is_file()),
                          key=lambda d: d.stat().st_mtime) if root.is_dir() and "/" not in ref else []
         exact = [d for d in matches if d.name == ref]
@@ -173,7 +174,6 @@ def find_experiment(ref: str | None, output: str = "runs") -> Path:
             return (exact or matches)[-1]
         raise UserError(f"no experiment {ref!r}: not an experiment directory, and no experiment of that name "
                         f"under {root}/ (pass the directory, or see `ls {root}`)")
-    root = Path(output)
     found = [d for d in root.iterdir() if (d / "experiment.json").is_file()] if root.is_dir() else []
     if not found:
         raise UserError(f"no experiments under {root}/; pass an experiment directory, or submit one first")

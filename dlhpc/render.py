@@ -16,21 +16,12 @@ import jinja2
 
 from dlhpc import __version__
 from dlhpc.errors import UserError
+from dlhpc.schedulers import backend
 from dlhpc.spec import spec_hash, tasks_per_node
 from dlhpc.schema import mem_megabytes, parse_time
 
 SITE_TEMPLATES_DEFAULT = "/etc/dlhpc/templates"
 SUFFIX = ".sh.j2"
-
-# What the job script needs to know per scheduler (no user input in these).
-SCHEDULER_SHELL = {
-    "slurm": {"job_id_expr": "${SLURM_JOB_ID}", "array_index": "${SLURM_ARRAY_TASK_ID:-0}"},
-    # Torque sets PBS_ARRAYID and OpenPBS PBS_ARRAY_INDEX; PBS-on-SLURM wrappers set neither.
-    "pbs": {"job_id_expr": "${PBS_JOBID:-${SLURM_JOB_ID:-}}",
-            "array_index": "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"},
-    "local": {"job_id_expr": "${DLHPC_JOB_ID:-local}", "array_index": "${DLHPC_ARRAY_INDEX:-0}"},
-}
-
 
 def shipped_dir() -> Path:
     # In a wheel the top-level templates/ is installed as dlhpc/templates (setup.cfg maps it);
@@ -90,15 +81,9 @@ def pbs_flag(key: str) -> str:
     return f"-{key}" if len(key) == 1 else f"--{key}"
 
 
-def default_template(data: dict) -> str:
-    sched = data["resources"]["scheduler"]
-    if sched == "pbs":
-        return f"pbs/{data['resources']['pbs_flavor']}"
-    return f"{sched}/default"
-
-
 def template_ref(data: dict) -> str:
-    return data.get("template") or default_template(data)
+    """The spec's template, else the one its scheduler ships for these resources."""
+    return data.get("template") or backend(data["resources"]["scheduler"]).template(data["resources"])
 
 
 def load_template(ref: str, site: dict | None = None) -> jinja2.Template:
@@ -125,13 +110,12 @@ class Script:
     text: str
     template: str  # the file the script came from
     trial_ids: list
-    scheduler: str
 
 
 def render_script(data: dict, trial_ids: list, exp_dir: Path, command: str, *, site=None,
                   spec_digest: str | None = None, python: str | None = None) -> Script:
     """Render the job script for trials that share one resource request (an array if > 1)."""
-    sched = data["resources"]["scheduler"]
+    sched = backend(data["resources"]["scheduler"])
     template = load_template(template_ref(data), site)
     context = {
         "version": __version__,
@@ -150,13 +134,15 @@ def render_script(data: dict, trial_ids: list, exp_dir: Path, command: str, *, s
         "command": command,
         "python": python or sys.executable,
         "site": site or {},
-        **SCHEDULER_SHELL.get(sched, SCHEDULER_SHELL["slurm"]),
+        # what the job script needs to know of its scheduler (no user input in these)
+        "job_id_expr": sched.job_id_expr,
+        "array_index": sched.array_index_expr,
     }
     try:
         text = template.render(context)
     except jinja2.TemplateError as exc:
         raise UserError(_template_error(exc, template)) from None
-    return Script(text, template.filename or template.name, list(trial_ids), sched)
+    return Script(text, template.filename or template.name, list(trial_ids))
 
 
 def _template_error(exc, template) -> str:

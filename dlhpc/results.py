@@ -11,10 +11,9 @@ import math
 from pathlib import Path
 
 from dlhpc.fsutil import read_json
-from dlhpc.states import BAD, IN_FLIGHT
+from dlhpc.states import reconcile
+
 SPARK = "▁▂▃▄▅▆▇█"
-BASE_FIELDS = ("trial", "name", "model", "state", "job_id", "world_size", "epochs", "epochs_done", "test_acc",
-               "best_test_acc", "time_to_target_s", "train_time_s", "images_per_s")
 
 
 def read_metrics(path: Path) -> tuple[list, str | None]:
@@ -44,49 +43,20 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
     """One row for one trial. `sched` is what the scheduler said about its job, if asked."""
     tdir = exp_dir / trial["id"]
     spec = record.get("spec", {})
-    row = {"trial": trial["id"], "name": spec.get("name", record.get("name")),
-           "model": trial.get("params", {}).get("model.name", spec.get("model", {}).get("name")),
-           "experiment": exp_dir.name}
-    result_path = tdir / "result.json"
-    result = read_json(result_path)
-    flags = []
-    if result is None and result_path.exists():
-        flags.append("result.json is corrupt")
-    result = result if isinstance(result, dict) else {}
-    metrics, problem = read_metrics(tdir / "metrics.jsonl")
-    if problem:
-        flags.append(problem)
-    last = metrics[-1] if metrics else {}
-    if any(not _finite(m.get("train_loss")) or not _finite(m.get("test_loss")) for m in metrics):
-        flags.append("NaN or infinite loss")
-    state = result.get("state")
-    job_id = result.get("job_id") or trial.get("job_id")
-    if sched:
-        s = sched.get("state")
-        if s in IN_FLIGHT:
-            state = s if state != "COMPLETED" else state
-        elif s in BAD and state != "COMPLETED":
-            state = s
-        elif s == "COMPLETED" and state not in ("COMPLETED", "FAILED"):
-            state = "FAILED"
-            flags.append("job ended without writing a result")
-    if state is None:
-        if metrics:
-            state = "RUNNING"
-        elif record.get("jobs") and sched_missing:
-            # neither squeue nor sacct knows the job (yet): say so, never guess FAILED
-            state = "UNKNOWN"
-            flags.append("the scheduler does not report this job")
-        else:
-            state = "PENDING"
+    result, metrics, flags = _read_trial_files(tdir)
+    state, state_flags = reconcile(result.get("state"), sched, bool(metrics),
+                                   bool(record.get("jobs")) and sched_missing)
+    flags += state_flags
     if result.get("error"):
         flags.append(str(result["error"]).splitlines()[0][:200])
-    epochs_total = result.get("epochs") or _trial_epochs(tdir, spec)
+    last = metrics[-1] if metrics else {}
     accs = [m.get("test_acc") for m in metrics if _finite(m.get("test_acc"))]
-    row.update({
-        "state": state, "job_id": job_id,
+    row = {
+        "trial": trial["id"], "name": spec.get("name", record.get("name")),
+        "model": trial.get("params", {}).get("model.name", spec.get("model", {}).get("name")),
+        "experiment": exp_dir.name, "state": state, "job_id": result.get("job_id") or trial.get("job_id"),
         "world_size": result.get("world_size") or last.get("world_size"),
-        "epochs": epochs_total, "epochs_done": last.get("epoch", 0),
+        "epochs": result.get("epochs") or _trial_epochs(tdir, spec), "epochs_done": last.get("epoch", 0),
         "test_acc": result.get("test_acc", last.get("test_acc")) if state == "COMPLETED" else last.get("test_acc"),
         "best_test_acc": result.get("best_test_acc", max(accs) if accs else None),
         "time_to_target_s": result.get("time_to_target_s", _time_to_target(metrics, spec)),
@@ -95,13 +65,29 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         "test_loss": result.get("test_loss", last.get("test_loss")),
         "nodes": result.get("nodes"), "device": result.get("device"),
         "curve": accs,
-    })
-    for key, value in trial.get("params", {}).items():
-        row[key] = value
+        **trial.get("params", {}),
+    }
+    requeues = (read_json(tdir / "requeues.json", {}) or {}).get("count")
+    if requeues:
+        row["requeues"] = requeues
     if sched:
         row.update({k: sched[k] for k in ("elapsed", "queue_wait_s", "core_hours", "gpu_hours") if k in sched})
     row["flags"] = "; ".join(flags)
     return row
+
+
+def _read_trial_files(tdir: Path) -> tuple[dict, list, list]:
+    """(result.json or {}, metrics lines, flags for what could not be read)."""
+    flags = []
+    result = read_json(tdir / "result.json")
+    if result is None and (tdir / "result.json").exists():
+        flags.append("result.json is corrupt")
+    metrics, problem = read_metrics(tdir / "metrics.jsonl")
+    if problem:
+        flags.append(problem)
+    if any(not _finite(m.get("train_loss")) or not _finite(m.get("test_loss")) for m in metrics):
+        flags.append("NaN or infinite loss")
+    return (result if isinstance(result, dict) else {}), metrics, flags
 
 
 def _trial_epochs(tdir: Path, spec: dict):
@@ -206,7 +192,7 @@ def json_rows(rows: list) -> list:
 def columns(rows: list, swept: list) -> list:
     cols = ["trial", *swept, "model", "state", "world_size", "epochs_done", "test_acc", "best_test_acc",
             "time_to_target_s", "train_time_s", "images_per_s"]
-    extra = [c for c in ("queue_wait_s", "elapsed", "core_hours", "gpu_hours", "speedup", "efficiency",
+    extra = [c for c in ("requeues", "queue_wait_s", "elapsed", "core_hours", "gpu_hours", "speedup", "efficiency",
                          "ttt_speedup", "ttt_efficiency") if any(c in r for r in rows)]
     return cols + extra
 

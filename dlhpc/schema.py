@@ -7,6 +7,8 @@ every message name the YAML file, line and key path the value came from.
 import math
 import re
 
+from dlhpc.schedulers import NAMES as SCHEDULERS  # names only: imports no backend
+
 
 class Invalid(ValueError):
     """A value is not allowed; the message says what is allowed. `subpath` points inside the
@@ -246,7 +248,6 @@ ENV_VALUE = Str(None, r"[^\x00\n\r]{0,4096}", "a string without newlines (number
 DIRECTIVE_VALUE = Optional(Str(None, r"[^\x00\n\r#]{0,512}", "a value without newlines or '#'"))
 
 MODELS = ("softmax", "mlp", "lenet5", "cnn")
-SCHEDULERS = ("slurm", "pbs", "local")
 
 SCHEMA = {
     "name": NAME,
@@ -306,7 +307,7 @@ SCHEMA = {
         "vars": Map(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "shell variable names", ENV_VALUE),
     },
     "template": Optional(Str(None, r"[^\x00\n\r]{1,4096}", "a template name (see `dlhpc templates list`) or a path")),
-    "output": PATH,
+    "runs_dir": PATH,
     "sweep": None,  # checked by sweep.py: dotted key -> list
 }
 
@@ -318,7 +319,7 @@ DEFAULTS = {
     "resources": {k: f.default for k, f in SCHEMA["resources"].items()},
     "env": {"modules": [], "setup": [], "vars": {}},
     "template": None,
-    "output": "runs",
+    "runs_dir": "runs",
     "sweep": {},
 }
 
@@ -334,7 +335,9 @@ SITE_SCHEMA = {
     "partitions": Map(SAFE_WORD, "partition names", Optional(Str(None, r"[A-Za-z0-9._ -]{1,64}", "a GPU type like a100"))),
 }
 
-SWEEPABLE_EXCLUDED = {"name", "output", "sweep"}
+SWEEPABLE_EXCLUDED = {"name", "runs_dir", "sweep"}
+# Keys renamed since a release: the message names the new key.
+RENAMED = {"output": "runs_dir"}
 
 
 def leaf_fields(schema=SCHEMA, prefix=()):

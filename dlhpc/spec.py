@@ -80,8 +80,13 @@ def load_spec(path, sets=(), *, use_site=True) -> Spec:
                 if tdir and not os.path.isabs(os.path.expanduser(tdir)):  # relative to the site file
                     site_settings["template_dir"] = str(layer_path.resolve().parent / tdir)
             layers.append((data, origins))
+        if os.environ.get("DLHPC_RUNS_DIR"):  # a user-level default, like the user config
+            layers.append(({"runs_dir": os.environ["DLHPC_RUNS_DIR"]}, {("runs_dir",): Origin("$DLHPC_RUNS_DIR")}))
     if path is not None:
         data, origins = load_file(path)
+        if data is None:
+            raise UserError(f"{path}: the spec is empty; write the keys you want (`dlhpc init my.yaml` "
+                            "writes a commented starter spec)")
         layers.append((_expect_mapping(data, str(path)), origins))
     layers.append(parse_sets(sets))
     return resolve(layers, site_settings, source=str(path) if path else "<defaults>")
@@ -150,6 +155,8 @@ def validate_layer(data: dict, origins: dict, tree=None, prefix=()) -> dict:
 def _unknown_key(key, tree, origins, path) -> str:
     near = difflib.get_close_matches(str(key), [str(k) for k in tree], n=1, cutoff=0.6)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
+    if not path[:-1] and key in schema.RENAMED:
+        hint = f" ({key} was renamed {schema.RENAMED[key]}: write {schema.RENAMED[key]}: instead)"
     parent = ".".join(str(p) for p in path[:-1])
     scope = f"in {parent}" if parent else "at the top level"
     return (f"{where(origins, path)}: unknown key{hint}; "

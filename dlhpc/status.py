@@ -1,74 +1,56 @@
-"""What is happening to an experiment: one batched scheduler query joined with the run directory."""
+"""What is happening to an experiment: the run directory (free to read) joined with what the
+scheduler says (one batched query for the whole experiment, and not often).
 
-import os
+Watching is gentle on the scheduler: the trial files are re-read every refresh, while the
+scheduler is asked at most once per Backoff delay: 5 s at first and after anything changes,
+doubling while nothing does, up to 2 minutes (submitit's InfoWatcher backs off the same way).
+"""
+
 import time
-from datetime import datetime
 from pathlib import Path
 
 from dlhpc import results
-from dlhpc.schema import parse_time
 from dlhpc.states import BAD, FINISHED
 
 
-def scheduler_info(exp_dir: Path) -> tuple[dict, list]:
-    """{job_id: {state, elapsed, queue_wait_s, core_hours, gpu_hours, ...}}, warnings."""
-    record = results.read_record(exp_dir)
-    job_ids = sorted({j["job_id"] for j in record.get("jobs", []) if j.get("job_id")})
-    sched = record.get("scheduler")
-    if not job_ids:
-        return {}, []
-    if sched == "local":
-        pid = record.get("local_pid")
-        alive = bool(pid) and _pid_alive(pid)
-        return {j: {"state": "RUNNING" if alive else "COMPLETED"} for j in job_ids}, []
+class Backoff:
+    MIN_S, MAX_S = 5.0, 120.0
+
+    def __init__(self, clock=time.monotonic):
+        self.clock, self.delay, self.next_at = clock, self.MIN_S, float("-inf")
+
+    def due(self) -> bool:
+        return self.clock() >= self.next_at
+
+    def asked(self, changed: bool):
+        self.delay = self.MIN_S if changed else min(self.delay * 2, self.MAX_S)
+        self.next_at = self.clock() + self.delay
+
+
+def job_ids(record: dict) -> list[str]:
+    return sorted({j["job_id"] for j in record.get("jobs", []) if j.get("job_id")})
+
+
+def scheduler_info(exp_dir: Path, only=None) -> tuple[dict, list]:
+    """({job_id: {state, elapsed, queue_wait_s, core_hours, gpu_hours, ...}}, warnings) from one
+    batched query; `only` limits it to some job ids."""
     from dlhpc.schedulers import backend
 
-    info, warnings = backend(sched).states(job_ids)
+    record = results.read_record(exp_dir)
+    ids = [j for j in job_ids(record) if only is None or j in only]
+    if not ids:
+        return {}, []
+    sched = backend(record["scheduler"])
+    info, warnings = sched.states(ids, exp_dir)
     for row in info.values():
-        row.update(accounting(row))
+        row.update(sched.accounting(row))
     return info, warnings
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _ts(value):
-    try:
-        return datetime.fromisoformat(value) if value and value not in ("Unknown", "None") else None
-    except ValueError:
-        return None
-
-
-def accounting(row: dict) -> dict:
-    """Queue wait and allocated CPU/GPU hours from what sacct recorded (AllocTRES x Elapsed)."""
-    out = {}
-    submit, start = _ts(row.get("submit")), _ts(row.get("start"))
-    if submit and start:
-        out["queue_wait_s"] = max(0.0, (start - submit).total_seconds())
-    elapsed = parse_time(row.get("elapsed") or "") if row.get("elapsed") else None
-    tres = dict(item.split("=", 1) for item in (row.get("alloc_tres") or "").split(",") if "=" in item)
-    if elapsed is not None and tres:
-        cpus = int(tres.get("cpu", 0) or 0)
-        gpus = int(tres.get("gres/gpu", 0) or 0)
-        out["core_hours"] = cpus * elapsed / 3600
-        out["gpu_hours"] = gpus * elapsed / 3600
-        out["elapsed_s"] = elapsed
-    return out
-
-
-def collect(exp_dir: Path) -> dict:
-    info, warnings = scheduler_info(exp_dir)
+def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
+    """The status report; asks the scheduler unless its answer (`info`) is given."""
+    if info is None:
+        info, warnings = scheduler_info(exp_dir)
     record, rows = results.experiment_rows(exp_dir, info)
     trials = []
     for r in rows:
@@ -80,7 +62,12 @@ def collect(exp_dir: Path) -> dict:
             "flags": r.get("flags") or None,
         })
     return {"experiment": str(exp_dir), "name": record.get("name"), "scheduler": record.get("scheduler"),
-            "finished": all(t["state"] in FINISHED for t in trials), "trials": trials, "warnings": warnings}
+            "finished": all(t["state"] in FINISHED for t in trials), "trials": trials, "warnings": warnings or []}
+
+
+def exit_code(report: dict) -> int:
+    """1 when a trial failed, was cancelled or timed out; the same with and without --watch."""
+    return 1 if any(t["state"] in BAD for t in report["trials"]) else 0
 
 
 def report_table(report: dict):
@@ -102,33 +89,96 @@ def print_report(report: dict, console) -> None:
     console.print(report_table(report))
 
 
-def watch(exp_dir: Path, interval: float) -> int:
+def _file_states(exp_dir: Path, record: dict) -> dict:
+    from dlhpc.fsutil import read_json
+
+    return {t["id"]: (read_json(exp_dir / t["id"] / "result.json", {}) or {}).get("state")
+            for t in record.get("trials", [])}
+
+
+class Watcher:
+    """Refresh from the trial files every `refresh_s`; ask the scheduler when the Backoff says so,
+    sooner again whenever a trial or job changed state."""
+
+    def __init__(self, exp_dir: Path, clock=time.monotonic):
+        self.exp_dir, self.backoff = exp_dir, Backoff(clock)
+        self.info, self.warnings = {}, []
+        self._seen = None
+
+    def report(self) -> dict:
+        record = results.read_record(self.exp_dir)
+        files = _file_states(self.exp_dir, record)
+        if self.backoff.due():
+            self.info, self.warnings = scheduler_info(self.exp_dir)
+            seen = ({j: r.get("state") for j, r in self.info.items()}, files)
+            self.backoff.asked(changed=self._seen is not None and seen != self._seen)
+            self._seen = seen
+        elif self._seen is not None and files != self._seen[1]:
+            self.backoff.next_at = min(self.backoff.next_at, self.backoff.clock() + Backoff.MIN_S)
+        return collect(self.exp_dir, self.info, self.warnings)
+
+
+def watch(exp_dir: Path, refresh_s: float = 2.0, clock=time.monotonic, sleep=time.sleep, console=None) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    console = Console()
-    report = collect(exp_dir)
+    console = console or Console()
+    watcher = Watcher(exp_dir, clock)
+    report = watcher.report()
     with Live(report_table(report), console=console, refresh_per_second=2) as live:
         while not report["finished"]:
-            time.sleep(interval)
-            report = collect(exp_dir)
+            sleep(refresh_s)
+            report = watcher.report()
             live.update(report_table(report))
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
-    return 1 if any(t["state"] in BAD for t in report["trials"]) else 0
+    return exit_code(report)
+
+
+def follow_logs(exp_dir: Path, trial: str, write, refresh_s: float = 1.0, clock=time.monotonic,
+                sleep=time.sleep) -> int:
+    """Print the trial's job.out/job.err as they grow, until its job ends. The end is read from
+    result.json where the trainer wrote it; the scheduler is asked (backing off) only to learn
+    that a job ended without one (killed, out of memory, out of time)."""
+    from dlhpc.fsutil import read_json
+
+    tdir = exp_dir / trial
+    files = [tdir / "job.out", tdir / "job.err"]
+    offsets = {f: 0 for f in files}
+    backoff = Backoff(clock)
+    backoff.asked(changed=True)  # the files answer first; the scheduler only after MIN_S
+    job_id = next((j["job_id"] for j in results.read_record(exp_dir).get("jobs", []) if j.get("trial") == trial), None)
+    while True:
+        for f in files:
+            if f.exists():
+                with open(f, errors="replace") as fh:
+                    fh.seek(offsets[f])
+                    chunk = fh.read()
+                    offsets[f] = fh.tell()
+                if chunk:
+                    write(chunk)
+        state = (read_json(tdir / "result.json", {}) or {}).get("state")
+        if state in FINISHED:
+            return 1 if state in BAD else 0
+        if job_id and backoff.due():
+            info, _ = scheduler_info(exp_dir, only={job_id})
+            sched_state = (info.get(job_id) or {}).get("state")
+            backoff.asked(changed=False)
+            if sched_state in FINISHED:
+                return 1 if sched_state in BAD else 0
+        sleep(refresh_s)
+
+
+def live_jobs(exp_dir: Path) -> list[str]:
+    """Job ids of an experiment that the scheduler still holds (one query)."""
+    from dlhpc.states import IN_FLIGHT
+
+    info, _ = scheduler_info(exp_dir)
+    return [j for j, row in info.items() if row.get("state") in IN_FLIGHT]
 
 
 def cancel(exp_dir: Path) -> list:
-    record = results.read_record(exp_dir)
-    job_ids = sorted({j["job_id"] for j in record.get("jobs", []) if j.get("job_id")})
-    if record.get("scheduler") == "local":
-        import signal
-
-        pid = record.get("local_pid")
-        if pid and _pid_alive(pid):
-            os.killpg(int(pid), signal.SIGTERM)
-            return [f"local-{pid}"]
-        return []
     from dlhpc.schedulers import backend
 
-    return backend(record["scheduler"]).cancel(job_ids)
+    record = results.read_record(exp_dir)
+    return backend(record["scheduler"]).cancel(job_ids(record), exp_dir)

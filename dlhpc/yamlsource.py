@@ -53,8 +53,8 @@ def load_text(text: str, source: str):
     finally:
         loader.dispose()
     origins: dict[tuple, Origin] = {}
-    if node is None:
-        return {}, origins
+    if node is None:  # no document at all: empty, or only comments
+        return None, origins
     data = _convert(loader, node, (), origins, source, _Budget(source))
     return data, origins
 

@@ -20,7 +20,7 @@ def render(dlhpc, site, *args):
 
 
 def test_slurm_site_example_renders_its_override(dlhpc, tmp_path):
-    r = render(dlhpc, SLURM_SITE, "--scheduler", "slurm", "--set", "output=/runs")
+    r = render(dlhpc, SLURM_SITE, "--scheduler", "slurm", "--set", "runs_dir=/runs")
     assert r.code == 0, r
     assert "#SBATCH --gres=gpu:1" in r.out and "--gpus-per-node" not in r.out
     assert "#SBATCH --partition=gpu" in r.out and "#SBATCH --mail-type=FAIL" in r.out
@@ -41,7 +41,7 @@ def test_slurm_site_example_passes_sbatch_test_only(slurm_cluster, dlhpc, tmp_pa
 
 
 def test_pbs_site_example_matches_golden_file(dlhpc):
-    r = render(dlhpc, PBS_SITE, "--scheduler", "pbs", "--set", "output=/runs")
+    r = render(dlhpc, PBS_SITE, "--scheduler", "pbs", "--set", "runs_dir=/runs")
     assert r.code == 0, r
     text = r.out.replace(sys.executable, "<python>")
     golden = GOLDEN / "site-pbs-cluster.openpbs.sh"
@@ -75,7 +75,7 @@ def test_cost_is_shown_and_capped(dlhpc, tmp_path):
 
 @pytest.mark.slurm
 def test_max_cost_refuses_before_queueing(slurm_cluster, dlhpc, tmp_path):
-    r = dlhpc("submit", ROOT / "jobs" / "sweep-lr.yaml", "--max-cost", "1", "--set", f"output={tmp_path / 'runs'}")
+    r = dlhpc("submit", ROOT / "jobs" / "sweep-lr.yaml", "--max-cost", "1", "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 2 and "exceeds the limit of 1" in r.err, r
     assert not (tmp_path / "runs").exists()
 
@@ -86,7 +86,7 @@ def test_doctor_on_the_live_cluster(slurm_cluster, dlhpc, tmp_path):
     ok = dlhpc("doctor", spec)
     assert ok.code == 0, ok
     for needle in ("SLURM commands", "accounting (sacct)", "MaxArraySize: 1001", "partition gpu", "GPUs in gpu",
-                   "MNIST data", "output folder", "torch"):
+                   "MNIST data", "runs folder", "torch"):
         assert needle in ok.out, (needle, ok.out)
     bad = dlhpc("doctor", spec, "--set", "resources.partition=nosuch")
     assert bad.code == 1 and "partition nosuch: does not exist" in bad.out and "fix:" in bad.out, bad

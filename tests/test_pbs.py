@@ -42,7 +42,8 @@ def test_openpbs_json_states(tmp_path, monkeypatch):
     states, warnings = pbs.states(["5_0", "5_1", "6"])
     assert states["5_0"]["state"] == "COMPLETED" and states["5_0"]["elapsed"] == "00:01:02"
     assert states["5_1"]["state"] == "RUNNING" and states["6"]["state"] == "FAILED"
-    assert "gres/gpu=1" in states["5_0"]["alloc_tres"]
+    used = pbs.accounting(states["5_0"])
+    assert used["elapsed_s"] == 62 and used["core_hours"] == 4 * 62 / 3600 and used["gpu_hours"] == 62 / 3600
 
 
 def test_torque_plain_states(tmp_path, monkeypatch):

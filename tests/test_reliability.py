@@ -126,7 +126,7 @@ def test_every_slurm_state_maps_to_a_known_one():
 def test_sbatch_printing_garbage_is_a_clear_error(dlhpc, tmp_path):
     env = fake_bin(tmp_path, sbatch="echo 'Welcome to the cluster!'; exit 0",
                    scontrol="echo 'PartitionName=debug Default=YES MaxTime=UNLIMITED State=UP'", srun="exit 0")
-    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"output={tmp_path / 'runs'}", env=env)
+    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"runs_dir={tmp_path / 'runs'}", env=env)
     assert r.code == 1, r
     assert "Welcome to the cluster!" in r.err and "Submitted batch job" in r.err and "Traceback" not in r.err
     assert not any((tmp_path / "runs").iterdir())  # nothing half-written left behind
@@ -135,7 +135,7 @@ def test_sbatch_printing_garbage_is_a_clear_error(dlhpc, tmp_path):
 def test_sbatch_refusal_reports_command_and_output(dlhpc, tmp_path):
     env = fake_bin(tmp_path, sbatch="echo 'sbatch: error: Batch job submission failed: Invalid account' >&2; exit 1",
                    scontrol="echo 'PartitionName=debug Default=YES MaxTime=UNLIMITED State=UP'", srun="exit 0")
-    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"output={tmp_path / 'runs'}", env=env)
+    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"runs_dir={tmp_path / 'runs'}", env=env)
     assert r.code == 1, r
     assert "exit 1" in r.err and "sbatch" in r.err and "Invalid account" in r.err
     assert not any((tmp_path / "runs").iterdir())
@@ -151,7 +151,7 @@ def test_names_that_escape_the_output_folder_are_refused(dlhpc, tmp_path):
 def test_summary_while_a_run_writes(dlhpc, tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "dlhpc", "run", str(ROOT / "jobs" / "ci-smoke.yaml"),
-                             "--set", f"output={out}", "--set", "train.epochs=3", "--set", "data.train_subset=3000"],
+                             "--set", f"runs_dir={out}", "--set", "train.epochs=3", "--set", "data.train_subset=3000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen = 0
     try:
@@ -180,7 +180,7 @@ def scontrol_job(job_id):
 def submit_one(dlhpc, tmp_path, name, spec_text):
     """Submit a one-trial spec; return (experiment dir, job id, trial dir)."""
     spec = write(tmp_path / f"{name}.yaml", spec_text)
-    r = dlhpc("submit", spec, "--set", f"output={tmp_path / 'runs'}")
+    r = dlhpc("submit", spec, "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 0, r
     exp = Path(exp_dir_from(r.out))
     record = json.loads((exp / "experiment.json").read_text())
@@ -286,7 +286,7 @@ train: {{epochs: 1, target_accuracy: 0.5}}
 data: {{train_subset: 1000, root: {DATA}}}
 resources: {{scheduler: slurm, cpus_per_task: 1, mem: 1G, time: "00:05:00"}}
 """)
-    r = dlhpc("submit", spec, "--set", f"output={weird}", "--set", f"env.vars.HOSTILE={hostile}",
+    r = dlhpc("submit", spec, "--set", f"runs_dir={weird}", "--set", f"env.vars.HOSTILE={hostile}",
               "--set", "env.setup=['echo \"HOSTILE=[$HOSTILE]\"']")
     assert r.code == 0, r
     exp = Path(exp_dir_from(r.out))
@@ -306,7 +306,7 @@ resources: {{scheduler: slurm, cpus_per_task: 1, mem: 1G, time: "00:05:00"}}
 def test_two_submits_at_once_get_two_directories(slurm_cluster, tmp_path):
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}  # force the same timestamp
     argv = [sys.executable, "-m", "dlhpc", "submit", str(ROOT / "jobs" / "ci-smoke.yaml"),
-            "--set", f"output={tmp_path / 'runs'}", "--set", "train.epochs=1", "--set", "data.train_subset=500"]
+            "--set", f"runs_dir={tmp_path / 'runs'}", "--set", "train.epochs=1", "--set", "data.train_subset=500"]
     procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate() for p in procs]
     assert all(p.returncode == 0 for p in procs), outs

@@ -21,7 +21,7 @@ FLAVOURS = {"slurm": ["resources.scheduler=slurm"],
 
 
 def rendered(job, flavour, extra=()):
-    spec = load_spec(ROOT / "jobs" / f"{job}.yaml", FLAVOURS[flavour] + ["output=/runs", *extra], use_site=False)
+    spec = load_spec(ROOT / "jobs" / f"{job}.yaml", FLAVOURS[flavour] + ["runs_dir=/runs", *extra], use_site=False)
     return plan(spec)
 
 
@@ -110,7 +110,7 @@ HOSTILE = "a b'c\"d$(touch /tmp/dlhpc-pwned)`touch /tmp/dlhpc-pwned2`;x&&y%z é"
 
 def test_hostile_values_are_quoted(tmp_path):
     out = tmp_path / "we ird $(touch pwned) `x` ; && %"
-    p = rendered("mnist-cnn", "slurm", [f"output={out}", f"env.vars.HOSTILE={HOSTILE}"])
+    p = rendered("mnist-cnn", "slurm", [f"runs_dir={out}", f"env.vars.HOSTILE={HOSTILE}"])
     text = p.scripts[0].text
     path = write(tmp_path / "job.sh", text)
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0

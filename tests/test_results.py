@@ -91,7 +91,7 @@ def test_experiment_lookup_by_name_and_latest(dlhpc, messy, tmp_path):
     r = dlhpc("summary", "exp", "--format", "json", cwd=tmp_path)
     assert len(json.loads(r.out)) == 5
     r = dlhpc("status", "--json", cwd=tmp_path)
-    assert r.code == 0 and json.loads(r.out)["name"] == "exp"
+    assert r.code == 1 and json.loads(r.out)["name"] == "exp"  # 1: the experiment has failed trials
     missing = dlhpc("summary", "nope", cwd=tmp_path)
     assert missing.code == 2 and "no experiment" in missing.err
 

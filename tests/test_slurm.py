@@ -30,7 +30,7 @@ def exp_dir_from(out: str) -> str:
 
 def test_ci_smoke_end_to_end(slurm_cluster, dlhpc, tmp_path):
     t0 = time.monotonic()
-    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"output={tmp_path / 'runs'}")
+    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"runs_dir={tmp_path / 'runs'}")
     submit_s = time.monotonic() - t0
     assert r.code == 0, r
     assert submit_s < 3.0, f"submit took {submit_s:.2f} s"
@@ -63,7 +63,7 @@ train: {epochs: 1, batch_size: 64, target_accuracy: 0.9}
 data: {train_subset: 4000}
 resources: {scheduler: slurm, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem: 1G, time: "00:05:00"}
 """)
-    r = dlhpc("submit", spec, "--set", f"output={tmp_path / 'runs'}")
+    r = dlhpc("submit", spec, "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 0, r
     exp = exp_dir_from(r.out)
     report = wait_finished(dlhpc, exp)
@@ -75,7 +75,7 @@ resources: {scheduler: slurm, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem
 
 def test_dry_run_with_wrong_partition_is_refused(slurm_cluster, dlhpc, tmp_path):
     r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--dry-run", "--set", "resources.partition=nosuchpart",
-              "--set", f"output={tmp_path / 'runs'}")
+              "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 2, r
     assert "nosuchpart" in r.err and "debug" in r.err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -86,7 +86,7 @@ def test_dry_run_asks_sbatch_and_queues_nothing(slurm_cluster, dlhpc, tmp_path):
         return set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split())
 
     before = queued()
-    r = dlhpc("submit", ROOT / "jobs" / "sweep-lr.yaml", "--dry-run", "--set", f"output={tmp_path / 'runs'}")
+    r = dlhpc("submit", ROOT / "jobs" / "sweep-lr.yaml", "--dry-run", "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 0, r
     assert "accepted" in r.out and "to start at" in r.out and "core-hours" in r.out
     assert not (tmp_path / "runs").exists()
@@ -95,7 +95,7 @@ def test_dry_run_asks_sbatch_and_queues_nothing(slurm_cluster, dlhpc, tmp_path):
 
 def test_time_above_partition_limit_is_refused(slurm_cluster, dlhpc, tmp_path):
     r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", "resources.partition=short",
-              "--set", "resources.time=01:00:00", "--set", f"output={tmp_path / 'runs'}")
+              "--set", "resources.time=01:00:00", "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 2, r
     assert "short" in r.err and "00:05:00" in r.err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -103,7 +103,7 @@ def test_time_above_partition_limit_is_refused(slurm_cluster, dlhpc, tmp_path):
 
 def test_missing_data_is_refused_before_queueing(slurm_cluster, dlhpc, tmp_path):
     r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"data.root={tmp_path / 'nodata'}",
-              "--set", f"output={tmp_path / 'runs'}")
+              "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 2, r
     assert str(tmp_path / "nodata") in r.err and "dlhpc data fetch" in r.err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -111,7 +111,7 @@ def test_missing_data_is_refused_before_queueing(slurm_cluster, dlhpc, tmp_path)
 
 def test_cancel_leaves_every_job_cancelled(slurm_cluster, dlhpc, tmp_path):
     r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", "train.epochs=200",
-              "--set", "resources.tasks_per_node=1", "--set", f"output={tmp_path / 'runs'}")
+              "--set", "resources.tasks_per_node=1", "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 0, r
     exp = exp_dir_from(r.out)
     deadline = time.monotonic() + 60
@@ -132,7 +132,7 @@ def test_cancel_leaves_every_job_cancelled(slurm_cluster, dlhpc, tmp_path):
 
 def test_pbs_torque_flavour_runs_on_the_cluster(slurm_cluster, dlhpc, tmp_path):
     r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--scheduler", "pbs", "--set", "resources.pbs_flavor=torque",
-              "--set", f"output={tmp_path / 'runs'}")
+              "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 0, r
     exp = exp_dir_from(r.out)
     report = wait_finished(dlhpc, exp)
@@ -145,8 +145,8 @@ def test_pbs_torque_flavour_runs_on_the_cluster(slurm_cluster, dlhpc, tmp_path):
 
 def test_pbs_dry_run_checks_the_queue(slurm_cluster, dlhpc, tmp_path):
     ok = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--scheduler", "pbs", "--dry-run",
-               "--set", "resources.partition=debug", "--set", f"output={tmp_path / 'runs'}")
+               "--set", "resources.partition=debug", "--set", f"runs_dir={tmp_path / 'runs'}")
     assert ok.code == 0 and "nothing was queued" in ok.out, ok
     bad = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--scheduler", "pbs", "--dry-run",
-                "--set", "resources.partition=nosuchqueue", "--set", f"output={tmp_path / 'runs'}")
+                "--set", "resources.partition=nosuchqueue", "--set", f"runs_dir={tmp_path / 'runs'}")
     assert bad.code == 2 and "nosuchqueue" in bad.err and "debug" in bad.err, bad

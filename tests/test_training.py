@@ -19,7 +19,7 @@ from dlhpc.train.models import build
 
 
 def make_trial(tmp_path, text, sets=()):
-    spec = load_spec_text(text, "t.yaml", sets=[f"output={tmp_path / 'runs'}", f"data.root={DATA}", *sets])
+    spec = load_spec_text(text, "t.yaml", sets=[f"runs_dir={tmp_path / 'runs'}", f"data.root={DATA}", *sets])
     p = experiment.materialize(experiment.plan(spec))
     return p.exp_dir / p.trials[0].id
 

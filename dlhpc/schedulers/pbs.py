@@ -1,8 +1,5 @@
-"""PBS (OpenPBS / PBS Pro and Torque): a submitit plugin (executor + job environment) and the
-same verbs as slurm.py — submit, states, cancel, preflight.
-
-Registered in setup.cfg under the `submitit` entry-point group, so `submitit.AutoExecutor`
-and submitit's `_submit` on the node both know the "pbs" cluster.
+"""PBS (OpenPBS / PBS Pro and Torque): the dlhpc backend. Jobs are submitted through the
+submitit plugin in pbs_submitit.py and their ranks started by pbs_launch.py.
 
 Job ids: dlhpc records `<base>` for a single job and `<base>_<index>` for array elements, the
 same shape as SLURM's; pbs_launch computes the same id inside the job, so submitit finds each
@@ -10,18 +7,13 @@ element's pickle.
 """
 
 import json
-import os
 import re
-import shlex
 import shutil
-import sys
+from datetime import datetime
 from pathlib import Path
 
-from submitit.core import core, job_environment
-
-from dlhpc.schedulers.submission import RenderedScriptMixin, submit_plan
-
 from dlhpc.errors import CommandError, DlhpcError, UserError
+from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
 from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
 
@@ -57,85 +49,7 @@ def parse_job_id(output: str) -> str:
     return m.group(1)
 
 
-class PBSJobEnvironment(job_environment.JobEnvironment):
-    """Rank and job identity inside a PBS job, as pbs_launch sets them for each rank."""
-
-    _env = {
-        "job_id": "DLHPC_PBS_JOB_ID",
-        "num_tasks": "DLHPC_PBS_NUM_TASKS",
-        "num_nodes": "DLHPC_PBS_NUM_NODES",
-        "node": "DLHPC_PBS_NODE_RANK",
-        "global_rank": "DLHPC_PBS_RANK",
-        "local_rank": "DLHPC_PBS_LOCAL_RANK",
-    }
-
-    @property
-    def hostnames(self):
-        return [h for h in os.environ.get("DLHPC_PBS_NODELIST", "").split(",") if h] or [self.hostname]
-
-    def _requeue(self, countdown: int) -> None:
-        run_command(["qrerun", os.environ.get("PBS_JOBID", self.raw_job_id)], timeout=60)
-
-
-class PBSInfoWatcher(core.InfoWatcher):
-    def _make_command(self):
-        return None  # dlhpc asks qstat itself, once per experiment (states() below)
-
-    def get_state(self, job_id: str, mode: str = "standard") -> str:
-        return "UNKNOWN"
-
-
-class PBSJob(core.Job):
-    _cancel_command = "qdel"
-    watcher = PBSInfoWatcher(delay_s=600)
-
-
-class PBSExecutor(RenderedScriptMixin, core.PicklingExecutor):
-    """Submits pickled callables with qsub. The script text comes from dlhpc's template."""
-
-    job_class = PBSJob
-
-    def __init__(self, folder, script_text: str = "", submit_cwd=None, max_num_timeout: int = 3,
-                 timeout_min: int = 60):
-        super().__init__(folder, max_num_timeout=max_num_timeout)
-        self._use_script(script_text, submit_cwd, timeout_min)
-        self.parameters["timeout_min"] = timeout_min  # submitit's single-job path reads it here
-        self.python = shlex.quote(sys.executable)
-
-    @classmethod
-    def _valid_parameters(cls):
-        return {"timeout_min"}
-
-    @property
-    def _submitit_command_str(self) -> str:
-        return " ".join([self.python, "-u -m submitit.core._submit", shlex.quote(str(self.folder))])
-
-    def _num_tasks(self) -> int:
-        return 1
-
-    def _make_submission_command(self, submission_file_path):
-        return ["qsub", str(submission_file_path)]
-
-    @staticmethod
-    def _get_job_id_from_submission_command(string) -> str:
-        return parse_job_id(string.decode() if isinstance(string, bytes) else string)
-
-    @classmethod
-    def affinity(cls) -> int:
-        return -1 if shutil.which("qsub") is None else 1
-
-
 # ---- the dlhpc verbs --------------------------------------------------------------------------
-
-def available() -> bool:
-    return shutil.which("qsub") is not None
-
-
-def check_submit_allowed(plan):
-    if not available():
-        raise UserError("qsub not found: this machine is not a PBS login node. Use `dlhpc run SPEC` to run "
-                        "here, or --scheduler slurm on a SLURM cluster")
-
 
 def preflight(plan) -> list[str]:
     """Queue names and walltime limits from `qstat -Q -f` when the server offers them."""
@@ -164,17 +78,8 @@ def preflight(plan) -> list[str]:
     return sorted(set(problems))
 
 
-def test_only(script_text: str, workdir: Path) -> str:
-    # qsub has no --test-only; preflight() already checked the queue and its walltime limit
-    return "rendered; PBS has no test-only submission, queue and walltime were checked with qstat -Q"
-
-
-def submit(plan, queued: list | None = None) -> list[dict]:
-    return submit_plan(plan, PBSExecutor, queued)
-
-
 def _qstat_ids(job_ids):
-    bases = sorted({j.split("_")[0] for j in job_ids})
+    bases = base_ids(job_ids)
     arrays = {j.split("_")[0] for j in job_ids if "_" in j}
     return [b + "[]" if b in arrays else b for b in bases]
 
@@ -194,10 +99,12 @@ def states(job_ids) -> tuple[dict, list]:
             if not m:
                 continue
             jid = m.group(1) + (f"_{m.group(2)}" if m.group(2) else "")
+            used, asked = job.get("resources_used") or {}, job.get("Resource_List") or {}
             out[jid] = {"state": map_state(job.get("job_state"), job.get("Exit_status")),
-                        "raw_state": job.get("job_state"),
-                        "elapsed": (job.get("resources_used") or {}).get("walltime"),
-                        "alloc_tres": _pbs_tres(job)}
+                        "raw_state": job.get("job_state"), "elapsed": used.get("walltime"),
+                        "submit": job.get("qtime"), "start": job.get("stime"),
+                        "ncpus": asked.get("ncpus"), "ngpus": asked.get("ngpus"),
+                        "nodes": job.get("exec_host")}
         return out, warnings
     try:
         proc = run_command(["qstat", *ids], timeout=30, check=False)
@@ -213,13 +120,80 @@ def states(job_ids) -> tuple[dict, list]:
     return out, warnings
 
 
-def _pbs_tres(job: dict) -> str:
-    used = job.get("Resource_List") or {}
-    return f"cpu={used.get('ncpus', 0)},gres/gpu={used.get('ngpus', 0)}"
+def _ctime(value):
+    """PBS times: 'Thu Nov 26 04:19:16 2026' (qstat -f), or seconds since the epoch."""
+    if value in (None, ""):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value))
+    except (TypeError, ValueError):
+        pass
+    try:
+        return datetime.strptime(" ".join(str(value).split()), "%a %b %d %H:%M:%S %Y")
+    except ValueError:
+        return None
 
 
-def cancel(job_ids) -> list[str]:
-    ids = _qstat_ids(job_ids)
-    if ids:
-        run_command(["qdel", *ids], timeout=60, check=False)
-    return [i.replace("[]", "") for i in ids]
+def accounting(row: dict) -> dict:
+    """Queue wait (qtime → stime), elapsed and allocated CPU/GPU hours (Resource_List x walltime)."""
+    out = {}
+    submit, start = _ctime(row.get("submit")), _ctime(row.get("start"))
+    if submit and start:
+        out["queue_wait_s"] = max(0.0, (start - submit).total_seconds())
+    elapsed = parse_time(row["elapsed"]) if row.get("elapsed") else None
+    if elapsed is not None:
+        out["elapsed_s"] = elapsed
+        if row.get("ncpus") is not None:
+            out["core_hours"] = int(row["ncpus"] or 0) * elapsed / 3600
+            out["gpu_hours"] = int(row.get("ngpus") or 0) * elapsed / 3600
+    return out
+
+
+def doctor_checks(spec) -> list[Check]:
+    missing = commands_missing(("qsub", "qstat", "qdel"))
+    checks = [Check("PBS commands", not missing, "all present" if not missing else f"missing: {', '.join(missing)}",
+                    "run on the cluster's login node, or load the PBS module")]
+    return checks
+
+
+class PBSBackend(Backend):
+    name = "pbs"
+    # Torque sets PBS_ARRAYID and OpenPBS PBS_ARRAY_INDEX; PBS-on-SLURM wrappers set neither.
+    job_id_expr = "${PBS_JOBID:-${SLURM_JOB_ID:-}}"
+    array_index_expr = "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"
+
+    def template(self, resources: dict) -> str:
+        return f"pbs/{resources['pbs_flavor']}"
+
+    def check(self) -> None:
+        if shutil.which("qsub") is None:
+            raise UserError("qsub not found: this machine is not a PBS login node. Use `dlhpc run SPEC` to run "
+                            "here, or --scheduler slurm on a SLURM cluster")
+
+    def preflight(self, plan) -> list[str]:
+        return preflight(plan)
+
+    def test_only(self, script_text: str, workdir: Path) -> str:
+        # qsub has no --test-only; preflight() already checked the queue and its walltime limit
+        return "rendered; PBS has no test-only submission, queue and walltime were checked with qstat -Q"
+
+    def submit(self, plan, queued: list) -> list[dict]:
+        from dlhpc.schedulers.pbs_submitit import PBSExecutor
+        from dlhpc.schedulers.submission import submit_plan
+
+        return submit_plan(plan, PBSExecutor, queued)
+
+    def states(self, job_ids, exp_dir) -> tuple[dict, list]:
+        return states(job_ids)
+
+    def cancel(self, job_ids, exp_dir) -> list[str]:
+        ids = _qstat_ids(job_ids)
+        if ids:
+            run_command(["qdel", *ids], timeout=60, check=False)
+        return [i.replace("[]", "") for i in ids]
+
+    def accounting(self, row: dict) -> dict:
+        return accounting(row)
+
+    def doctor_checks(self, spec) -> list[Check]:
+        return doctor_checks(spec)

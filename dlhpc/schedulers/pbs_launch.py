@@ -81,9 +81,27 @@ def main(argv=None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
         signal.signal(sig, forward)
-    codes = [p.wait() for p in procs]
-    # like srun --kill-on-bad-exit: report the first failure
-    return next((c for c in codes if c != 0), 0)
+    return wait_all(procs)
+
+
+def wait_all(procs, poll_s: float = 0.2) -> int:
+    """Like srun --kill-on-bad-exit: when one rank fails, stop the others (they would wait in a
+    collective until the walltime) and return the failure's exit code."""
+    import time
+
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = next((c for c in codes if c not in (None, 0)), None)
+        if failed is not None:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs:
+                p.wait()
+            return failed
+        if all(c == 0 for c in codes):
+            return 0
+        time.sleep(poll_s)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ would give arrays submitit's built-in script. DlhpcSlurmExecutor overrides both 
 import re
 import shutil
 import uuid
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 from dlhpc.errors import CommandError, DlhpcError, UserError
+from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
 from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
 
@@ -36,10 +38,6 @@ STATES = {
 def map_state(raw: str) -> str:
     word = (raw or "").strip().split(" ")[0].rstrip("+").upper()
     return STATES.get(word, "UNKNOWN")
-
-
-def available() -> bool:
-    return shutil.which("sbatch") is not None
 
 
 @lru_cache(maxsize=1)
@@ -80,14 +78,20 @@ def partitions() -> dict:
     return parts
 
 
+def wanted_partitions(resources: dict, parts: dict) -> list[str]:
+    """The partitions a job asks for: the spec's list, else the cluster's default partition."""
+    if resources["partition"]:
+        return resources["partition"].split(",")
+    return [name for name, p in parts.items() if p["default"]]
+
+
 def preflight(plan) -> list[str]:
     """Refuse what SLURM would refuse later: unknown partition, walltime above its limit."""
     problems, parts = [], partitions()
     data_of = {t.id: t.data for t in plan.trials}
     for script in plan.scripts:
         res = data_of[script.trial_ids[0]]["resources"]  # a script's trials share their resources
-        wanted = res["partition"].split(",") if res["partition"] else [n for n, p in parts.items() if p["default"]]
-        for name in wanted:
+        for name in wanted_partitions(res, parts):
             if name not in parts:
                 problems.append(f"partition {name!r} does not exist on this cluster (partitions: "
                                 f"{', '.join(sorted(parts)) or 'none'}); set resources.partition")
@@ -144,13 +148,6 @@ def _executor_class():
     return DlhpcSlurmExecutor
 
 
-def submit(plan, queued: list | None = None) -> list[dict]:
-    """Queue every script of a materialised plan; return [{job_id, trial, script}]."""
-    from dlhpc.schedulers.submission import submit_plan
-
-    return submit_plan(plan, _executor_class(), queued)
-
-
 # ---- state ----------------------------------------------------------------------------------
 
 def _expand_array_row(job_id: str) -> list[str]:
@@ -170,7 +167,7 @@ SACCT_FIELDS = ("JobID", "State", "Elapsed", "Submit", "Start", "End", "AllocTRE
 
 def sacct_rows(job_ids, timeout=30) -> dict:
     """One batched sacct call → {job_id: {field: value}} for allocations (not steps)."""
-    bases = sorted({j.split("_")[0] for j in job_ids})
+    bases = base_ids(job_ids)
     if not bases:
         return {}
     proc = run_command(["sacct", "-X", "-n", "-P", "-j", ",".join(bases), "-o", ",".join(SACCT_FIELDS)],
@@ -187,7 +184,7 @@ def sacct_rows(job_ids, timeout=30) -> dict:
 
 
 def squeue_rows(job_ids, timeout=30) -> dict:
-    bases = sorted({j.split("_")[0] for j in job_ids})
+    bases = base_ids(job_ids)
     proc = run_command(["squeue", "-h", "-j", ",".join(bases), "-o", "%i|%T|%M|%N", "--states=all"], timeout=timeout)
     rows = {}
     for line in proc.stdout.splitlines():
@@ -223,14 +220,144 @@ def states(job_ids) -> tuple[dict, list]:
     return out, warnings
 
 
-def cancel(job_ids) -> list[str]:
-    bases = sorted({j.split("_")[0] for j in job_ids})
-    if bases:
-        run_command(["scancel", *bases], timeout=60)
-    return bases
+def _ts(value):
+    try:
+        return datetime.fromisoformat(value) if value and value not in ("Unknown", "None") else None
+    except ValueError:
+        return None
 
 
-def check_submit_allowed(plan):
-    if not available():
-        raise UserError("sbatch not found: this machine is not a SLURM login node. Use `dlhpc run SPEC` to run "
-                        "here, or --scheduler pbs on a PBS cluster")
+def accounting(row: dict) -> dict:
+    """Queue wait and allocated CPU/GPU hours from what sacct recorded (AllocTRES x Elapsed)."""
+    out = {}
+    submit, start = _ts(row.get("submit")), _ts(row.get("start"))
+    if submit and start:
+        out["queue_wait_s"] = max(0.0, (start - submit).total_seconds())
+    elapsed = parse_time(row.get("elapsed") or "") if row.get("elapsed") else None
+    tres = dict(item.split("=", 1) for item in (row.get("alloc_tres") or "").split(",") if "=" in item)
+    if elapsed is not None:
+        out["elapsed_s"] = elapsed
+    if elapsed is not None and tres:
+        out["core_hours"] = int(tres.get("cpu", 0) or 0) * elapsed / 3600
+        out["gpu_hours"] = int(tres.get("gres/gpu", 0) or 0) * elapsed / 3600
+    return out
+
+
+# ---- doctor ---------------------------------------------------------------------------------
+
+def doctor_checks(spec) -> list[Check]:
+    missing = commands_missing(("sbatch", "squeue", "sacct", "scancel", "scontrol"))
+    checks = [Check("SLURM commands", not missing, "all present" if not missing else f"missing: {', '.join(missing)}",
+                    "run on the cluster's login node, or load the slurm module")]
+    if missing:
+        return checks
+    try:
+        run_command(["sacct", "-n", "-X", "-S", "now-1minutes"], timeout=20)
+        checks.append(Check("accounting (sacct)", True, "sacct answers"))
+    except CommandError as exc:
+        checks.append(Check("accounting (sacct)", False, str(exc).splitlines()[0],
+                            "ask the admins to enable slurmdbd; dlhpc status falls back to squeue meanwhile"))
+    size = max_array_size()
+    checks.append(Check("MaxArraySize", size is not None, str(size) if size else "unknown",
+                        "scontrol show config must answer"))
+    try:
+        parts = partitions()
+    except CommandError as exc:
+        checks.append(Check("partitions", False, str(exc).splitlines()[0], "scontrol show partition must answer"))
+        return checks
+    res = spec.data["resources"]
+    for name in wanted_partitions(res, parts):
+        if name not in parts:
+            checks.append(Check(f"partition {name}", False, "does not exist",
+                                f"set resources.partition to one of: {', '.join(sorted(parts))}"))
+            continue
+        checks.append(Check(f"partition {name}", parts[name]["state"] == "UP",
+                            f"state {parts[name]['state']}, max time {parts[name]['max_time']}",
+                            "pick a partition that is UP"))
+        if res["gpus_per_node"]:
+            gpus = partition_gpus(name)
+            checks.append(Check(f"GPUs in {name}", gpus >= res["gpus_per_node"],
+                                f"{gpus} per node available, {res['gpus_per_node']} asked",
+                                "ask for fewer GPUs, or pick a GPU partition (`sinfo -o '%P %G'`)"))
+    return checks
+
+
+def partition_gpus(partition: str) -> int:
+    try:
+        out = run_command(["sinfo", "-h", "-p", partition, "-o", "%G"], timeout=20).stdout
+    except CommandError:
+        return 0
+    best = 0
+    for gres in out.split():
+        for item in gres.split(","):
+            fields = item.split(":")
+            if fields[0] == "gpu" and fields[-1].split("(")[0].isdigit():
+                best = max(best, int(fields[-1].split("(")[0]))
+    return best
+
+
+NODE_SOFTWARE = ("import torch,platform;print('python',platform.python_version(),'torch',torch.__version__,"
+                 "'cuda',torch.version.cuda,'gpus',torch.cuda.device_count(),'nccl',"
+                 "'.'.join(map(str,torch.cuda.nccl.version())) if torch.cuda.is_available() else None)")
+
+
+def job_check(spec) -> list[Check]:
+    """Run a tiny job to see Python/torch/CUDA/NCCL as the compute node sees them."""
+    import sys
+
+    res = spec.data["resources"]
+    argv = ["srun", "-N1", "-n1", "--time=00:05:00"]
+    if res["partition"]:
+        argv.append(f"--partition={res['partition']}")
+    if res["gpus_per_node"]:
+        argv.append(f"--gpus-per-node={res['gpus_per_node']}")
+    try:
+        out = run_command(argv + [sys.executable, "-c", NODE_SOFTWARE], timeout=300).stdout.strip()
+        return [Check("compute node software", True, out)]
+    except CommandError as exc:
+        return [Check("compute node software", False, str(exc).splitlines()[0], "see the srun error above")]
+
+
+# ---- the backend ----------------------------------------------------------------------------
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    job_id_expr = "${SLURM_JOB_ID}"
+    array_index_expr = "${SLURM_ARRAY_TASK_ID:-0}"
+
+    def check(self) -> None:
+        if shutil.which("sbatch") is None:
+            raise UserError("sbatch not found: this machine is not a SLURM login node. Use `dlhpc run SPEC` to run "
+                            "here, or --scheduler pbs on a PBS cluster")
+
+    def preflight(self, plan) -> list[str]:
+        return preflight(plan)
+
+    def test_only(self, script_text: str, workdir: Path) -> str:
+        return test_only(script_text, workdir)
+
+    def max_array(self) -> int | None:
+        return max_array_size()
+
+    def submit(self, plan, queued: list) -> list[dict]:
+        from dlhpc.schedulers.submission import submit_plan
+
+        return submit_plan(plan, _executor_class(), queued)
+
+    def states(self, job_ids, exp_dir) -> tuple[dict, list]:
+        return states(job_ids)
+
+    def cancel(self, job_ids, exp_dir) -> list[str]:
+        bases = base_ids(job_ids)
+        if bases:
+            run_command(["scancel", *bases], timeout=60)
+        return bases
+
+    def accounting(self, row: dict) -> dict:
+        return accounting(row)
+
+    def doctor_checks(self, spec) -> list[Check]:
+        return doctor_checks(spec)
+
+    def job_check(self, spec) -> list[Check]:
+        return job_check(spec)

@@ -1,0 +1,97 @@
+"""The one interface every scheduler implements, local included (docs/architecture.md).
+
+Generic code (commands, status, doctor, results, experiment, render) talks to a scheduler only
+through these methods and never asks which scheduler it is; a new scheduler is one module with
+a Backend subclass, named in dlhpc.schedulers.REGISTRY. Modelled on submitit's Executor hooks
+and maestrowf's ScriptAdapter: the template renders the script, the backend only moves it.
+
+Job ids are strings shaped like SLURM's: `<base>` for a single job, `<base>_<index>` for an
+element of an array. States are SLURM's words (dlhpc.states), whatever the scheduler says.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Check:
+    """One line of `dlhpc doctor`: ok True, False (a problem, with its fix) or None (a warning)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+    fix: str = ""
+
+
+class Backend(ABC):
+    name: str = ""
+    # Shell expressions the job template needs: the job's id and this array element's index.
+    job_id_expr: str = ""
+    array_index_expr: str = "0"
+    # True where the trials run on the submitting machine: it may then download missing data
+    # itself, and `dlhpc run` follows the trials in the foreground.
+    runs_here: bool = False
+    # Said after a submission, where the scheduler's usual meaning of "submitted" does not hold.
+    submitted_note: str = ""
+
+    # ---- before submitting ----
+    def template(self, resources: dict) -> str:
+        """The shipped template for these resources (a spec's `template:` key overrides it)."""
+        return f"{self.name}/default"
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise UserError, with the fix, when this machine cannot submit to this scheduler."""
+
+    def preflight(self, plan) -> list[str]:
+        """What the scheduler would refuse (unknown partition, walltime above its limit...), as
+        messages with their fix; [] when all is well. Asks the scheduler, queues nothing."""
+        return []
+
+    @abstractmethod
+    def test_only(self, script_text: str, workdir: Path) -> str:
+        """Dry run of one script: the scheduler's own check where it has one. Returns what it said;
+        raises CommandError/UserError with the reason when the script would be refused."""
+
+    def max_array(self) -> int | None:
+        """The largest job array the scheduler accepts (None: no limit known)."""
+        return None
+
+    # ---- submitting and afterwards ----
+    @abstractmethod
+    def submit(self, plan, queued: list) -> list[dict]:
+        """Queue every script of a materialised plan; return [{job_id, trial, script}]. Append each
+        accepted job to `queued` as it goes, so a caller can take them back if a later one fails."""
+
+    @abstractmethod
+    def states(self, job_ids: list[str], exp_dir: Path) -> tuple[dict, list]:
+        """({job_id: {"state": SLURM word, ...}}, warnings) in ONE batched scheduler query for the
+        whole list. A job the scheduler does not report is left out (it shows as UNKNOWN)."""
+
+    @abstractmethod
+    def cancel(self, job_ids: list[str], exp_dir: Path) -> list[str]:
+        """Cancel these jobs (one scheduler call); return the ids the scheduler was asked to cancel."""
+
+    def accounting(self, row: dict) -> dict:
+        """From one states() row: queue_wait_s, elapsed_s, core_hours, gpu_hours where known."""
+        return {}
+
+    # ---- dlhpc doctor ----
+    def doctor_checks(self, spec) -> list[Check]:
+        return []
+
+    def job_check(self, spec) -> list[Check]:
+        """`doctor --job`: what the compute nodes have (Python, torch, CUDA, NCCL)."""
+        return [Check("compute node software", None, f"doctor --job is not available for {self.name}")]
+
+
+def base_ids(job_ids) -> list[str]:
+    """'123_4' → '123': the ids a scheduler command takes for whole jobs and arrays, sorted, unique."""
+    return sorted({str(j).split("_")[0] for j in job_ids}, key=lambda b: (len(b), b))
+
+
+def commands_missing(names) -> list[str]:
+    import shutil
+
+    return [c for c in names if shutil.which(c) is None]
