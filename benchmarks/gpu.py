@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
 DATA = os.environ.get("DLHPC_DATA") or str(ROOT.parent / "shared" / "data" / "mnist")
 
 SEEDS = (0, 1, 2)
@@ -39,11 +39,17 @@ SPEED_VARIANTS = [
     ("speedrun bs256 lr0.2", "jobs/mnist-speedrun.yaml", ["train.batch_size=256", "train.lr=0.2"]),
     ("speedrun bs256 lr0.3", "jobs/mnist-speedrun.yaml", ["train.batch_size=256", "train.lr=0.3"]),
     ("speedrun bs512 lr0.4", "jobs/mnist-speedrun.yaml", ["train.batch_size=512", "train.lr=0.4"]),
-    ("speedrun bs512 lr0.4 2ep", "jobs/mnist-speedrun.yaml",
-     ["train.batch_size=512", "train.lr=0.4", "train.epochs=2"]),
+    (
+        "speedrun bs512 lr0.4 2ep",
+        "jobs/mnist-speedrun.yaml",
+        ["train.batch_size=512", "train.lr=0.4", "train.epochs=2"],
+    ),
     ("speedrun width32", "jobs/mnist-speedrun.yaml", ["model.width=32"]),
-    ("speedrun width32 bs256 lr0.2", "jobs/mnist-speedrun.yaml",
-     ["model.width=32", "train.batch_size=256", "train.lr=0.2"]),
+    (
+        "speedrun width32 bs256 lr0.2",
+        "jobs/mnist-speedrun.yaml",
+        ["model.width=32", "train.batch_size=256", "train.lr=0.2"],
+    ),
     ("cnn", "jobs/mnist-cnn.yaml", ["train.stop_at_target=true"]),
     ("cnn eager", "jobs/mnist-cnn.yaml", ["train.stop_at_target=true", "train.cuda_graphs=false"]),
     ("speedrun torch.compile (eager steps)", "jobs/mnist-speedrun.yaml", ["train.compile=true"]),
@@ -56,8 +62,9 @@ def run_once(spec_path, sets):
     from dlhpc.train.loop import train_trial
 
     out = tempfile.mkdtemp(prefix="dlhpc-gpu-")
-    spec = load_spec(ROOT / spec_path, [f"runs_dir={out}", f"data.root={DATA}", "resources.gpus_per_node=1", *sets],
-                     use_site=False)
+    spec = load_spec(
+        ROOT / spec_path, [f"runs_dir={out}", f"data.root={DATA}", "resources.gpus_per_node=1", *sets], use_site=False
+    )
     p = experiment.materialize(experiment.plan(spec))
     tdir = p.exp_dir / p.trials[0].id
     result = train_trial(tdir)
@@ -72,12 +79,19 @@ def speed_variant(label, spec, sets):
     ttt = [r["time_to_target_s"] for r in runs]
     reached = [t for t in ttt if t is not None]
     return {
-        "label": label, "spec": spec, "sets": sets,
-        "time_to_target_s": ttt, "median_s": statistics.median(reached) if len(reached) == len(ttt) else None,
+        "label": label,
+        "spec": spec,
+        "sets": sets,
+        "time_to_target_s": ttt,
+        "median_s": statistics.median(reached) if len(reached) == len(ttt) else None,
         "reached": f"{len(reached)}/{len(ttt)}",
-        "test_acc": [r["test_acc"] for r in runs], "epochs_done": [r["epochs_done"] for r in runs],
-        "load_s": warm["load_s"], "compile_s": warm["compile_s"], "capture_s": runs[0].get("capture_s"),
-        "cuda_graphs": runs[0].get("cuda_graphs"), "warmup_train_s": warm["train_time_s"],
+        "test_acc": [r["test_acc"] for r in runs],
+        "epochs_done": [r["epochs_done"] for r in runs],
+        "load_s": warm["load_s"],
+        "compile_s": warm["compile_s"],
+        "capture_s": runs[0].get("capture_s"),
+        "cuda_graphs": runs[0].get("cuda_graphs"),
+        "warmup_train_s": warm["train_time_s"],
         "images_per_s": runs[0]["images_per_s"],
         "batch_wait_frac": runs[0]["metrics"][0].get("batch_wait_frac"),
     }
@@ -89,13 +103,29 @@ def throughput(model, graphs):
         sets.append("model.hidden=[512,256]")
     r = run_once("jobs/mnist-cnn.yaml", sets)
     m = r["metrics"][-1]  # the second epoch: past cuDNN's autotuning in the first
-    return {"model": model, "cuda_graphs": r["cuda_graphs"], "images_per_s": m["images_per_s"],
-            "batch_wait_frac": m["batch_wait_frac"], "test_acc": r["test_acc"]}
+    return {
+        "model": model,
+        "cuda_graphs": r["cuda_graphs"],
+        "images_per_s": m["images_per_s"],
+        "batch_wait_frac": m["batch_wait_frac"],
+        "test_acc": r["test_acc"],
+    }
 
 
 def baseline():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pytorch_examples_mnist.py"), "--epochs", "8",
-                           "--stop-at-target", "--data", DATA], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "pytorch_examples_mnist.py"),
+            "--epochs",
+            "8",
+            "--stop-at-target",
+            "--data",
+            DATA,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -105,9 +135,15 @@ def baseline():
 def device_info():
     import torch
 
-    info = {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "python": platform.python_version(), "device": torch.cuda.get_device_name(0),
-            "bf16": torch.cuda.is_bf16_supported(), "host_cpus": os.cpu_count()}
+    info = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(0),
+        "bf16": torch.cuda.is_bf16_supported(),
+        "host_cpus": os.cpu_count(),
+    }
     try:
         info["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
     except Exception as exc:  # a build without NCCL
@@ -151,8 +187,11 @@ def main():
         try:
             v = speed_variant(label, spec, sets)
             report["variants"].append(v)
-            print(f"{label:40s} ttt {v['time_to_target_s']} acc {v['test_acc']} graphs {v['cuda_graphs']} "
-                  f"capture {v['capture_s']} compile {v['compile_s']} load {v['load_s']}", flush=True)
+            print(
+                f"{label:40s} ttt {v['time_to_target_s']} acc {v['test_acc']} graphs {v['cuda_graphs']} "
+                f"capture {v['capture_s']} compile {v['compile_s']} load {v['load_s']}",
+                flush=True,
+            )
         except Exception:
             report["errors"].append({"what": label, "traceback": traceback.format_exc()})
             print(f"{label}: FAILED\n{traceback.format_exc()}", flush=True)

@@ -74,7 +74,7 @@ def main():
     parser.add_argument("--target", type=float, default=0.99)
     parser.add_argument("--stop-at-target", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--data", default=os.environ.get("DLHPC_DATA", "../shared/data/mnist"))
+    parser.add_argument("--data", default=os.environ.get("DLHPC_DATA", "data"))
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -97,7 +97,9 @@ def main():
         loss, acc = test(model, device, test_loader)
         scheduler.step()
         elapsed = time.perf_counter() - start
-        print(json.dumps({"epoch": epoch, "test_loss": loss, "test_acc": acc, "elapsed_s": round(elapsed, 2)}), flush=True)
+        print(
+            json.dumps({"epoch": epoch, "test_loss": loss, "test_acc": acc, "elapsed_s": round(elapsed, 2)}), flush=True
+        )
         if time_to_target is None and acc >= args.target:
             time_to_target = elapsed
             if args.stop_at_target:

@@ -1,6 +1,6 @@
 """CPU speed: time to 99% test accuracy, ours against the pytorch/examples recipe, side by side.
 
-    DLHPC_DATA=../shared/data/mnist .venv/bin/python benchmarks/speed.py
+    DLHPC_DATA=/path/to/mnist .venv/bin/python benchmarks/speed.py
 
 Runs, on this machine and in this order: the pytorch/examples baseline (until it first reaches
 99%), jobs/mnist-cnn.yaml, jobs/mnist-speedrun.yaml; then one epoch of each model for images/s
@@ -17,8 +17,20 @@ from common import DATA, ROOT, run_spec
 
 
 def baseline() -> float:
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pytorch_examples_mnist.py"), "--epochs", "6",
-                           "--stop-at-target", "--data", DATA], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "pytorch_examples_mnist.py"),
+            "--epochs",
+            "6",
+            "--stop-at-target",
+            "--data",
+            DATA,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     for line in lines[:-1]:
         print(f"  baseline epoch {line['epoch']}: test acc {100 * line['test_acc']:.2f}%  at {line['elapsed_s']:.1f} s")
@@ -34,14 +46,19 @@ def main():
         (r,) = run_spec(spec)
         ttt = r["time_to_target_s"]
         rows.append((spec, ttt, r["test_acc"]))
-        print(f"{spec}: time to 99% {ttt:.2f} s (final {100 * r['test_acc']:.2f}% after {r['epochs_done']} epochs); "
-              f"ratio to baseline {ttt / base:.3f}")
+        print(
+            f"{spec}: time to 99% {ttt:.2f} s (final {100 * r['test_acc']:.2f}% after {r['epochs_done']} epochs); "
+            f"ratio to baseline {ttt / base:.3f}"
+        )
     print("\nthroughput, one epoch on 60k images (training only):")
     for model in ("softmax", "mlp", "lenet5", "cnn"):
         sets = ["train.epochs=1", f"model.name={model}"] + (["model.hidden=[512,256]"] if model == "mlp" else [])
         (r,) = run_spec("jobs/mnist-cnn.yaml", *sets)
         m = r["metrics"][0]
-        print(f"  {model:8s} {m['images_per_s']:>9,.0f} images/s   batch fetch {100 * m['batch_wait_frac']:.2f}% of step time")
+        print(
+            f"  {model:8s} {m['images_per_s']:>9,.0f} images/s   "
+            f"batch fetch {100 * m['batch_wait_frac']:.2f}% of step time"
+        )
     print("\nsummary:")
     print(f"  baseline time to 99%          {base:8.2f} s")
     for spec, ttt, _ in rows:

@@ -8,5 +8,8 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "not root: the live SLURM/PBS tests will be skipped" >&2
 fi
+# Lint first: a lint error fails the run before the slow tests.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 export DLHPC_DATA=${DLHPC_DATA:-$(cd .. && pwd)/shared/data/mnist}
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

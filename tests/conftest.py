@@ -2,9 +2,9 @@ import gzip
 import http.server
 import os
 import shutil
-import threading
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,10 +30,22 @@ def dlhpc(tmp_path):
     home.mkdir(exist_ok=True)
 
     def run(*args, cwd=None, env=None, timeout=600, input=None):
-        full_env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "COLUMNS": "200",
-                    **(env or {})}
-        proc = subprocess.run([sys.executable, "-m", "dlhpc", *map(str, args)], cwd=cwd or tmp_path, env=full_env,
-                              capture_output=True, text=True, timeout=timeout, input=input)
+        full_env = {
+            **os.environ,
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "COLUMNS": "200",
+            **(env or {}),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "dlhpc", *map(str, args)],
+            cwd=cwd or tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
         return Result(proc)
 
     return run
@@ -72,9 +84,67 @@ def mnist_mirror(tmp_path):
     for path in (DATA / "MNIST" / "raw").glob("*-ubyte"):
         with open(path, "rb") as src, gzip.open(served / (path.name + ".gz"), "wb") as dst:
             shutil.copyfileobj(src, dst)
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(served), **k)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield served, f"http://127.0.0.1:{server.server_port}/"
     server.shutdown()
+
+
+def fake_commands(tmp_path: Path, **scripts) -> dict:
+    """Stand-ins for scheduler commands (sacct=..., qstat=...): bash bodies put first on PATH.
+    Returns the environment to add; for a fault a real scheduler cannot produce on demand."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        write(bin_dir / name, "#!/bin/bash\n" + body + "\n").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "DLHPC_SCHEDULER_TIMEOUT": "2"}
+
+
+def make_experiment(root: Path, trials, swept=("train.lr",), scheduler="local", jobs=(), name="exp"):
+    """An experiment directory as submit leaves it. trials: (id, params, {file: text}); jobs:
+    (job_id, trial id) pairs."""
+    import json
+
+    exp = root / f"{name}-20260101-000000"
+    exp.mkdir(parents=True)
+    record = {
+        "name": name,
+        "scheduler": scheduler,
+        "swept_keys": list(swept),
+        "spec": {"name": name, "model": {"name": "cnn"}, "train": {"epochs": 3, "target_accuracy": 0.99}},
+        "jobs": [{"job_id": j, "trial": t, "script": "job-0.sh"} for j, t in jobs],
+        "trials": [{"id": tid, "index": i, "params": params} for i, (tid, params, _) in enumerate(trials)],
+    }
+    write(exp / "experiment.json", json.dumps(record))
+    for tid, _params, files in trials:
+        (exp / tid).mkdir()
+        for fname, text in files.items():
+            write(exp / tid / fname, text)
+    return exp
+
+
+def wait_finished(dlhpc, exp, timeout=300) -> dict:
+    """Poll `dlhpc status --json` until every trial has finished; its exit code must agree with
+    the states (1 when a trial failed, was cancelled or timed out)."""
+    import json
+    import time
+
+    from dlhpc.status import exit_code
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = dlhpc("status", exp, "--json")
+        report = json.loads(r.out)
+        assert r.code == exit_code(report), r
+        if report["finished"]:
+            return report
+        time.sleep(1)
+    raise AssertionError(f"experiment {exp} did not finish in {timeout} s: {r.out}")

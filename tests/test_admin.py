@@ -15,8 +15,9 @@ GOLDEN = ROOT / "tests" / "golden"
 
 
 def render(dlhpc, site, *args):
-    return dlhpc("render", ROOT / "jobs" / "mnist-cnn.yaml", *args, env={"DLHPC_SITE": str(site),
-                                                                          "SOURCE_DATE_EPOCH": "0"})
+    return dlhpc(
+        "render", ROOT / "jobs" / "mnist-cnn.yaml", *args, env={"DLHPC_SITE": str(site), "SOURCE_DATE_EPOCH": "0"}
+    )
 
 
 def test_slurm_site_example_renders_its_override(dlhpc, tmp_path):
@@ -58,18 +59,28 @@ def test_user_file_cannot_carry_site_settings(dlhpc, tmp_path):
 
 
 def test_cost_is_shown_and_capped(dlhpc, tmp_path):
-    site = write(tmp_path / "site.yaml", "site:\n  charge_rates: {core_hour: 2.0, gpu_hour: 10.0, unit: SU}\n"
-                 "  max_cost: 5\n")
+    site = write(
+        tmp_path / "site.yaml", "site:\n  charge_rates: {core_hour: 2.0, gpu_hour: 10.0, unit: SU}\n  max_cost: 5\n"
+    )
     env = {"DLHPC_SITE": str(site), "PATH": os.environ["PATH"]}
     # sweep-lr: 8 trials x 2 cpus x 20 minutes = 5.33 core-hours = 10.67 SU > 5
     r = dlhpc("submit", ROOT / "jobs" / "sweep-lr.yaml", "--dry-run", "--scheduler", "local", env=env)
     assert r.code == 2, r
     assert "5.33 core-hours" in r.out and "10.67 SU" in r.out and "exceeds the limit of 5" in r.err
-    r = dlhpc("submit", ROOT / "jobs" / "sweep-lr.yaml", "--dry-run", "--scheduler", "local", "--max-cost", "20",
-              env=env)
+    r = dlhpc(
+        "submit", ROOT / "jobs" / "sweep-lr.yaml", "--dry-run", "--scheduler", "local", "--max-cost", "20", env=env
+    )
     assert r.code == 0 and "10.67 SU" in r.out, r
-    gpu = dlhpc("submit", ROOT / "jobs" / "mnist-cnn.yaml", "--dry-run", "--set", "resources.gpus_per_node=2",
-                "--max-cost", "1000", env=env)
+    gpu = dlhpc(
+        "submit",
+        ROOT / "jobs" / "mnist-cnn.yaml",
+        "--dry-run",
+        "--set",
+        "resources.gpus_per_node=2",
+        "--max-cost",
+        "1000",
+        env=env,
+    )
     assert "1.00 GPU-hours" in gpu.out, gpu  # 1 trial x 2 GPUs x 30 minutes
 
 
@@ -85,8 +96,16 @@ def test_doctor_on_the_live_cluster(slurm_cluster, dlhpc, tmp_path):
     spec = write(tmp_path / "s.yaml", "name: d\nresources: {scheduler: slurm, partition: gpu, gpus_per_node: 2}\n")
     ok = dlhpc("doctor", spec)
     assert ok.code == 0, ok
-    for needle in ("SLURM commands", "accounting (sacct)", "MaxArraySize: 1001", "partition gpu", "GPUs in gpu",
-                   "MNIST data", "runs folder", "torch"):
+    for needle in (
+        "SLURM commands",
+        "accounting (sacct)",
+        "MaxArraySize: 1001",
+        "partition gpu",
+        "GPUs in gpu",
+        "MNIST data",
+        "runs folder",
+        "torch",
+    ):
         assert needle in ok.out, (needle, ok.out)
     bad = dlhpc("doctor", spec, "--set", "resources.partition=nosuch")
     assert bad.code == 1 and "partition nosuch: does not exist" in bad.out and "fix:" in bad.out, bad

@@ -12,14 +12,22 @@ import pytest
 from conftest import DATA, ROOT, write
 
 
-@pytest.mark.parametrize("args,code", [(["--help"], 0), (["validate", "jobs/mnist-cnn.yaml"], 0),
-                                       (["render", "jobs/sweep-lr.yaml"], 0), (["summary", "--json"], 2),
-                                       (["status", "--json"], 2)])
+@pytest.mark.parametrize(
+    "args,code",
+    [
+        (["--help"], 0),
+        (["validate", "jobs/mnist-cnn.yaml"], 0),
+        (["render", "jobs/sweep-lr.yaml"], 0),
+        (["summary", "--json"], 2),
+        (["status", "--json"], 2),
+    ],
+)
 def test_login_node_commands_do_not_import_torch(args, code, tmp_path):
     # (summary and status find no experiment in an empty runs folder: exit 2, having imported what they need)
     env = {**os.environ, "DLHPC_RUNS_DIR": str(tmp_path / "none")}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "dlhpc", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dlhpc", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
     assert "torch" not in imported and "submitit" not in imported
     assert proc.returncode == code, proc.stderr[-2000:]
@@ -54,8 +62,16 @@ def test_local_run_of_ci_smoke(dlhpc, tmp_path):
 
 
 def test_run_without_data_says_where_it_looked(dlhpc, tmp_path):
-    r = dlhpc("run", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"data.root={tmp_path / 'empty'}",
-              "--set", "data.download=false", "--set", f"runs_dir={tmp_path / 'runs'}")
+    r = dlhpc(
+        "run",
+        ROOT / "jobs" / "ci-smoke.yaml",
+        "--set",
+        f"data.root={tmp_path / 'empty'}",
+        "--set",
+        "data.download=false",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert r.code == 2, r
     assert str(tmp_path / "empty") in r.err and "dlhpc data fetch" in r.err and "DLHPC_DATA" in r.err
     assert "Traceback" not in r.err
@@ -85,21 +101,43 @@ def test_data_fetch_rejects_a_corrupt_download(dlhpc, tmp_path, mnist_mirror):
 
 def test_wheel_install_ships_templates(tmp_path):
     wheel_dir = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheel_dir), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = wheel_dir.glob("dlhpc-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     # no torch needed to render: install only what the login-node path imports
-    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel), "pyyaml", "jinja2",
-                          "markupsafe"], capture_output=True, text=True)
+    pip = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel), "pyyaml", "jinja2", "markupsafe"],
+        capture_output=True,
+        text=True,
+    )
     assert pip.returncode == 0, pip.stderr[-2000:]
     spec = write(tmp_path / "s.yaml", "name: wheel\nresources: {scheduler: slurm}\n")
     work = tmp_path / "elsewhere"
     work.mkdir()
-    proc = subprocess.run([str(venv / "bin" / "dlhpc"), "render", str(spec)], cwd=work, capture_output=True,
-                          text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    proc = subprocess.run(
+        [str(venv / "bin" / "dlhpc"), "render", str(spec)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --job-name=wheel" in proc.stdout
     assert "site-packages/dlhpc/templates/slurm/default.sh.j2" in proc.stderr
@@ -107,8 +145,16 @@ def test_wheel_install_ships_templates(tmp_path):
 
 def test_local_submit_returns_at_once_and_finishes_in_the_background(dlhpc, tmp_path):
     t0 = time.monotonic()
-    r = dlhpc("submit", ROOT / "jobs" / "mnist-softmax.yaml", "--set", "train.epochs=1",
-              "--set", "data.train_subset=2000", "--set", f"runs_dir={tmp_path / 'runs'}")
+    r = dlhpc(
+        "submit",
+        ROOT / "jobs" / "mnist-softmax.yaml",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.train_subset=2000",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert r.code == 0, r
     assert time.monotonic() - t0 < 5
     assert "background" in r.out
@@ -124,12 +170,27 @@ def test_local_submit_returns_at_once_and_finishes_in_the_background(dlhpc, tmp_
 
 
 def test_local_run_trains_all_four_models(dlhpc, tmp_path):
-    r = dlhpc("run", ROOT / "jobs" / "mnist-softmax.yaml", "--set", f"runs_dir={tmp_path / 'runs'}",
-              "--set", "train.epochs=1", "--set", "data.train_subset=5000", "--set", "train.lr=0.05",
-              "--set", "sweep.model.name=[softmax, mlp, lenet5, cnn]", "--set", "train.momentum=0.9")
+    r = dlhpc(
+        "run",
+        ROOT / "jobs" / "mnist-softmax.yaml",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.train_subset=5000",
+        "--set",
+        "train.lr=0.05",
+        "--set",
+        "sweep.model.name=[softmax, mlp, lenet5, cnn]",
+        "--set",
+        "train.momentum=0.9",
+    )
     assert r.code == 0, r
     (exp,) = (tmp_path / "runs").iterdir()
     rows = json.loads(dlhpc("summary", exp, "--format", "json").out)
     assert [row["model"] for row in rows] == ["softmax", "mlp", "lenet5", "cnn"]
     for row in rows:
         assert row["state"] == "COMPLETED" and row["test_acc"] > 0.5, row  # far above chance (0.1)
+        # stdout is a pipe here, not a terminal: one plain line per epoch per trial, as it happens
+        assert f"{row['trial']} epoch 1/1 train_loss" in r.out and f"{row['trial']} COMPLETED" in r.out

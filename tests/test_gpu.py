@@ -21,9 +21,11 @@ ONE_EPOCH_FLOOR = {"softmax": 0.90, "mlp": 0.965, "lenet5": 0.975, "cnn": 0.985}
 
 
 def shipped_trial(tmp_path, model, *sets):
-    spec = load_spec(ROOT / "jobs" / f"mnist-{model}.yaml",
-                     [f"runs_dir={tmp_path / 'runs'}", f"data.root={DATA}", "resources.gpus_per_node=1", *sets],
-                     use_site=False)
+    spec = load_spec(
+        ROOT / "jobs" / f"mnist-{model}.yaml",
+        [f"runs_dir={tmp_path / 'runs'}", f"data.root={DATA}", "resources.gpus_per_node=1", *sets],
+        use_site=False,
+    )
     p = experiment.materialize(experiment.plan(spec))
     return p.exp_dir / p.trials[0].id
 

@@ -5,10 +5,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from conftest import write
+from conftest import fake_commands, write
 from dlhpc.schedulers import pbs
 
 
@@ -29,15 +30,22 @@ def test_state_table():
 
 
 def fake_qstat(tmp_path, monkeypatch, body):
-    bin_dir = tmp_path / "bin"
-    write(bin_dir / "qstat", "#!/bin/bash\n" + body + "\n").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", fake_commands(tmp_path, qstat=body)["PATH"])
 
 
 def test_openpbs_json_states(tmp_path, monkeypatch):
-    data = {"Jobs": {"5[0].srv": {"job_state": "F", "Exit_status": 0, "resources_used": {"walltime": "00:01:02"},
-                                  "Resource_List": {"ncpus": 4, "ngpus": 1}},
-                     "5[1].srv": {"job_state": "R"}, "6.srv": {"job_state": "F", "Exit_status": 2}}}
+    data = {
+        "Jobs": {
+            "5[0].srv": {
+                "job_state": "F",
+                "Exit_status": 0,
+                "resources_used": {"walltime": "00:01:02"},
+                "Resource_List": {"ncpus": 4, "ngpus": 1},
+            },
+            "5[1].srv": {"job_state": "R"},
+            "6.srv": {"job_state": "F", "Exit_status": 2},
+        }
+    }
     fake_qstat(tmp_path, monkeypatch, f"cat <<'EOF'\n{json.dumps(data)}\nEOF")
     states, warnings = pbs.states(["5_0", "5_1", "6"])
     assert states["5_0"]["state"] == "COMPLETED" and states["5_0"]["elapsed"] == "00:01:02"
@@ -47,12 +55,17 @@ def test_openpbs_json_states(tmp_path, monkeypatch):
 
 
 def test_torque_plain_states(tmp_path, monkeypatch):
-    table = ("Job ID                    Name             User            Time Use S Queue\n"
-             "------------------------- ---------------- --------------- -------- - -----\n"
-             "12[0].torque              exp              alice           00:00:10 C batch\n"
-             "12[1].torque              exp              alice           00:00:03 R batch\n")
-    fake_qstat(tmp_path, monkeypatch, f"if [ \"$1\" = -x ]; then echo 'qstat: invalid option -- x' >&2; exit 2; fi\n"
-                                      f"cat <<'EOF'\n{table}EOF")
+    table = (
+        "Job ID                    Name             User            Time Use S Queue\n"
+        "------------------------- ---------------- --------------- -------- - -----\n"
+        "12[0].torque              exp              alice           00:00:10 C batch\n"
+        "12[1].torque              exp              alice           00:00:03 R batch\n"
+    )
+    fake_qstat(
+        tmp_path,
+        monkeypatch,
+        f"if [ \"$1\" = -x ]; then echo 'qstat: invalid option -- x' >&2; exit 2; fi\ncat <<'EOF'\n{table}EOF",
+    )
     states, _ = pbs.states(["12_0", "12_1"])
     assert states["12_0"]["state"] == "COMPLETED" and states["12_1"]["state"] == "RUNNING"
 
@@ -60,12 +73,34 @@ def test_torque_plain_states(tmp_path, monkeypatch):
 def run_launch(tmp_path, hosts, tasks, extra_env=None):
     nodefile = write(tmp_path / "nodefile", "".join(h + "\n" for h in hosts))
     # one write() per rank, so lines from concurrent ranks never interleave
-    probe = ("import json, os; os.write(1, (json.dumps({k: os.environ[k] for k in os.environ "
-             "if k.startswith('DLHPC_PBS_') or k == 'SUBMITIT_EXECUTOR'}) + '\\n').encode())")
-    env = {**os.environ, "PBS_NODEFILE": str(nodefile), "PBS_JOBID": "42[3].srv", "PBS_ARRAY_INDEX": "3",
-           **(extra_env or {})}
-    proc = subprocess.run([sys.executable, "-m", "dlhpc.schedulers.pbs_launch", "--tasks-per-node", str(tasks), "--",
-                           sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    probe = (
+        "import json, os; os.write(1, (json.dumps({k: os.environ[k] for k in os.environ "
+        "if k.startswith('DLHPC_PBS_') or k == 'SUBMITIT_EXECUTOR'}) + '\\n').encode())"
+    )
+    env = {
+        **os.environ,
+        "PBS_NODEFILE": str(nodefile),
+        "PBS_JOBID": "42[3].srv",
+        "PBS_ARRAY_INDEX": "3",
+        **(extra_env or {}),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlhpc.schedulers.pbs_launch",
+            "--tasks-per-node",
+            str(tasks),
+            "--",
+            sys.executable,
+            "-c",
+            probe,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return sorted((json.loads(line) for line in proc.stdout.splitlines()), key=lambda e: int(e["DLHPC_PBS_RANK"]))
 
@@ -82,8 +117,9 @@ def test_launch_two_nodes_uses_the_task_manager(tmp_path):
     # stand-in for OpenPBS's pbs_tmrsh: runs the command here instead of on the sister node
     bin_dir = tmp_path / "bin"
     write(bin_dir / "pbs_tmrsh", '#!/bin/bash\nshift\nexec "$@"\n').chmod(0o755)
-    ranks = run_launch(tmp_path, ["nodeA", "nodeA", "nodeB", "nodeB"], tasks=2,
-                       extra_env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    ranks = run_launch(
+        tmp_path, ["nodeA", "nodeA", "nodeB", "nodeB"], tasks=2, extra_env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    )
     assert [r["DLHPC_PBS_RANK"] for r in ranks] == ["0", "1", "2", "3"]
     assert [r["DLHPC_PBS_NODE_RANK"] for r in ranks] == ["0", "0", "1", "1"]
     assert [r["DLHPC_PBS_LOCAL_RANK"] for r in ranks] == ["0", "1", "0", "1"]
@@ -92,12 +128,43 @@ def test_launch_two_nodes_uses_the_task_manager(tmp_path):
 
 def test_job_environment_reads_the_launch_variables(monkeypatch):
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "pbs")
-    for key, value in {"DLHPC_PBS_JOB_ID": "42_3", "DLHPC_PBS_NUM_TASKS": "4", "DLHPC_PBS_NUM_NODES": "2",
-                       "DLHPC_PBS_NODE_RANK": "1", "DLHPC_PBS_RANK": "3", "DLHPC_PBS_LOCAL_RANK": "1",
-                       "DLHPC_PBS_NODELIST": "a,b"}.items():
+    for key, value in {
+        "DLHPC_PBS_JOB_ID": "42_3",
+        "DLHPC_PBS_NUM_TASKS": "4",
+        "DLHPC_PBS_NUM_NODES": "2",
+        "DLHPC_PBS_NODE_RANK": "1",
+        "DLHPC_PBS_RANK": "3",
+        "DLHPC_PBS_LOCAL_RANK": "1",
+        "DLHPC_PBS_NODELIST": "a,b",
+    }.items():
         monkeypatch.setenv(key, value)
     import submitit
 
     env = submitit.JobEnvironment()
     assert env.cluster == "pbs" and env.job_id == "42_3" and env.global_rank == 3 and env.num_tasks == 4
     assert env.local_rank == 1 and env.num_nodes == 2 and env.hostnames == ["a", "b"]
+
+
+def test_one_failing_rank_stops_the_others(tmp_path):
+    # rank 1 fails at once; rank 0 would otherwise wait (in a collective) until the walltime
+    nodefile = write(tmp_path / "nodefile", "node7\n")
+    code = "import os, sys, time; sys.exit(3) if os.environ['DLHPC_PBS_RANK'] == '1' else time.sleep(120)"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlhpc.schedulers.pbs_launch",
+            "--tasks-per-node",
+            "2",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PBS_NODEFILE": str(nodefile), "PBS_JOBID": "7.srv"},
+    )
+    assert proc.returncode == 3 and time.monotonic() - t0 < 20

@@ -15,9 +15,11 @@ from dlhpc.spec import load_spec
 
 GOLDEN = ROOT / "tests" / "golden"
 JOBS = sorted(p.stem for p in (ROOT / "jobs").glob("*.yaml"))
-FLAVOURS = {"slurm": ["resources.scheduler=slurm"],
-            "openpbs": ["resources.scheduler=pbs", "resources.pbs_flavor=openpbs"],
-            "torque": ["resources.scheduler=pbs", "resources.pbs_flavor=torque"]}
+FLAVOURS = {
+    "slurm": ["resources.scheduler=slurm"],
+    "openpbs": ["resources.scheduler=pbs", "resources.pbs_flavor=openpbs"],
+    "torque": ["resources.scheduler=pbs", "resources.pbs_flavor=torque"],
+}
 
 
 def rendered(job, flavour, extra=()):
@@ -42,14 +44,18 @@ def test_golden(job, flavour):
     path = GOLDEN / f"{job}.{flavour}.sh"
     if os.environ.get("DLHPC_REGEN_GOLDEN"):
         path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; regenerate with DLHPC_REGEN_GOLDEN=1 pytest tests/test_render.py"
+    assert path.exists(), (
+        f"missing golden file {path}; regenerate with DLHPC_REGEN_GOLDEN=1 pytest tests/test_render.py"
+    )
     expected = path.read_text()
     if text != expected:
         import difflib
 
         diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), str(path), "rendered"))
-        pytest.fail(f"rendered script differs from {path}:\n{diff}\n"
-                    "If the change is intended: DLHPC_REGEN_GOLDEN=1 pytest tests/test_render.py, and review git diff.")
+        pytest.fail(
+            f"rendered script differs from {path}:\n{diff}\n"
+            "If the change is intended: DLHPC_REGEN_GOLDEN=1 pytest tests/test_render.py, and review git diff."
+        )
 
 
 def first_command_line(lines):
@@ -95,7 +101,9 @@ def test_arrays_split_at_max_array_size():
 
 
 def test_gpu_request_and_extra_directives():
-    p = rendered("mnist-cnn", "slurm", ["resources.gpus_per_node=4", "resources.extra={mail-type: END, exclusive: null}"])
+    p = rendered(
+        "mnist-cnn", "slurm", ["resources.gpus_per_node=4", "resources.extra={mail-type: END, exclusive: null}"]
+    )
     text = p.scripts[0].text
     assert "#SBATCH --gpus-per-node=4" in text and "#SBATCH --ntasks-per-node=4" in text
     assert "#SBATCH --mail-type=END" in text and "#SBATCH --exclusive\n" in text
@@ -117,8 +125,12 @@ def test_hostile_values_are_quoted(tmp_path):
     # evaluate the lines that carry the values: they must come out verbatim, running nothing
     exp_line = next(line for line in text.splitlines() if line.startswith("export DLHPC_EXP="))
     var_line = next(line for line in text.splitlines() if line.startswith("export HOSTILE="))
-    probe = subprocess.run(["bash", "-c", f"{exp_line}\n{var_line}\nprintf '%s\\n%s' \"$DLHPC_EXP\" \"$HOSTILE\""],
-                           capture_output=True, text=True, cwd=tmp_path)
+    probe = subprocess.run(
+        ["bash", "-c", f'{exp_line}\n{var_line}\nprintf \'%s\\n%s\' "$DLHPC_EXP" "$HOSTILE"'],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert probe.stdout.split("\n") == [str(out / p.exp_dir.name), HOSTILE]
     assert not (tmp_path / "pwned").exists() and not Path("/tmp/dlhpc-pwned").exists()
 
@@ -131,9 +143,12 @@ def test_newline_in_a_value_is_refused(dlhpc, tmp_path):
 
 def test_site_template_overrides_one_block(dlhpc, tmp_path):
     site_dir = tmp_path / "site-templates" / "slurm"
-    write(site_dir / "default.sh.j2", '{% extends "shipped/slurm/default.sh.j2" %}\n'
-          '{% block gpus %}{% if resources.gpus_per_node %}#SBATCH --gres=gpu:{{ resources.gpus_per_node }}\n'
-          '{% endif %}{% endblock %}\n')
+    write(
+        site_dir / "default.sh.j2",
+        '{% extends "shipped/slurm/default.sh.j2" %}\n'
+        "{% block gpus %}{% if resources.gpus_per_node %}#SBATCH --gres=gpu:{{ resources.gpus_per_node }}\n"
+        "{% endif %}{% endblock %}\n",
+    )
     spec = write(tmp_path / "s.yaml", "name: a\nresources: {scheduler: slurm, gpus_per_node: 2}\n")
     r = dlhpc("render", spec, env={"DLHPC_TEMPLATES": str(tmp_path / "site-templates")})
     assert r.code == 0, r
@@ -178,7 +193,9 @@ def test_sbatch_test_only_accepts_every_slurm_script(slurm_cluster, job, tmp_pat
 
 
 def test_template_by_path_and_by_name_with_suffix(dlhpc, tmp_path):
-    own = write(tmp_path / "mine.sh.j2", '{% extends "slurm/default.sh.j2" %}\n{% block setup %}echo mine\n{% endblock %}\n')
+    own = write(
+        tmp_path / "mine.sh.j2", '{% extends "slurm/default.sh.j2" %}\n{% block setup %}echo mine\n{% endblock %}\n'
+    )
     for ref, needle in ((own, "echo mine"), ("pbs/openpbs.sh.j2", "#PBS -N a")):
         spec = write(tmp_path / "s.yaml", f"name: a\ntemplate: {ref}\nresources: {{scheduler: slurm}}\n")
         r = dlhpc("render", spec)

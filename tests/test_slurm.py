@@ -7,21 +7,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, write
+from conftest import ROOT, wait_finished, write
 
 pytestmark = pytest.mark.slurm
-
-
-def wait_finished(dlhpc, exp, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = dlhpc("status", exp, "--json")
-        assert r.code == 0, r
-        report = json.loads(r.out)
-        if report["finished"]:
-            return report
-        time.sleep(2)
-    raise AssertionError(f"experiment {exp} did not finish in {timeout} s: {r.out}")
 
 
 def exp_dir_from(out: str) -> str:
@@ -56,13 +44,16 @@ def test_ci_smoke_end_to_end(slurm_cluster, dlhpc, tmp_path):
 
 
 def test_two_nodes_train_together(slurm_cluster, dlhpc, tmp_path):
-    spec = write(tmp_path / "two.yaml", """
+    spec = write(
+        tmp_path / "two.yaml",
+        """
 name: two-nodes
 model: {name: cnn, width: 8}
 train: {epochs: 1, batch_size: 64, target_accuracy: 0.9}
 data: {train_subset: 4000}
 resources: {scheduler: slurm, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem: 1G, time: "00:05:00"}
-""")
+""",
+    )
     r = dlhpc("submit", spec, "--set", f"runs_dir={tmp_path / 'runs'}")
     assert r.code == 0, r
     exp = exp_dir_from(r.out)
@@ -74,8 +65,15 @@ resources: {scheduler: slurm, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem
 
 
 def test_dry_run_with_wrong_partition_is_refused(slurm_cluster, dlhpc, tmp_path):
-    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--dry-run", "--set", "resources.partition=nosuchpart",
-              "--set", f"runs_dir={tmp_path / 'runs'}")
+    r = dlhpc(
+        "submit",
+        ROOT / "jobs" / "ci-smoke.yaml",
+        "--dry-run",
+        "--set",
+        "resources.partition=nosuchpart",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert r.code == 2, r
     assert "nosuchpart" in r.err and "debug" in r.err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -94,24 +92,46 @@ def test_dry_run_asks_sbatch_and_queues_nothing(slurm_cluster, dlhpc, tmp_path):
 
 
 def test_time_above_partition_limit_is_refused(slurm_cluster, dlhpc, tmp_path):
-    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", "resources.partition=short",
-              "--set", "resources.time=01:00:00", "--set", f"runs_dir={tmp_path / 'runs'}")
+    r = dlhpc(
+        "submit",
+        ROOT / "jobs" / "ci-smoke.yaml",
+        "--set",
+        "resources.partition=short",
+        "--set",
+        "resources.time=01:00:00",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert r.code == 2, r
     assert "short" in r.err and "00:05:00" in r.err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_missing_data_is_refused_before_queueing(slurm_cluster, dlhpc, tmp_path):
-    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", f"data.root={tmp_path / 'nodata'}",
-              "--set", f"runs_dir={tmp_path / 'runs'}")
+    r = dlhpc(
+        "submit",
+        ROOT / "jobs" / "ci-smoke.yaml",
+        "--set",
+        f"data.root={tmp_path / 'nodata'}",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert r.code == 2, r
     assert str(tmp_path / "nodata") in r.err and "dlhpc data fetch" in r.err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_cancel_leaves_every_job_cancelled(slurm_cluster, dlhpc, tmp_path):
-    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--set", "train.epochs=200",
-              "--set", "resources.tasks_per_node=1", "--set", f"runs_dir={tmp_path / 'runs'}")
+    r = dlhpc(
+        "submit",
+        ROOT / "jobs" / "ci-smoke.yaml",
+        "--set",
+        "train.epochs=200",
+        "--set",
+        "resources.tasks_per_node=1",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert r.code == 0, r
     exp = exp_dir_from(r.out)
     deadline = time.monotonic() + 60
@@ -125,14 +145,23 @@ def test_cancel_leaves_every_job_cancelled(slurm_cluster, dlhpc, tmp_path):
     report = wait_finished(dlhpc, exp, timeout=60)
     assert {t["state"] for t in report["trials"]} == {"CANCELLED"}, report
     ids = [t["job_id"] for t in report["trials"]]
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ids[0].split("_")[0]],
-                           capture_output=True, text=True).stdout
+    sacct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ids[0].split("_")[0]], capture_output=True, text=True
+    ).stdout
     assert sacct and all("CANCELLED" in line for line in sacct.splitlines() if line.strip()), sacct
 
 
 def test_pbs_torque_flavour_runs_on_the_cluster(slurm_cluster, dlhpc, tmp_path):
-    r = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--scheduler", "pbs", "--set", "resources.pbs_flavor=torque",
-              "--set", f"runs_dir={tmp_path / 'runs'}")
+    r = dlhpc(
+        "submit",
+        ROOT / "jobs" / "ci-smoke.yaml",
+        "--scheduler",
+        "pbs",
+        "--set",
+        "resources.pbs_flavor=torque",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert r.code == 0, r
     exp = exp_dir_from(r.out)
     report = wait_finished(dlhpc, exp)
@@ -144,9 +173,27 @@ def test_pbs_torque_flavour_runs_on_the_cluster(slurm_cluster, dlhpc, tmp_path):
 
 
 def test_pbs_dry_run_checks_the_queue(slurm_cluster, dlhpc, tmp_path):
-    ok = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--scheduler", "pbs", "--dry-run",
-               "--set", "resources.partition=debug", "--set", f"runs_dir={tmp_path / 'runs'}")
+    ok = dlhpc(
+        "submit",
+        ROOT / "jobs" / "ci-smoke.yaml",
+        "--scheduler",
+        "pbs",
+        "--dry-run",
+        "--set",
+        "resources.partition=debug",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert ok.code == 0 and "nothing was queued" in ok.out, ok
-    bad = dlhpc("submit", ROOT / "jobs" / "ci-smoke.yaml", "--scheduler", "pbs", "--dry-run",
-                "--set", "resources.partition=nosuchqueue", "--set", f"runs_dir={tmp_path / 'runs'}")
+    bad = dlhpc(
+        "submit",
+        ROOT / "jobs" / "ci-smoke.yaml",
+        "--scheduler",
+        "pbs",
+        "--dry-run",
+        "--set",
+        "resources.partition=nosuchqueue",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+    )
     assert bad.code == 2 and "nosuchqueue" in bad.err and "debug" in bad.err, bad

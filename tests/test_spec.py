@@ -1,10 +1,11 @@
 """Spec validation: every error names file, line, key path and what is allowed; exit code 2."""
 
+import json
 import time
 
 import pytest
 
-from conftest import write
+from conftest import ROOT, write
 
 
 def check_error(dlhpc, tmp_path, text, *needles, sets=()):
@@ -21,30 +22,40 @@ def check_error(dlhpc, tmp_path, text, *needles, sets=()):
 
 
 def test_unknown_key_with_did_you_mean(dlhpc, tmp_path):
-    check_error(dlhpc, tmp_path, "name: a\ntrain:\n  epochs: 2\n  lrr: 0.1\n",
-                "bad.yaml:4", "train.lrr", "did you mean 'lr'", "allowed in train")
+    check_error(
+        dlhpc,
+        tmp_path,
+        "name: a\ntrain:\n  epochs: 2\n  lrr: 0.1\n",
+        "bad.yaml:4",
+        "train.lrr",
+        "did you mean 'lr'",
+        "allowed in train",
+    )
 
 
 def test_unknown_top_level_key(dlhpc, tmp_path):
     check_error(dlhpc, tmp_path, "name: a\nresorces: {}\n", "bad.yaml:2", "did you mean 'resources'")
 
 
-@pytest.mark.parametrize("text,path,allowed", [
-    ("train:\n  epochs: 0\n", "train.epochs", "integer from 1"),
-    ("train:\n  epochs: ten\n", "train.epochs", "integer"),
-    ("resources:\n  nodes: 0\n", "resources.nodes", "integer from 1"),
-    ("resources:\n  time: '25:99'\n", "resources.time", "walltime"),
-    ("resources:\n  time: 'soon'\n", "resources.time", "walltime"),
-    ("resources:\n  mem: lots\n", "resources.mem", "memory like"),
-    ("name: 'my run'\n", "name", "A-Z a-z 0-9"),
-    ("name: '..'\n", "name", "starting with a letter or digit"),
-    ("name: '../../etc'\n", "name", "A-Z a-z 0-9"),
-    ("model:\n  name: resnet\n", "model.name", "one of softmax, mlp, lenet5, cnn"),
-    ("resources:\n  scheduler: lsf\n", "resources.scheduler", "one of slurm, pbs, local"),
-    ("train:\n  lr: -1\n", "train.lr", "number > 0"),
-    ("resources:\n  partition: 'gpu; rm -rf /'\n", "resources.partition", "partition name"),
-    ("env:\n  vars:\n    'BAD-NAME': x\n", "env.vars", "shell variable names"),
-])
+@pytest.mark.parametrize(
+    "text,path,allowed",
+    [
+        ("train:\n  epochs: 0\n", "train.epochs", "integer from 1"),
+        ("train:\n  epochs: ten\n", "train.epochs", "integer"),
+        ("resources:\n  nodes: 0\n", "resources.nodes", "integer from 1"),
+        ("resources:\n  time: '25:99'\n", "resources.time", "walltime"),
+        ("resources:\n  time: 'soon'\n", "resources.time", "walltime"),
+        ("resources:\n  mem: lots\n", "resources.mem", "memory like"),
+        ("name: 'my run'\n", "name", "A-Z a-z 0-9"),
+        ("name: '..'\n", "name", "starting with a letter or digit"),
+        ("name: '../../etc'\n", "name", "A-Z a-z 0-9"),
+        ("model:\n  name: resnet\n", "model.name", "one of softmax, mlp, lenet5, cnn"),
+        ("resources:\n  scheduler: lsf\n", "resources.scheduler", "one of slurm, pbs, local"),
+        ("train:\n  lr: -1\n", "train.lr", "number > 0"),
+        ("resources:\n  partition: 'gpu; rm -rf /'\n", "resources.partition", "partition name"),
+        ("env:\n  vars:\n    'BAD-NAME': x\n", "env.vars", "shell variable names"),
+    ],
+)
 def test_bad_values(dlhpc, tmp_path, text, path, allowed):
     line = text.count("\n")
     check_error(dlhpc, tmp_path, text, f"bad.yaml:{line}", path, allowed)
@@ -91,14 +102,17 @@ def test_alias_bomb_refused_fast(dlhpc, tmp_path):
 
 def test_billion_trial_sweep_refused_fast(dlhpc, tmp_path):
     values = "[" + ",".join(str(i) for i in range(1000)) + "]"
-    text = f"name: a\nsweep:\n  train.seed: {values}\n  train.epochs: {[i + 1 for i in range(1000)]}\n  train.batch_size: {[i + 1 for i in range(1000)]}\n"
+    counts = [i + 1 for i in range(1000)]
+    text = f"name: a\nsweep:\n  train.seed: {values}\n  train.epochs: {counts}\n  train.batch_size: {counts}\n"
     t0 = time.monotonic()
     check_error(dlhpc, tmp_path, text, "1,000,000,000 trials", "at most 10,000")
     assert time.monotonic() - t0 < 3
 
 
 def test_sweep_over_unknown_key(dlhpc, tmp_path):
-    check_error(dlhpc, tmp_path, "sweep:\n  train.lrate: [0.1]\n", "bad.yaml:2", "train.lrate", "did you mean 'train.lr'")
+    check_error(
+        dlhpc, tmp_path, "sweep:\n  train.lrate: [0.1]\n", "bad.yaml:2", "train.lrate", "did you mean 'train.lr'"
+    )
 
 
 def test_sweep_values_are_validated(dlhpc, tmp_path):
@@ -116,8 +130,11 @@ def test_valid_specs_pass(dlhpc, tmp_path):
 def test_layering_site_user_spec_set(tmp_path, monkeypatch):
     from dlhpc.spec import load_spec
 
-    site = write(tmp_path / "site.yaml", "resources:\n  partition: site-part\n  account: site-acct\n  mem: 2G\n"
-                 "site:\n  charge_rates: {core_hour: 1.5}\n")
+    site = write(
+        tmp_path / "site.yaml",
+        "resources:\n  partition: site-part\n  account: site-acct\n  mem: 2G\n"
+        "site:\n  charge_rates: {core_hour: 1.5}\n",
+    )
     write(tmp_path / "cfg" / "dlhpc" / "config.yaml", "resources:\n  account: user-acct\n  mem: 3G\n")
     spec = write(tmp_path / "s.yaml", "name: layered\nresources:\n  mem: 5G\n")
     monkeypatch.setenv("DLHPC_SITE", str(site))
@@ -159,3 +176,36 @@ def test_init_writes_a_valid_spec_and_never_overwrites(dlhpc, tmp_path):
     r = dlhpc("init", "cnn.yaml")
     assert r.code == 2 and "already exists" in r.err
     assert (tmp_path / "cnn.yaml").read_text() == before
+
+
+def test_every_key_is_documented_and_docs_spec_md_is_current():
+    from dlhpc import schema, specdoc
+
+    keys = {".".join(path) for path in schema.LEAVES} | {"sweep"}
+    assert set(schema.DOCS) == keys
+    site_keys = {".".join(path) for path, _ in schema.leaf_fields(schema.SITE_SCHEMA)}
+    assert set(schema.SITE_DOCS) == site_keys
+    assert (ROOT / "docs" / "spec.md").read_text() == specdoc.render(), (
+        "docs/spec.md is stale: python -m dlhpc.specdoc > docs/spec.md"
+    )
+
+
+def test_an_empty_spec_is_an_error(dlhpc, tmp_path):
+    for text in ("", "# only a comment\n", "\n\n"):
+        r = dlhpc("validate", write(tmp_path / "empty.yaml", text))
+        assert r.code == 2 and "the spec is empty" in r.err, r
+
+
+def test_a_renamed_key_names_its_new_name(dlhpc, tmp_path):
+    r = dlhpc("validate", write(tmp_path / "old.yaml", "name: x\noutput: somewhere\n"))
+    assert r.code == 2 and "old.yaml:2" in r.err and "output was renamed runs_dir" in r.err, r
+
+
+def test_validate_json_reports_each_spec(dlhpc, tmp_path):
+    good = write(tmp_path / "good.yaml", "name: good\n")
+    bad = write(tmp_path / "bad.yaml", "name: bad\ntrain: {lr: -1}\n")
+    r = dlhpc("validate", good, bad, "--json")
+    assert r.code == 2
+    reports = json.loads(r.out)
+    assert [x["ok"] for x in reports] == [True, False]
+    assert reports[0]["trials"] == 1 and "bad.yaml:2" in reports[1]["error"]

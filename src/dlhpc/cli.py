@@ -1,0 +1,183 @@
+"""Command-line parsing only: each subcommand calls one function in dlhpc.commands.
+
+Imports stay light here: `--help`, validate, render, status and summary never import torch.
+"""
+
+import argparse
+import sys
+
+from dlhpc import __version__
+from dlhpc.schema import DEFAULTS, MODELS, SCHEDULERS
+
+EPILOG = """exit codes: 0 ok; 1 the work failed (a job failed, a summary has failed rows); 2 bad input.
+Examples:
+  dlhpc init my.yaml --model cnn --scheduler slurm
+  dlhpc validate my.yaml
+  dlhpc run jobs/mnist-cnn.yaml
+  dlhpc submit jobs/sweep-lr.yaml --scheduler slurm --set resources.partition=gpu
+  dlhpc status --watch
+  dlhpc summary --format markdown -o results.md"""
+
+
+def _add_set(p):
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key, e.g. --set train.lr=0.1 (repeatable; values are YAML)",
+    )
+
+
+def _add_scheduler(p):
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="same as --set resources.scheduler=S")
+
+
+def _add_runs_dir(p):
+    # Not -o/--output: to an sbatch user that names the job's log file.
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        metavar="DIR",
+        help="folder that holds experiment directories (default: runs_dir from the spec or "
+        "~/.config/dlhpc/config.yaml, else $DLHPC_RUNS_DIR, else ./runs)",
+    )
+
+
+def _add_json(p):
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlhpc",
+        description="YAML experiment specs → SLURM/PBS jobs → DDP MNIST training → tables.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dlhpc {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write a commented starter spec")
+    p.add_argument("path", nargs="?", default="experiment.yaml")
+    p.add_argument("--model", choices=MODELS, default="cnn")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=DEFAULTS["resources"]["scheduler"])
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = sub.add_parser("validate", help="check specs; exit 0 valid, 2 invalid")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    _add_set(p)
+    _add_json(p)
+
+    p = sub.add_parser("render", help="print (or write) the job scripts submit would use")
+    p.add_argument("spec", metavar="SPEC")
+    _add_scheduler(p)
+    _add_set(p)
+    p.add_argument("-o", "--out-dir", metavar="DIR", help="write one file per job instead of printing")
+    _add_runs_dir(p)
+
+    p = sub.add_parser("submit", help="queue the spec's trials and return")
+    p.add_argument("spec", metavar="SPEC")
+    _add_scheduler(p)
+    _add_set(p)
+    p.add_argument("--dry-run", action="store_true", help="render and ask the scheduler, queue nothing")
+    p.add_argument("--max-cost", type=float, metavar="N", help="refuse if the estimated cost exceeds N")
+    _add_runs_dir(p)
+
+    p = sub.add_parser("run", help="run the spec on this machine, in the foreground")
+    p.add_argument("spec", metavar="SPEC")
+    _add_set(p)
+    _add_runs_dir(p)
+
+    p = sub.add_parser("status", help="state of every trial of an experiment")
+    p.add_argument("exp", nargs="?", metavar="EXP")
+    _add_json(p)
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh until every trial is finished (asks the "
+        "scheduler every 5 s at first, backing off to 2 min while nothing changes)",
+    )
+    _add_runs_dir(p)
+
+    p = sub.add_parser("summary", help="results table of one or more experiments")
+    p.add_argument("exps", nargs="*", metavar="EXP")
+    p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    p.add_argument("--sort", metavar="KEY", help="sort rows by a column, e.g. test_acc or train.lr")
+    p.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of printing")
+    p.add_argument("--no-accounting", action="store_true", help="do not ask the scheduler what jobs cost")
+    _add_json(p)
+    _add_runs_dir(p)
+
+    p = sub.add_parser("plot", help="learning curves (and scaling) as a PNG")
+    p.add_argument("exp", metavar="EXP")
+    p.add_argument("-o", "--out", metavar="FILE.png")
+    _add_runs_dir(p)
+
+    p = sub.add_parser("logs", help="show a trial's job output")
+    p.add_argument("exp", nargs="?", metavar="EXP")
+    p.add_argument("--trial", metavar="ID", help="trial id (default: the first)")
+    p.add_argument("--follow", "-f", action="store_true")
+    _add_runs_dir(p)
+
+    p = sub.add_parser("cancel", help="cancel every job of an experiment")
+    p.add_argument("exp", nargs="?", metavar="EXP")
+    p.add_argument("--latest", action="store_true", help="cancel the newest experiment (EXP left out)")
+    _add_runs_dir(p)
+
+    p = sub.add_parser("templates", help="list, show or copy job-script templates")
+    tsub = p.add_subparsers(dest="templates_command", metavar="ACTION")
+    tsub.add_parser("list", help="templates on the search path, with their origin")
+    t = tsub.add_parser("show", help="print a template")
+    t.add_argument("name")
+    t = tsub.add_parser("copy", help="copy a template to start an override")
+    t.add_argument("name")
+    t.add_argument("dest")
+
+    p = sub.add_parser("data", help="stage the MNIST data")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    d = dsub.add_parser("fetch", help="download MNIST (checksummed) into a shared root")
+    d.add_argument("--root", help="target folder (default: $DLHPC_DATA or ~/.cache/dlhpc/data)")
+
+    p = sub.add_parser("doctor", help="check this login node, the scheduler and a spec")
+    p.add_argument("spec", nargs="?", metavar="SPEC")
+    _add_set(p)
+    p.add_argument("--job", action="store_true", help="also run a tiny job to see what the nodes have")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    if getattr(args, "scheduler", None) and args.command in ("render", "submit"):
+        args.sets = [f"resources.scheduler={args.scheduler}"] + list(args.sets)
+    from dlhpc import commands
+    from dlhpc.errors import DlhpcError
+
+    handler = getattr(commands, "cmd_" + args.command)
+    try:
+        return int(handler(args) or 0)
+    except DlhpcError as exc:
+        if args.debug:
+            raise
+        print(f"dlhpc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dlhpc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug, or an environment problem we did not foresee: still no traceback
+        if args.debug:
+            raise
+        print(
+            f"dlhpc: internal error: {type(exc).__name__}: {exc}\n"
+            "Run again with --debug for the traceback, and please report it.",
+            file=sys.stderr,
+        )
+        return 1

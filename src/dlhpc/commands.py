@@ -1,0 +1,442 @@
+"""One function per CLI command. Heavy imports (torch, rich, submitit) happen inside them."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from dlhpc.errors import DlhpcError, UserError
+from dlhpc.spec import load_spec
+from dlhpc.states import BAD
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _console(stderr=False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    # Piped into a file or CI log: no terminal width to respect, so don't squeeze the table.
+    return console if console.is_terminal else Console(stderr=stderr, highlight=False, width=160)
+
+
+def _runs_sets(args) -> list:
+    """--runs-dir DIR is --set runs_dir=DIR: one resolver (experiment.runs_root) for every command."""
+    return [f"runs_dir={args.runs_dir}"] if getattr(args, "runs_dir", None) else []
+
+
+def _json(data) -> None:
+    _out(json.dumps(data, indent=2, default=str))
+
+
+# ---- init / validate / render -------------------------------------------------------------------
+
+
+def cmd_init(args):
+    from dlhpc.fsutil import atomic_write_text
+    from dlhpc.spec import load_spec_text
+    from dlhpc.starter import starter_spec
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise UserError(f"{path} already exists; pick another path or pass --force to overwrite it")
+    text = starter_spec(path.stem, args.model, args.scheduler)
+    load_spec_text(text, str(path))  # the starter must itself validate
+    atomic_write_text(path, text)
+    _out(f"wrote {path}: a {args.model} spec for the {args.scheduler} scheduler. Next: dlhpc validate {path}")
+
+
+def cmd_validate(args):
+    from dlhpc.sweep import count_trials
+
+    reports = []
+    for path in args.specs:
+        try:
+            spec = load_spec(path, args.sets)
+        except UserError as exc:
+            reports.append({"spec": path, "ok": False, "error": str(exc)})
+            if not args.json:
+                print(f"dlhpc: error: {exc}", file=sys.stderr)
+            continue
+        n = count_trials(spec)
+        reports.append(
+            {
+                "spec": path,
+                "ok": True,
+                "name": spec.data["name"],
+                "trials": n,
+                "scheduler": spec.data["resources"]["scheduler"],
+            }
+        )
+        if not args.json:
+            _out(
+                f"ok: {path} ({spec.data['name']}, {n} trial{'s' if n != 1 else ''}, "
+                f"scheduler {spec.data['resources']['scheduler']})"
+            )
+    if args.json:
+        _json(reports)
+    return 2 if any(not r["ok"] for r in reports) else 0
+
+
+def _plan(args):
+    from dlhpc import experiment
+    from dlhpc.schedulers import backend
+
+    spec = load_spec(args.spec, _runs_sets(args) + list(args.sets))
+    return experiment.plan(spec, max_array=backend(spec.data["resources"]["scheduler"]).max_array())
+
+
+def cmd_render(args):
+    from dlhpc.fsutil import atomic_write_text
+
+    p = _plan(args)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, script in enumerate(p.scripts):
+            path = out / f"{p.spec.data['name']}-job-{i}.sh"
+            atomic_write_text(path, script.text, mode=0o755)
+            _out(f"wrote {path} ({len(script.trial_ids)} trial(s), template {script.template})")
+        return 0
+    for i, script in enumerate(p.scripts):
+        print(
+            f"dlhpc: job {i}: template {script.template}; trials {', '.join(script.trial_ids[:5])}"
+            f"{' ...' if len(script.trial_ids) > 5 else ''}",
+            file=sys.stderr,
+        )
+        sys.stdout.write(script.text)
+        if i + 1 < len(p.scripts):
+            sys.stdout.write("\n")
+    return 0
+
+
+# ---- submit / run -------------------------------------------------------------------------------
+
+
+def _prepare_data(trials, *, may_fetch: bool):
+    """The data must be at data.root before anything runs: compute nodes often have no internet.
+    Where this machine runs the trials itself (may_fetch) and the spec allows it, download first."""
+    from dlhpc.train import data as mnist
+
+    for t in trials:  # pin the resolved root, so the job reads what this check saw
+        t.data["data"]["root"] = str(mnist.resolve_root(t.data["data"]["root"]).absolute())
+    for root in sorted({t.data["data"]["root"] for t in trials}):
+        if mnist.is_present(Path(root)):
+            continue
+        if may_fetch and all(t.data["data"]["download"] for t in trials if t.data["data"]["root"] == root):
+            _out(f"MNIST not in {root}: downloading it (checksummed)")
+            mnist.fetch(Path(root))
+        else:
+            raise UserError(mnist.missing_message(Path(root)))
+
+
+def cmd_submit(args):
+    """cost → preflight → dry run, or materialise → submit (rolled back if refused) → record."""
+    from dlhpc import experiment
+    from dlhpc.schedulers import backend
+
+    p = _plan(args)
+    sched = backend(p.scheduler)
+    _prepare_data(p.trials, may_fetch=sched.runs_here and not args.dry_run)
+    _check_cost(p, args)
+    _preflight(p, sched)
+    if args.dry_run:
+        return _dry_run(p, sched)
+    p = experiment.materialize(p)
+    jobs = _submit_or_roll_back(p, sched)
+    _record_submission(p, sched, jobs)
+    return 0
+
+
+def _check_cost(p, args):
+    from dlhpc import cost
+
+    estimate = cost.estimate(p)
+    limit = args.max_cost if args.max_cost is not None else p.spec.site.get("max_cost")
+    _out(cost.describe(estimate))
+    if limit is not None and estimate["cost"] > limit:
+        raise UserError(
+            f"estimated cost {estimate['cost']:.2f} {estimate['unit']} exceeds the limit of {limit:g} "
+            "(--max-cost or the site's max_cost); ask for fewer trials, nodes or less time"
+        )
+
+
+def _preflight(p, sched):
+    sched.check()
+    problems = sched.preflight(p)
+    if problems:
+        raise UserError("the scheduler would refuse this submission:\n  " + "\n  ".join(problems))
+
+
+def _dry_run(p, sched) -> int:
+    for i, script in enumerate(p.scripts):
+        try:
+            answer = sched.test_only(script.text, Path.cwd())
+        except DlhpcError as exc:
+            raise UserError(f"job {i} ({len(script.trial_ids)} trial(s)): {exc}") from None
+        _out(f"job {i} ({len(script.trial_ids)} trial(s), template {script.template}): accepted: {answer}")
+    _out("dry run: nothing was queued")
+    return 0
+
+
+def _submit_or_roll_back(p, sched) -> list:
+    """Submit every script; if one is refused, cancel what was queued and remove the run
+    directory, so nothing half-runs and nothing half-written is left."""
+    import shutil
+
+    queued: list = []
+    try:
+        return sched.submit(p, queued)
+    except BaseException:
+        if queued:
+            sched.cancel([j["job_id"] for j in queued], p.exp_dir)
+        shutil.rmtree(p.exp_dir, ignore_errors=True)
+        raise
+
+
+def _record_submission(p, sched, jobs):
+    from dlhpc import experiment
+    from dlhpc.schedulers.base import base_ids
+
+    experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    _out(
+        f"submitted {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched.name}: "
+        f"{', '.join(base_ids(j['job_id'] for j in jobs))}"
+    )
+    if sched.submitted_note:
+        _out(sched.submitted_note)
+    _out(f"experiment: {p.exp_dir}")
+    _out(f"next: dlhpc status {p.exp_dir}   |   dlhpc summary {p.exp_dir}")
+
+
+def cmd_run(args):
+    """Run the spec here, in the foreground: the local backend's rendered scripts, one trial
+    after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
+    from dlhpc import experiment
+    from dlhpc.progress import progress_for
+    from dlhpc.schedulers.local import Runner, plan_jobs
+
+    spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + ["resources.scheduler=local"])
+    p = experiment.plan(spec)
+    _prepare_data(p.trials, may_fetch=True)
+    p = experiment.materialize(p)
+    jobs = plan_jobs(p, os.getpid())
+    experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    console = _console()
+    console.print(f"experiment [bold]{p.exp_dir}[/] — {len(p.trials)} trial(s) on this machine")
+    with progress_for(console, p.trials) as progress:
+        codes = Runner(p.exp_dir, jobs, on_epoch=progress.epoch, on_trial_end=progress.trial_end).run()
+    from dlhpc.results import columns, experiment_rows, rich_table
+
+    record, rows = experiment_rows(p.exp_dir)
+    console.print(rich_table(rows, columns(rows, record.get("swept_keys", [])), title=p.exp_dir.name))
+    for r in rows:
+        if r.get("flags"):
+            console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
+    failed = [tid for tid, code in codes.items() if code != 0]
+    if failed:
+        console.print(f"[red]{len(failed)} trial(s) failed[/]: see {p.exp_dir}/<trial>/job.err")
+        return 1
+    return 0
+
+
+# ---- status / summary / logs / cancel ---------------------------------------------------------
+
+
+def cmd_status(args):
+    from dlhpc import status
+
+    exp_dir = _find(args.exp, args)
+    if args.watch and not args.json:
+        return status.watch(exp_dir)
+    report = status.collect(exp_dir)
+    if args.json:
+        _json(report)
+    else:
+        status.print_report(report, _console())
+    return status.exit_code(report)
+
+
+def _runs_root(args) -> Path:
+    from dlhpc.experiment import runs_root
+
+    return runs_root(load_spec(None, _runs_sets(args)))
+
+
+def _find(ref, args):
+    from dlhpc.experiment import find_experiment
+
+    return find_experiment(ref, _runs_root(args))
+
+
+def cmd_summary(args):
+    from dlhpc import results, status
+
+    refs = args.exps or [None]
+    all_rows, swept = [], []
+    warnings = []
+    for ref in refs:
+        exp_dir = _find(ref, args)
+        sched, warn = (None, []) if args.no_accounting else status.scheduler_info(exp_dir)
+        warnings += warn
+        record, rows = results.experiment_rows(exp_dir, sched)
+        all_rows += rows
+        swept += [k for k in record.get("swept_keys", []) if k not in swept]
+    for w in warnings:
+        print(f"dlhpc: warning: {w}", file=sys.stderr)
+    rows = results.sort_rows(all_rows, args.sort)
+    cols = results.columns(rows, swept)
+    fmt = "json" if args.json else args.format
+    if fmt in ("csv", "markdown"):
+        cols = cols + ["flags"]
+    renderers = {
+        "json": lambda: json.dumps(results.json_rows(rows), indent=2, default=str) + "\n",
+        "csv": lambda: results.render_csv(rows, cols),
+        "markdown": lambda: results.render_markdown(rows, cols),
+    }
+    if fmt in renderers:
+        text = renderers[fmt]()
+        if args.out:
+            from dlhpc.fsutil import atomic_write_text
+
+            atomic_write_text(args.out, text)
+            print(f"wrote {len(rows)} row(s) to {args.out}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+    else:
+        console = _console()
+        if args.out:
+            from rich.console import Console
+
+            with open(args.out, "w") as f:
+                Console(file=f, width=200).print(results.rich_table(rows, cols))
+        else:
+            console.print(results.rich_table(rows, cols))
+        for r in rows:
+            if r.get("flags"):
+                console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
+    return 1 if any(r["state"] in BAD for r in rows) else 0
+
+
+def cmd_logs(args):
+    from dlhpc.results import read_record
+
+    exp_dir = _find(args.exp, args)
+    record = read_record(exp_dir)
+    ids = [t["id"] for t in record.get("trials", [])]
+    tid = args.trial or (ids[0] if ids else None)
+    if tid not in ids:
+        raise UserError(f"no trial {args.trial!r} in {exp_dir}; trials: {', '.join(ids[:20])}")
+    if args.follow:
+        from dlhpc import status
+
+        def write(chunk):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+
+        return status.follow_logs(exp_dir, tid, write)
+    files = [exp_dir / tid / "job.out", exp_dir / tid / "job.err"]
+    for f in files:
+        if f.exists():
+            print(f"==> {f} <==")
+            sys.stdout.write(f.read_text(errors="replace"))
+    if not any(f.exists() for f in files):
+        print(f"no output yet for trial {tid} (the job may still be pending)")
+    return 0
+
+
+def cmd_cancel(args):
+    from dlhpc import status
+
+    if args.exp is None and not args.latest:
+        return _refuse_cancel_without_experiment(args)
+    exp_dir = _find(args.exp, args)
+    cancelled = status.cancel(exp_dir)
+    if cancelled:
+        _out(f"cancelled {len(cancelled)} job(s) of {exp_dir.name}: {', '.join(cancelled)}")
+    else:
+        _out(f"nothing to cancel in {exp_dir.name}")
+    return 0
+
+
+def _refuse_cancel_without_experiment(args):
+    """Like scancel with no job id: name what could be cancelled, cancel nothing."""
+    from dlhpc import status
+
+    root = _runs_root(args)
+    live = []
+    for exp_dir in sorted(root.iterdir() if root.is_dir() else [], key=lambda d: d.stat().st_mtime):
+        if (exp_dir / "experiment.json").is_file():
+            try:
+                jobs = status.live_jobs(exp_dir)
+            except DlhpcError:
+                continue
+            if jobs:
+                live.append(f"{exp_dir.name} ({len(jobs)} job(s) queued or running)")
+    listing = (
+        ("experiments with live jobs under " + str(root) + ":\n  " + "\n  ".join(live))
+        if live
+        else f"no experiment under {root} has live jobs"
+    )
+    raise UserError(
+        "name the experiment to cancel (dlhpc cancel EXP), or pass --latest for the newest one.\n" + listing
+    )
+
+
+def cmd_plot(args):
+    from dlhpc import plot
+
+    exp_dir = _find(args.exp, args)
+    out = Path(args.out) if args.out else exp_dir / "curves.png"
+    plot.plot_experiment(exp_dir, out)
+    _out(f"wrote {out}")
+    return 0
+
+
+# ---- templates / data / doctor ------------------------------------------------------------------
+
+
+def cmd_templates(args):
+    from dlhpc import render
+    from dlhpc.spec import load_spec
+
+    site = load_spec(None).site
+    action = args.templates_command or "list"
+    if action == "list":
+        for t in render.list_templates(site):
+            _out(f"{t['name']:<24} {t['origin']:<8} {t['file']}")
+        return 0
+    template = render.load_template(args.name, site)
+    text = Path(template.filename).read_text()
+    if action == "show":
+        print(f"# {template.filename}", file=sys.stderr)
+        sys.stdout.write(text)
+        return 0
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / Path(template.filename).name
+    if dest.exists():
+        raise UserError(f"{dest} already exists; remove it or pick another destination")
+    from dlhpc.fsutil import atomic_write_text
+
+    atomic_write_text(dest, text)
+    _out(f"copied {template.filename} to {dest}")
+    return 0
+
+
+def cmd_data(args):
+    from dlhpc import staging
+
+    if (args.data_command or "fetch") == "fetch":
+        root = staging.fetch(args.root)
+        _out(f"MNIST is in {root} (checksums verified). Point data.root or $DLHPC_DATA at {root}.")
+    return 0
+
+
+def cmd_doctor(args):
+    from dlhpc import doctor
+
+    return doctor.run(args.spec, args.sets, job=args.job)

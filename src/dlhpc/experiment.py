@@ -1,0 +1,192 @@
+"""Spec → trials → job scripts, and the experiment directory that records them (docs/run-directory.md).
+
+`render` and `submit` share `plan()`: render is exactly submit without the submission.
+"""
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlhpc import __version__, sweep
+from dlhpc.errors import UserError
+from dlhpc.fsutil import atomic_write_json, atomic_write_text, read_json
+from dlhpc.render import render_script
+from dlhpc.spec import Spec, dump_yaml
+
+SUBMITIT_DIR = ".submitit"
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    trials: list
+    exp_dir: Path
+    scripts: list = field(default_factory=list)  # one Script per job (single job or array)
+    max_array: int | None = None
+
+    @property
+    def scheduler(self) -> str:
+        return self.spec.data["resources"]["scheduler"]
+
+
+def submitit_command(folder: Path, python: str | None = None) -> str:
+    """The line each task runs: submitit unpickles the trial's TrainJob (from `folder`, the
+    experiment's .submitit/) and calls it. The PBS executor builds its command with it too."""
+    return " ".join([shlex.quote(python or sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+
+
+def timestamp() -> str:
+    # SOURCE_DATE_EPOCH makes renders reproducible (golden files, diffs between runs).
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(int(epoch)) if epoch else time.localtime())
+
+
+def runs_root(spec: Spec) -> Path:
+    """The folder that holds experiment directories. One resolver for every command: the spec's
+    `runs_dir` through its layers (site < user config < $DLHPC_RUNS_DIR < spec < --runs-dir/--set)."""
+    return Path(os.path.expanduser(spec.data["runs_dir"])).absolute()
+
+
+def job_groups(trials, max_array: int | None = None) -> list[list]:
+    """Trials that ask for the same resources share one job array; arrays are cut at max_array."""
+    groups: dict = {}
+    for trial in trials:
+        d = trial.data
+        key = json.dumps([d["resources"], d["env"], d["template"]], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(trial)
+    out = []
+    for members in groups.values():
+        step = max_array or len(members)
+        out.extend(members[i : i + step] for i in range(0, len(members), step))
+    return out
+
+
+def plan(spec: Spec, exp_dir: Path | None = None, max_array: int | None = None, trials=None) -> Plan:
+    """Trials and their job scripts for an experiment directory (not created here)."""
+    trials = trials if trials is not None else sweep.expand(spec)
+    exp_dir = exp_dir or runs_root(spec) / f"{spec.data['name']}-{timestamp()}"
+    p = Plan(spec, trials, exp_dir, max_array=max_array)
+    digest, command = spec.hash(), submitit_command(exp_dir / SUBMITIT_DIR)
+    for group in job_groups(trials, max_array):
+        p.scripts.append(
+            render_script(group[0].data, [t.id for t in group], exp_dir, command, site=spec.site, spec_digest=digest)
+        )
+    return p
+
+
+def reserve_dir(exp_dir: Path) -> Path:
+    """Create the experiment directory atomically; a second submit in the same second gets -2, -3..."""
+    root = exp_dir.parent
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"runs folder {root}: cannot create it ({exc.strerror}); set `runs_dir:` (or --runs-dir) to a "
+            "writable folder"
+        ) from None
+    candidate, n = exp_dir, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = exp_dir.with_name(f"{exp_dir.name}-{n}")
+        except OSError as exc:
+            raise UserError(f"{candidate}: cannot create the experiment directory ({exc.strerror})") from None
+
+
+def materialize(p: Plan) -> Plan:
+    """Write the run directory for a plan. If the name was taken, re-plan under the new name."""
+    final = reserve_dir(p.exp_dir)
+    if final != p.exp_dir:  # the scripts name the directory: render them again for the new one
+        p = plan(p.spec, final, max_array=p.max_array, trials=p.trials)
+    try:
+        (p.exp_dir / SUBMITIT_DIR).mkdir()
+        (p.exp_dir / "logs").mkdir()
+        script_of = {}
+        for i, script in enumerate(p.scripts):
+            name = f"job-{i}.sh"
+            atomic_write_text(p.exp_dir / name, script.text, mode=0o755)
+            for tid in script.trial_ids:
+                script_of[tid] = name
+        for trial in p.trials:
+            tdir = p.exp_dir / trial.id
+            tdir.mkdir()
+            atomic_write_text(tdir / "spec.yaml", dump_yaml(trial.data))
+            atomic_write_json(
+                tdir / "trial.json",
+                {"id": trial.id, "index": trial.index, "params": trial.params, "script": script_of[trial.id]},
+            )
+        write_record(p, jobs=[])
+    except BaseException:
+        shutil.rmtree(p.exp_dir, ignore_errors=True)
+        raise
+    return p
+
+
+def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:
+    record = {
+        "name": p.spec.data["name"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "scheduler": p.scheduler,
+        "spec_source": p.spec.source,
+        "spec_hash": p.spec.hash(),
+        "spec": p.spec.data,
+        "swept_keys": list(p.spec.sweep),
+        "trials": [{"id": t.id, "index": t.index, "params": t.params} for t in p.trials],
+        "jobs": jobs,
+        "versions": versions(),
+        **(extra or {}),
+    }
+    atomic_write_json(p.exp_dir / "experiment.json", record)
+
+
+def update_record(exp_dir: Path, **fields) -> None:
+    record = read_json(exp_dir / "experiment.json", {})
+    record.update(fields)
+    atomic_write_json(exp_dir / "experiment.json", record)
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    out = {"dlhpc": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "submitit"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def find_experiment(ref: str | None, root: Path) -> Path:
+    """EXP is a directory, or a name looked up under the runs folder; none means the latest."""
+    if ref:
+        path = Path(ref)
+        if (path / "experiment.json").is_file():
+            return path
+        matches = (
+            sorted(
+                (d for d in root.glob(f"{ref}*") if (d / "experiment.json").is_file()), key=lambda d: d.stat().st_mtime
+            )
+            if root.is_dir() and "/" not in ref
+            else []
+        )
+        exact = [d for d in matches if d.name == ref]
+        if exact or matches:
+            return (exact or matches)[-1]
+        raise UserError(
+            f"no experiment {ref!r}: not an experiment directory, and no experiment of that name "
+            f"under {root}/ (pass the directory, or see `ls {root}`)"
+        )
+    found = [d for d in root.iterdir() if (d / "experiment.json").is_file()] if root.is_dir() else []
+    if not found:
+        raise UserError(f"no experiments under {root}/; pass an experiment directory, or submit one first")
+    return max(found, key=lambda d: d.stat().st_mtime)

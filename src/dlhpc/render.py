@@ -1,0 +1,175 @@
+"""Job scripts from Jinja2 templates (docs/architecture.md).
+
+Search path, first match wins: user dir (~/.config/dlhpc/templates) > $DLHPC_TEMPLATES (colon-
+separated) > site dir (site.template_dir, else /etc/dlhpc/templates) > the templates shipped in
+the package. StrictUndefined, so a template typo is an error, not an empty string; `quote` is
+shlex.quote for every user-supplied value.
+"""
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from dlhpc import __version__
+from dlhpc.errors import UserError
+from dlhpc.schedulers import backend
+from dlhpc.schema import mem_megabytes, parse_time
+from dlhpc.spec import config_dir, spec_hash, tasks_per_node
+
+SITE_TEMPLATES_DEFAULT = "/etc/dlhpc/templates"
+SUFFIX = ".sh.j2"
+
+
+def shipped_dir() -> Path:
+    return Path(__file__).resolve().parent / "templates"
+
+
+def search_path(site: dict | None = None) -> list[tuple[str, Path]]:
+    """(origin, directory) pairs in priority order."""
+    dirs = [("user", config_dir() / "templates")]
+    for extra in filter(None, os.environ.get("DLHPC_TEMPLATES", "").split(":")):
+        dirs.append(("env", Path(extra)))
+    site_dir = (site or {}).get("template_dir") or SITE_TEMPLATES_DEFAULT
+    dirs.append(("site", Path(site_dir)))
+    dirs.append(("shipped", shipped_dir()))
+    return dirs
+
+
+def make_environment(site: dict | None = None, first_dir: Path | None = None) -> jinja2.Environment:
+    dirs = ([first_dir] if first_dir else []) + [d for _, d in search_path(site)]
+    loaders = [jinja2.FileSystemLoader(str(d)) for d in dirs]
+    # "shipped/slurm/default.sh.j2" always means the packaged file, so an override of the same
+    # name can extend the original instead of itself.
+    loaders.append(jinja2.PrefixLoader({"shipped": jinja2.FileSystemLoader(str(shipped_dir()))}))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(quote=_quote, pbs_walltime=pbs_walltime, pbs_mem=pbs_mem, pbs_flag=pbs_flag)
+    return env
+
+
+def _quote(value) -> str:
+    return shlex.quote(str(value))
+
+
+def pbs_walltime(time: str) -> str:
+    seconds = parse_time(time)
+    h, rest = divmod(seconds, 3600)
+    return f"{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def pbs_mem(mem: str, nodes: int = 1) -> str:
+    """SLURM-style '4G' (per node) → PBS 'gb'/'mb' units; Torque's -l mem is for the whole job."""
+    mb = mem_megabytes(mem) * nodes
+    return f"{int(mb // 1024)}gb" if mb % 1024 == 0 else f"{int(mb)}mb"
+
+
+def pbs_flag(key: str) -> str:
+    # extra: {l: "software=x"} → "-l"; {mail-type: ...} style keys are SLURM-only
+    return f"-{key}" if len(key) == 1 else f"--{key}"
+
+
+def template_ref(data: dict) -> str:
+    """The spec's template, else the one its scheduler ships for these resources."""
+    return data.get("template") or backend(data["resources"]["scheduler"]).template(data["resources"])
+
+
+def load_template(ref: str, site: dict | None = None) -> jinja2.Template:
+    """A template by name (slurm/default) or by file path; errors name the file and line."""
+    path = Path(os.path.expanduser(ref))
+    if path.is_file():  # a file of the user's; its folder is searched first, so it can extend others
+        env = make_environment(site, first_dir=path.resolve().parent)
+        name = path.name
+    else:
+        env = make_environment(site)
+        name = ref if ref.endswith(SUFFIX) else ref + SUFFIX
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        known = ", ".join(t["name"] for t in list_templates(site)) or "none"
+        raise UserError(
+            f"template {ref!r} not found (looked for {exc.name}); known templates: {known}. See `dlhpc templates list`."
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
+
+
+@dataclass
+class Script:
+    text: str
+    template: str  # the file the script came from
+    trial_ids: list
+
+
+def render_script(
+    data: dict,
+    trial_ids: list,
+    exp_dir: Path,
+    command: str,
+    *,
+    site=None,
+    spec_digest: str | None = None,
+    python: str | None = None,
+) -> Script:
+    """Render the job script for trials that share one resource request (an array if > 1)."""
+    sched = backend(data["resources"]["scheduler"])
+    template = load_template(template_ref(data), site)
+    context = {
+        "version": __version__,
+        "template_name": template_ref(data),
+        "name": data["name"],
+        "spec_hash": spec_digest or spec_hash(data),
+        "trial_ids": list(trial_ids),
+        "array": len(trial_ids) > 1,
+        "exp_dir": str(exp_dir),
+        "resources": data["resources"],
+        "tasks_per_node": tasks_per_node(data["resources"]),
+        "env": data["env"],
+        "train": data["train"],
+        "model": data["model"],
+        "data": data["data"],
+        "command": command,
+        "python": python or sys.executable,
+        "site": site or {},
+        # what the job script needs to know of its scheduler (no user input in these)
+        "job_id_expr": sched.job_id_expr,
+        "array_index": sched.array_index_expr,
+    }
+    try:
+        text = template.render(context)
+    except jinja2.TemplateError as exc:
+        raise UserError(_template_error(exc, template)) from None
+    return Script(text, template.filename or template.name, list(trial_ids))
+
+
+def _template_error(exc, template) -> str:
+    """Name the template file and line where rendering failed (jinja keeps them in the traceback)."""
+    tb, where = exc.__traceback__, None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2") or filename.endswith(".sh"):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    where = where or (template.filename or template.name)
+    return f"{where}: template error: {exc}"
+
+
+def list_templates(site=None) -> list[dict]:
+    """Every template on the search path: name, origin and file; earlier dirs shadow later ones."""
+    seen: dict = {}
+    for origin, directory in search_path(site):
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.rglob("*" + SUFFIX)):
+            name = str(path.relative_to(directory))[: -len(SUFFIX)]
+            seen.setdefault(name, {"name": name, "origin": origin, "file": str(path)})
+    return sorted(seen.values(), key=lambda t: t["name"])

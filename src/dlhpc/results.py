@@ -1,0 +1,314 @@
+"""Run directories → rows → tables (rich, CSV, JSON, Markdown).
+
+Reading is forgiving by design: a running trial, a truncated last metrics line, a corrupt or
+missing result.json, NaN losses — each gives a row flagged with the reason, never a traceback.
+"""
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from dlhpc.fsutil import read_json
+from dlhpc.states import reconcile
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def read_metrics(path: Path) -> tuple[list, str | None]:
+    """Lines of metrics.jsonl; a torn last line is skipped and reported."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], None
+    out, problem = [], None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if isinstance(item, dict):
+                out.append(item)
+        except json.JSONDecodeError:
+            problem = f"metrics.jsonl line {n} is unreadable"
+    return out, problem
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = None, sched_missing=False) -> dict:
+    """One row for one trial. `sched` is what the scheduler said about its job, if asked."""
+    tdir = exp_dir / trial["id"]
+    spec = record.get("spec", {})
+    result, metrics, flags = _read_trial_files(tdir)
+    state, state_flags = reconcile(
+        result.get("state"), sched, bool(metrics), bool(record.get("jobs")) and sched_missing
+    )
+    flags += state_flags
+    if result.get("error"):
+        flags.append(str(result["error"]).splitlines()[0][:200])
+    last = metrics[-1] if metrics else {}
+    accs = [m.get("test_acc") for m in metrics if _finite(m.get("test_acc"))]
+    row = {
+        "trial": trial["id"],
+        "name": spec.get("name", record.get("name")),
+        "model": trial.get("params", {}).get("model.name", spec.get("model", {}).get("name")),
+        "experiment": exp_dir.name,
+        "state": state,
+        "job_id": result.get("job_id") or trial.get("job_id"),
+        "world_size": result.get("world_size") or last.get("world_size"),
+        "epochs": result.get("epochs") or _trial_epochs(tdir, spec),
+        "epochs_done": last.get("epoch", 0),
+        "test_acc": result.get("test_acc", last.get("test_acc")) if state == "COMPLETED" else last.get("test_acc"),
+        "best_test_acc": result.get("best_test_acc", max(accs) if accs else None),
+        "time_to_target_s": result.get("time_to_target_s", _time_to_target(metrics, spec)),
+        "train_time_s": result.get("train_time_s", last.get("elapsed_s")),
+        "images_per_s": result.get("images_per_s", last.get("images_per_s")),
+        "test_loss": result.get("test_loss", last.get("test_loss")),
+        "nodes": result.get("nodes"),
+        "device": result.get("device"),
+        "curve": accs,
+        **trial.get("params", {}),
+    }
+    requeues = (read_json(tdir / "requeues.json", {}) or {}).get("count")
+    if requeues:
+        row["requeues"] = requeues
+    if sched:
+        row.update({k: sched[k] for k in ("elapsed", "queue_wait_s", "core_hours", "gpu_hours") if k in sched})
+    row["flags"] = "; ".join(flags)
+    return row
+
+
+def _read_trial_files(tdir: Path) -> tuple[dict, list, list]:
+    """(result.json or {}, metrics lines, flags for what could not be read)."""
+    flags = []
+    result = read_json(tdir / "result.json")
+    if result is None and (tdir / "result.json").exists():
+        flags.append("result.json is corrupt")
+    metrics, problem = read_metrics(tdir / "metrics.jsonl")
+    if problem:
+        flags.append(problem)
+    if any(not _finite(m.get("train_loss")) or not _finite(m.get("test_loss")) for m in metrics):
+        flags.append("NaN or infinite loss")
+    return (result if isinstance(result, dict) else {}), metrics, flags
+
+
+def _trial_epochs(tdir: Path, spec: dict):
+    try:
+        import yaml
+
+        return yaml.safe_load((tdir / "spec.yaml").read_text())["train"]["epochs"]
+    except Exception:  # a missing or broken spec.yaml just means we do not know
+        return spec.get("train", {}).get("epochs")
+
+
+def _time_to_target(metrics, spec):
+    target = spec.get("train", {}).get("target_accuracy", 0.99)
+    for m in metrics:
+        if _finite(m.get("test_acc")) and m["test_acc"] >= target:
+            return m.get("elapsed_s")
+    return None
+
+
+def read_record(exp_dir: Path) -> dict:
+    """experiment.json of an experiment directory; a clear error when it is not one."""
+    record = read_json(exp_dir / "experiment.json")
+    if not isinstance(record, dict):
+        from dlhpc.errors import UserError
+
+        raise UserError(f"{exp_dir}: experiment.json is missing or corrupt; is this an experiment directory?")
+    return record
+
+
+def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[dict, list]:
+    record = read_record(exp_dir)
+    job_of = {j.get("trial"): j.get("job_id") for j in record.get("jobs", [])}
+    rows = []
+    for trial in record.get("trials", []):
+        trial = dict(trial, job_id=job_of.get(trial["id"]))
+        sched = (sched_by_job or {}).get(trial["job_id"]) if trial["job_id"] else None
+        missing = sched_by_job is not None and trial["job_id"] is not None and sched is None
+        rows.append(trial_row(exp_dir, record, trial, sched, missing))
+    add_scaling(rows)
+    return record, rows
+
+
+def add_scaling(rows: list) -> None:
+    """Speedup and efficiency of throughput and time-to-target against the smallest world size."""
+    sizes = {r.get("world_size") for r in rows if r.get("world_size")}
+    if len(sizes) < 2:
+        return
+    base_ws = min(sizes)
+    base = [r for r in rows if r.get("world_size") == base_ws]
+    base_ips = _mean([r.get("images_per_s") for r in base])
+    base_ttt = _mean([r.get("time_to_target_s") for r in base])
+    for r in rows:
+        ws = r.get("world_size")
+        if not ws:
+            continue
+        if base_ips and _finite(r.get("images_per_s")):
+            r["speedup"] = r["images_per_s"] / base_ips
+            r["efficiency"] = r["speedup"] / (ws / base_ws)
+        if base_ttt and _finite(r.get("time_to_target_s")):
+            r["ttt_speedup"] = base_ttt / r["time_to_target_s"]
+            r["ttt_efficiency"] = r["ttt_speedup"] / (ws / base_ws)
+
+
+def _mean(values):
+    values = [v for v in values if _finite(v)]
+    return sum(values) / len(values) if values else None
+
+
+def sparkline(values) -> str:
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1)))] for v in values[-20:])
+
+
+def sort_rows(rows: list, key: str | None) -> list:
+    if not key:
+        return rows
+    if not any(key in r for r in rows):
+        from dlhpc.errors import UserError
+
+        known = sorted({k for r in rows for k in r if k not in ("curve", "flags")})
+        raise UserError(f"--sort {key!r}: no such column; columns: {', '.join(known)}")
+    reverse = key in ("test_acc", "best_test_acc", "images_per_s", "speedup", "efficiency")
+    present = [r for r in rows if r.get(key) is not None]
+    missing = [r for r in rows if r.get(key) is None]
+    return sorted(present, key=lambda r: (str(type(r[key])), r[key]), reverse=reverse) + missing
+
+
+def json_rows(rows: list) -> list:
+    out = []
+    for r in rows:
+        item = {k: v for k, v in r.items() if k != "curve"}
+        for k, v in item.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                item[k] = None
+        out.append(item)
+    return out
+
+
+def columns(rows: list, swept: list) -> list:
+    cols = [
+        "trial",
+        *swept,
+        "model",
+        "state",
+        "world_size",
+        "epochs_done",
+        "test_acc",
+        "best_test_acc",
+        "time_to_target_s",
+        "train_time_s",
+        "images_per_s",
+    ]
+    extra = [
+        c
+        for c in (
+            "requeues",
+            "queue_wait_s",
+            "elapsed",
+            "core_hours",
+            "gpu_hours",
+            "speedup",
+            "efficiency",
+            "ttt_speedup",
+            "ttt_efficiency",
+        )
+        if any(c in r for r in rows)
+    ]
+    return cols + extra
+
+
+def fmt(key: str, value) -> str:
+    if value is None or value == "":
+        return "-"
+    if key in ("test_acc", "best_test_acc"):
+        return f"{100 * value:.2f}" if _finite(value) else "-"
+    if key in ("speedup", "efficiency", "ttt_speedup", "ttt_efficiency"):
+        return f"{value:.2f}"
+    if key in ("time_to_target_s", "train_time_s", "queue_wait_s"):
+        return f"{value:.1f}" if _finite(value) else "-"
+    if key in ("images_per_s",):
+        return f"{value:,.0f}" if _finite(value) else "-"
+    if key in ("core_hours", "gpu_hours"):
+        return f"{value:.3f}"
+    if key == "epochs_done":
+        return str(value)
+    return str(value)
+
+
+HEADERS = {
+    "test_acc": "test acc %",
+    "best_test_acc": "best %",
+    "time_to_target_s": "to target s",
+    "train_time_s": "train s",
+    "images_per_s": "img/s",
+    "epochs_done": "epochs",
+    "world_size": "ranks",
+    "queue_wait_s": "queue s",
+    "core_hours": "core-h",
+    "gpu_hours": "GPU-h",
+    "ttt_speedup": "ttt speedup",
+    "ttt_efficiency": "ttt eff.",
+}
+
+
+def render_csv(rows, cols) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(cols)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+    return buf.getvalue()
+
+
+def render_markdown(rows, cols) -> str:
+    lines = ["| " + " | ".join(HEADERS.get(c, c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(c, r.get(c)).replace("|", "\\|") for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def best_index(rows) -> int | None:
+    scored = [
+        (r["test_acc"], i) for i, r in enumerate(rows) if r.get("state") == "COMPLETED" and _finite(r.get("test_acc"))
+    ]
+    return max(scored)[1] if scored else None
+
+
+def rich_table(rows, cols, title=""):
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold")
+    for c in cols:
+        left = c in ("trial", "model", "state")
+        table.add_column(HEADERS.get(c, c), justify="left" if left else "right", no_wrap=c in ("trial", "state"))
+    table.add_column("test acc curve")
+    best = best_index(rows)
+    colours = {
+        "COMPLETED": "green",
+        "FAILED": "red",
+        "CANCELLED": "red",
+        "TIMEOUT": "red",
+        "RUNNING": "cyan",
+        "PENDING": "yellow",
+        "REQUEUED": "yellow",
+        "PREEMPTED": "yellow",
+    }
+    for i, r in enumerate(rows):
+        cells = []
+        for c in cols:
+            text = fmt(c, r.get(c))
+            if c == "state":
+                text = f"[{colours.get(text, 'white')}]{text}[/]"
+            cells.append(text)
+        table.add_row(*cells, sparkline(r.get("curve") or []), style="bold" if i == best else None)
+    return table

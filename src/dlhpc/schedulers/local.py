@@ -1,0 +1,322 @@
+"""The local backend: the rendered job scripts run on this machine, one trial after another.
+
+`dlhpc submit` with scheduler local starts a detached runner (`python -m dlhpc.schedulers.local
+EXP_DIR`) and returns; `dlhpc run` runs the same loop in the foreground. Either way each trial
+is `bash job-N.sh` with DLHPC_ARRAY_INDEX choosing its trial: exactly the script `dlhpc render`
+prints, env.vars and env.setup included. With no scheduler to ask, the runner keeps each job's
+state in EXP_DIR/logs/local-jobs.json, and states() reads it.
+
+Job ids have the scheduler's shape: `local-<runner pid>.<script>` for a script of one trial,
+`..._<index>` for each trial of an array script.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from dlhpc.errors import CommandError
+from dlhpc.fsutil import atomic_write_json, read_json
+from dlhpc.schedulers.base import Backend, Check
+from dlhpc.schema import format_time
+from dlhpc.shell import run_command
+from dlhpc.spec import tasks_per_node
+
+JOBS_FILE = Path("logs") / "local-jobs.json"
+FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+class Cancelled(Exception):
+    """SIGTERM reached the runner (`dlhpc cancel`)."""
+
+
+def plan_jobs(plan, runner_pid: int) -> list[dict]:
+    """The job entries of experiment.json for a plan run by this runner."""
+    jobs = []
+    for i, script in enumerate(plan.scripts):
+        base = f"local-{runner_pid}.{i}"
+        for k, tid in enumerate(script.trial_ids):
+            job_id = f"{base}_{k}" if len(script.trial_ids) > 1 else base
+            jobs.append({"job_id": job_id, "trial": tid, "script": f"job-{i}.sh"})
+    return jobs
+
+
+def array_index(job_id: str) -> int:
+    return int(job_id.rsplit("_", 1)[1]) if "_" in job_id else 0
+
+
+class Runner:
+    """Runs an experiment's jobs in order; on_epoch(trial, metrics) as epochs finish."""
+
+    def __init__(self, exp_dir: Path, jobs: list, on_epoch=None, on_trial_end=None, poll_s: float = 0.25):
+        self.exp_dir, self.jobs, self.poll_s = Path(exp_dir), jobs, poll_s
+        self.on_epoch, self.on_trial_end = on_epoch, on_trial_end
+        self.book = {"runner_pid": os.getpid(), "jobs": {}}
+
+    def _write(self):
+        atomic_write_json(self.exp_dir / JOBS_FILE, self.book)
+
+    def _set(self, job_id, **fields):
+        self.book["jobs"].setdefault(job_id, {}).update(fields)
+        self._write()
+
+    def run(self) -> dict:
+        """{trial id: exit code}; a cancelled runner marks what is left CANCELLED and raises."""
+        previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+        codes = {}
+        try:
+            self._write()
+            for job in self.jobs:
+                codes[job["trial"]] = self._run_job(job)
+        except (Cancelled, KeyboardInterrupt):
+            for job in self.jobs:
+                if self.book["jobs"].get(job["job_id"], {}).get("state") not in FINAL:
+                    self._set(job["job_id"], state="CANCELLED", end=_now())
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return codes
+
+    def _run_job(self, job) -> int:
+        job_id, trial_dir = job["job_id"], self.exp_dir / job["trial"]
+        resources = _resources(trial_dir)
+        self._set(job_id, state="RUNNING", start=_now(), **resources)
+        env = dict(os.environ, DLHPC_JOB_ID=job_id, DLHPC_ARRAY_INDEX=str(array_index(job_id)))
+        # The script sends the trial's output to its job.out/job.err; this log holds what bash says
+        # before that (a script that does not even start).
+        with open(self.exp_dir / "logs" / f"{job_id}.log", "ab") as log:
+            proc = subprocess.Popen(
+                ["bash", str(self.exp_dir / job["script"])],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+            try:
+                code = self._follow(proc, trial_dir, job["trial"])
+            except BaseException:
+                _stop(proc)
+                raise
+        state = "COMPLETED" if code == 0 else "FAILED"
+        self._set(job_id, state=state, exit_code=code, end=_now())
+        if self.on_trial_end:
+            self.on_trial_end(job["trial"], state)
+        return code
+
+    def _follow(self, proc, trial_dir: Path, trial: str) -> int:
+        seen = 0
+        while True:
+            code = proc.poll()
+            seen = _report_new_epochs(trial_dir, seen, lambda m: self.on_epoch and self.on_epoch(trial, m))
+            if code is not None:
+                return code
+            time.sleep(self.poll_s)
+
+
+def _raise_cancelled(signum, frame):
+    raise Cancelled()
+
+
+def _stop(proc):
+    """Stop a job's whole process group (bash, python and its DDP ranks)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _report_new_epochs(trial_dir: Path, seen: int, on_epoch) -> int:
+    try:
+        lines = (trial_dir / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return seen
+    for line in lines[seen:]:
+        try:
+            metrics = json.loads(line)
+        except json.JSONDecodeError:
+            return seen  # a line being written: read it next time
+        on_epoch(metrics)
+        seen += 1
+    return seen
+
+
+def _resources(trial_dir: Path) -> dict:
+    """What the trial holds while it runs, for the accounting: CPUs and GPUs of all its ranks."""
+    try:
+        res = yaml.safe_load((trial_dir / "spec.yaml").read_text())["resources"]
+        ranks = res["nodes"] * tasks_per_node(res)
+        return {"cpus": ranks * res["cpus_per_task"], "gpus": res["nodes"] * res["gpus_per_node"]}
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return {}
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class LocalBackend(Backend):
+    name = "local"
+    job_id_expr = "${DLHPC_JOB_ID:-local}"
+    array_index_expr = "${DLHPC_ARRAY_INDEX:-0}"
+    runs_here = True
+    submitted_note = "no scheduler: the trials run one after another in the background on this machine"
+
+    def check(self) -> None:
+        return None  # this machine can always run its own scripts
+
+    def test_only(self, script_text: str, workdir: Path) -> str:
+        run_command(["bash", "-n"], input=script_text, timeout=30)
+        return "bash -n: the script parses; it would run on this machine"
+
+    def submit(self, plan, queued: list) -> list[dict]:
+        """Start the detached runner; it works through the jobs after this command returns."""
+        log = open(plan.exp_dir / "logs" / "local-runner.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dlhpc.schedulers.local", str(plan.exp_dir)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        jobs = plan_jobs(plan, proc.pid)
+        queued.extend(jobs)
+        # the runner reads its jobs from here; until then it waits (see main)
+        atomic_write_json(plan.exp_dir / "logs" / "local-queue.json", jobs)
+        return jobs
+
+    def states(self, job_ids, exp_dir) -> tuple[dict, list]:
+        book = read_json(Path(exp_dir) / JOBS_FILE, {}) or {}
+        alive = pid_alive(book.get("runner_pid")) if book else _queued_runner_alive(exp_dir, job_ids)
+        out = {}
+        for job_id in job_ids:
+            entry = (book.get("jobs") or {}).get(job_id)
+            if entry is None:
+                if alive:
+                    out[job_id] = {"state": "PENDING"}
+                continue  # never started and nobody will start it: the scheduler "does not report" it
+            state = entry.get("state")
+            if state == "RUNNING" and not alive:
+                state, entry = "FAILED", {**entry, "reason": "the local runner stopped while the trial ran"}
+            row = {
+                "state": state,
+                "start": entry.get("start"),
+                "end": entry.get("end"),
+                "cpus": entry.get("cpus"),
+                "gpus": entry.get("gpus"),
+            }
+            if entry.get("exit_code"):
+                row["reason"] = f"the job script exited with code {entry['exit_code']}"
+            if entry.get("reason"):
+                row["reason"] = entry["reason"]
+            start, end = (
+                _iso(entry.get("start")),
+                _iso(entry.get("end")) or (datetime.now().astimezone() if alive else None),
+            )
+            if start and end:
+                row["elapsed"] = format_time(max(0, int((end - start).total_seconds())))
+            out[job_id] = row
+        return out, []
+
+    def cancel(self, job_ids, exp_dir) -> list[str]:
+        book = read_json(Path(exp_dir) / JOBS_FILE, {}) or {}
+        pid = book.get("runner_pid")
+        if not pid or not pid_alive(pid):
+            return []
+        os.kill(int(pid), signal.SIGTERM)  # the runner stops its job and marks what is left CANCELLED
+        deadline = time.monotonic() + 15
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        unfinished = [j for j in job_ids if (book.get("jobs") or {}).get(j, {}).get("state") not in FINAL]
+        return unfinished
+
+    def accounting(self, row: dict) -> dict:
+        from dlhpc.schema import parse_time
+
+        if not row.get("elapsed"):
+            return {}
+        elapsed = parse_time(row["elapsed"])
+        out = {"elapsed_s": elapsed}
+        if row.get("cpus") is not None:
+            out["core_hours"] = row["cpus"] * elapsed / 3600
+            out["gpu_hours"] = (row.get("gpus") or 0) * elapsed / 3600
+        return out
+
+    def doctor_checks(self, spec) -> list[Check]:
+        if not spec.data["env"]["modules"]:
+            return []
+        has_module = bool(os.environ.get("MODULESHOME") or os.environ.get("LMOD_CMD"))
+        return [
+            Check(
+                "module command",
+                True if has_module else None,
+                "present" if has_module else "not found here: env.modules will be skipped, with a note in job.err",
+                "",
+            )
+        ]
+
+    def job_check(self, spec) -> list[Check]:
+        from dlhpc.schedulers.slurm import NODE_SOFTWARE
+
+        try:
+            out = run_command([sys.executable, "-c", NODE_SOFTWARE], timeout=300).stdout.strip()
+            return [Check("this machine's software", True, out)]
+        except CommandError as exc:
+            return [Check("this machine's software", False, str(exc).splitlines()[0], "pip install torch torchvision")]
+
+
+def _iso(value):
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _queued_runner_alive(exp_dir, job_ids) -> bool:
+    """Before the runner wrote its first line: alive if the pid in the job ids is."""
+    pids = {j.split(".")[0].removeprefix("local-") for j in job_ids}
+    return any(pid_alive(p) for p in pids)
+
+
+def main(argv=None):
+    """`python -m dlhpc.schedulers.local EXP_DIR`: the detached runner behind a local submit."""
+    exp_dir = Path((argv or sys.argv[1:])[0])
+    queue = exp_dir / "logs" / "local-queue.json"
+    deadline = time.monotonic() + 30
+    while not queue.is_file():  # the submitting command writes it right after starting us
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{queue} did not appear: nothing to run")
+        time.sleep(0.05)
+    try:
+        Runner(exp_dir, read_json(queue, [])).run()
+    except Cancelled:
+        return 143
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

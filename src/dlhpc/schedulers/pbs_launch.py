@@ -1,0 +1,114 @@
+"""Start the DDP ranks of a PBS job: `tasks_per_node` ranks on every node of $PBS_NODEFILE.
+
+    python -m dlhpc.schedulers.pbs_launch --tasks-per-node N -- COMMAND...
+
+PBS has no srun: the batch script runs on the first node only. Ranks on that node are local
+child processes; ranks on the other nodes start through the PBS task manager (pbs_tmrsh on
+OpenPBS/PBS Pro, pbsdsh on Torque), else ssh. Each rank gets its identity in DLHPC_PBS_*
+variables, which PBSJobEnvironment reads; rendezvous is on the first node (dist.py).
+Without $PBS_NODEFILE (PBS-on-SLURM wrappers, or a single-node job) the job is this node.
+"""
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+
+def node_list() -> list[str]:
+    path = os.environ.get("PBS_NODEFILE")
+    if path and os.path.isfile(path):
+        hosts = []
+        with open(path) as f:
+            for line in f:
+                host = line.strip()
+                if host and host not in hosts:
+                    hosts.append(host)  # the file lists a host once per core: keep order, drop repeats
+        if hosts:
+            return hosts
+    return [socket.gethostname()]
+
+
+def job_id() -> str:
+    """Base id, plus _<index> for an array element (the id dlhpc recorded at submission)."""
+    raw = os.environ.get("PBS_JOBID") or os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "0")
+    base = raw.split(".")[0].split("[")[0]
+    index = os.environ.get("PBS_ARRAY_INDEX") or os.environ.get("PBS_ARRAYID") or os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{base}_{index}" if index not in (None, "") else base
+
+
+def remote_prefix(host: str, node_index: int) -> list[str]:
+    if shutil.which("pbs_tmrsh"):
+        return ["pbs_tmrsh", host]
+    if shutil.which("pbsdsh"):
+        return ["pbsdsh", "-n", str(node_index), "--"]
+    return ["ssh", "-o", "BatchMode=yes", host]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dlhpc.schedulers.pbs_launch")
+    parser.add_argument("--tasks-per-node", type=int, default=1)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    hosts, per_node = node_list(), max(1, args.tasks_per_node)
+    world = len(hosts) * per_node
+    common = {
+        "SUBMITIT_EXECUTOR": "pbs",
+        "DLHPC_PBS_JOB_ID": job_id(),
+        "DLHPC_PBS_NUM_TASKS": str(world),
+        "DLHPC_PBS_NUM_NODES": str(len(hosts)),
+        "DLHPC_PBS_NODELIST": ",".join(hosts),
+    }
+    procs = []
+    for node_index, host in enumerate(hosts):
+        for local in range(per_node):
+            rank_env = {
+                **common,
+                "DLHPC_PBS_NODE_RANK": str(node_index),
+                "DLHPC_PBS_RANK": str(node_index * per_node + local),
+                "DLHPC_PBS_LOCAL_RANK": str(local),
+            }
+            if node_index == 0:
+                procs.append(subprocess.Popen(command, env={**os.environ, **rank_env}))
+            else:
+                exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in rank_env.items())
+                remote = f"cd {shlex.quote(os.getcwd())} && env {exports} {shlex.join(command)}"
+                procs.append(subprocess.Popen(remote_prefix(host, node_index) + ["bash", "-c", remote]))
+
+    def forward(signum, _frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
+        signal.signal(sig, forward)
+    return wait_all(procs)
+
+
+def wait_all(procs, poll_s: float = 0.2) -> int:
+    """Like srun --kill-on-bad-exit: when one rank fails, stop the others (they would wait in a
+    collective until the walltime) and return the failure's exit code."""
+    import time
+
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = next((c for c in codes if c not in (None, 0)), None)
+        if failed is not None:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs:
+                p.wait()
+            return failed
+        if all(c == 0 for c in codes):
+            return 0
+        time.sleep(poll_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

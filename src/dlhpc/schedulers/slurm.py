@@ -1,0 +1,450 @@
+"""SLURM: submit through submitit with our rendered script, states from one batched sacct call.
+
+submitit's SlurmExecutor renders its own sbatch text, and for job arrays builds a fresh
+SlurmExecutor inside _internal_process_submissions, so overriding _make_submission_file_text alone
+would give arrays submitit's built-in script. DlhpcSlurmExecutor overrides both paths.
+"""
+
+import re
+import shutil
+import uuid
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from dlhpc.errors import CommandError, DlhpcError, UserError
+from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
+from dlhpc.schema import parse_time
+from dlhpc.shell import run_command
+
+# Every state sacct/squeue can print (slurm 22.05+), in SLURM's words; unknown → UNKNOWN.
+STATES = {
+    "PENDING": "PENDING",
+    "PD": "PENDING",
+    "CONFIGURING": "PENDING",
+    "CF": "PENDING",
+    "REQUEUE_HOLD": "PENDING",
+    "REQUEUE_FED": "PENDING",
+    "RESV_DEL_HOLD": "PENDING",
+    "RUNNING": "RUNNING",
+    "R": "RUNNING",
+    "COMPLETING": "RUNNING",
+    "CG": "RUNNING",
+    "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+    "SO": "RUNNING",
+    "STOPPED": "RUNNING",
+    "ST": "RUNNING",
+    "SUSPENDED": "RUNNING",
+    "S": "RUNNING",
+    "RESIZING": "RUNNING",
+    "UPDATE_DB": "RUNNING",
+    "COMPLETED": "COMPLETED",
+    "CD": "COMPLETED",
+    "FAILED": "FAILED",
+    "F": "FAILED",
+    "BOOT_FAIL": "FAILED",
+    "BF": "FAILED",
+    "NODE_FAIL": "FAILED",
+    "NF": "FAILED",
+    "OUT_OF_MEMORY": "FAILED",
+    "OOM": "FAILED",
+    "DEADLINE": "FAILED",
+    "DL": "FAILED",
+    "SPECIAL_EXIT": "FAILED",
+    "SE": "FAILED",
+    "REVOKED": "CANCELLED",
+    "RV": "CANCELLED",
+    "CANCELLED": "CANCELLED",
+    "CA": "CANCELLED",
+    "TIMEOUT": "TIMEOUT",
+    "TO": "TIMEOUT",
+    "PREEMPTED": "PREEMPTED",
+    "PR": "PREEMPTED",
+    "REQUEUED": "REQUEUED",
+    "RQ": "REQUEUED",
+}
+
+
+def map_state(raw: str) -> str:
+    word = (raw or "").strip().split(" ")[0].rstrip("+").upper()
+    return STATES.get(word, "UNKNOWN")
+
+
+@lru_cache(maxsize=1)
+def config() -> dict:
+    """`scontrol show config` as a dict; {} when SLURM is not reachable."""
+    if shutil.which("scontrol") is None:
+        return {}
+    try:
+        out = run_command(["scontrol", "show", "config"], timeout=20).stdout
+    except CommandError:
+        return {}
+    conf = {}
+    for line in out.splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            conf[key.strip()] = value.strip()
+    return conf
+
+
+def max_array_size() -> int | None:
+    value = config().get("MaxArraySize")
+    return int(value) if value and value.isdigit() else None
+
+
+def partitions() -> dict:
+    """{name: {"max_time_s": int|None, "default": bool, "state": str}} from `scontrol show partition -o`."""
+    out = run_command(["scontrol", "show", "partition", "-o"], timeout=20).stdout
+    parts = {}
+    for line in out.splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        name = fields.get("PartitionName")
+        if not name:
+            continue
+        max_time = fields.get("MaxTime", "UNLIMITED")
+        parts[name] = {
+            "max_time_s": None if max_time in ("UNLIMITED", "INFINITE") else parse_time(max_time),
+            "default": fields.get("Default") == "YES",
+            "state": fields.get("State", "UP"),
+            "max_time": max_time,
+        }
+    return parts
+
+
+def wanted_partitions(resources: dict, parts: dict) -> list[str]:
+    """The partitions a job asks for: the spec's list, else the cluster's default partition."""
+    if resources["partition"]:
+        return resources["partition"].split(",")
+    return [name for name, p in parts.items() if p["default"]]
+
+
+def preflight(plan) -> list[str]:
+    """Refuse what SLURM would refuse later: unknown partition, walltime above its limit."""
+    problems, parts = [], partitions()
+    data_of = {t.id: t.data for t in plan.trials}
+    for script in plan.scripts:
+        res = data_of[script.trial_ids[0]]["resources"]  # a script's trials share their resources
+        for name in wanted_partitions(res, parts):
+            if name not in parts:
+                problems.append(
+                    f"partition {name!r} does not exist on this cluster (partitions: "
+                    f"{', '.join(sorted(parts)) or 'none'}); set resources.partition"
+                )
+                continue
+            limit = parts[name]["max_time_s"]
+            if limit is not None and parse_time(res["time"]) > limit:
+                problems.append(
+                    f"resources.time {res['time']} exceeds the limit of partition {name!r} "
+                    f"({parts[name]['max_time']}); ask for less time"
+                )
+    return sorted(set(problems))
+
+
+def test_only(script_text: str, workdir: Path) -> str:
+    """`sbatch --test-only`: SLURM checks partition, account, QOS and limits, queues nothing."""
+    path = workdir / f".test-only-{uuid.uuid4().hex}.sh"
+    path.write_text(script_text)
+    try:
+        proc = run_command(["sbatch", "--test-only", str(path)], timeout=30, cwd=workdir, check=False)
+    finally:
+        path.unlink(missing_ok=True)
+    text = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise CommandError(
+            ["sbatch", "--test-only", "<script>"],
+            proc.returncode,
+            proc.stdout,
+            proc.stderr,
+            note="SLURM would refuse this job",
+        )
+    return text
+
+
+_JOB_ID = re.compile(r"Submitted batch job (\d+)")
+
+
+def parse_job_id(output: str) -> str:
+    m = _JOB_ID.search(output or "")
+    if not m:
+        raise DlhpcError(f"sbatch printed something dlhpc cannot read (no 'Submitted batch job N'):\n{output.strip()}")
+    return m.group(1)
+
+
+def _executor_class():
+    import submitit
+
+    from dlhpc.schedulers.submission import RenderedScriptMixin
+
+    class DlhpcSlurmExecutor(RenderedScriptMixin, submitit.SlurmExecutor):
+        """submitit's SLURM executor; every script (single or array) is our rendered template."""
+
+        def __init__(self, folder, script_text, submit_cwd, max_num_timeout, timeout_min):
+            super().__init__(folder, max_num_timeout=max_num_timeout)
+            self._use_script(script_text, submit_cwd, timeout_min)
+            self.parameters["time"] = timeout_min  # submitit's single-job path reads it here
+
+        @staticmethod
+        def _get_job_id_from_submission_command(string) -> str:
+            return parse_job_id(string.decode() if isinstance(string, bytes) else string)
+
+    return DlhpcSlurmExecutor
+
+
+# ---- state ----------------------------------------------------------------------------------
+
+
+def _expand_array_row(job_id: str) -> list[str]:
+    """'123_[0-3%2]' / '123_[1,4]' → ['123_0', ...]; other ids unchanged."""
+    m = re.fullmatch(r"(\d+)_\[([0-9,\-]+)(?:%\d+)?\]", job_id)
+    if not m:
+        return [job_id]
+    out = []
+    for part in m.group(2).split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+SACCT_FIELDS = ("JobID", "State", "Elapsed", "Submit", "Start", "End", "AllocTRES", "NodeList", "ExitCode")
+
+
+def sacct_rows(job_ids, timeout=30) -> dict:
+    """One batched sacct call → {job_id: {field: value}} for allocations (not steps)."""
+    bases = base_ids(job_ids)
+    if not bases:
+        return {}
+    proc = run_command(
+        ["sacct", "-X", "-n", "-P", "-j", ",".join(bases), "-o", ",".join(SACCT_FIELDS)], timeout=timeout
+    )
+    rows = {}
+    for line in proc.stdout.splitlines():
+        values = line.split("|")
+        if len(values) != len(SACCT_FIELDS):
+            continue
+        row = dict(zip(SACCT_FIELDS, values, strict=True))
+        for jid in _expand_array_row(row["JobID"]):
+            rows[jid] = row  # later rows (after a requeue) replace earlier ones
+    return rows
+
+
+def squeue_rows(job_ids, timeout=30) -> dict:
+    bases = base_ids(job_ids)
+    proc = run_command(["squeue", "-h", "-j", ",".join(bases), "-o", "%i|%T|%M|%N", "--states=all"], timeout=timeout)
+    rows = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 4:
+            for jid in _expand_array_row(parts[0]):
+                rows[jid] = {"JobID": jid, "State": parts[1], "Elapsed": parts[2], "NodeList": parts[3]}
+    return rows
+
+
+def states(job_ids) -> tuple[dict, list]:
+    """({job_id: {"state", "elapsed", ...}}, warnings). sacct first; squeue when sacct fails."""
+    warnings, rows = [], {}
+    try:
+        rows = sacct_rows(job_ids)
+    except (CommandError, OSError) as exc:
+        warnings.append(f"sacct failed, using squeue (finished jobs may show as UNKNOWN): {str(exc).splitlines()[0]}")
+    missing = [j for j in job_ids if j not in rows]
+    if missing:
+        try:
+            for jid, row in squeue_rows(missing).items():
+                rows.setdefault(jid, row)
+        except (CommandError, OSError) as exc:
+            warnings.append(f"squeue failed too: {str(exc).splitlines()[0]}")
+    out = {}
+    for jid in job_ids:
+        row = rows.get(jid)
+        if row is None:
+            continue
+        out[jid] = {
+            "state": map_state(row.get("State", "")),
+            "raw_state": row.get("State", ""),
+            "elapsed": row.get("Elapsed"),
+            "submit": row.get("Submit"),
+            "start": row.get("Start"),
+            "end": row.get("End"),
+            "alloc_tres": row.get("AllocTRES"),
+            "nodes": row.get("NodeList"),
+        }
+    return out, warnings
+
+
+def _ts(value):
+    try:
+        return datetime.fromisoformat(value) if value and value not in ("Unknown", "None") else None
+    except ValueError:
+        return None
+
+
+def accounting(row: dict) -> dict:
+    """Queue wait and allocated CPU/GPU hours from what sacct recorded (AllocTRES x Elapsed)."""
+    out = {}
+    submit, start = _ts(row.get("submit")), _ts(row.get("start"))
+    if submit and start:
+        out["queue_wait_s"] = max(0.0, (start - submit).total_seconds())
+    elapsed = parse_time(row.get("elapsed") or "") if row.get("elapsed") else None
+    tres = dict(item.split("=", 1) for item in (row.get("alloc_tres") or "").split(",") if "=" in item)
+    if elapsed is not None:
+        out["elapsed_s"] = elapsed
+    if elapsed is not None and tres:
+        out["core_hours"] = int(tres.get("cpu", 0) or 0) * elapsed / 3600
+        out["gpu_hours"] = int(tres.get("gres/gpu", 0) or 0) * elapsed / 3600
+    return out
+
+
+# ---- doctor ---------------------------------------------------------------------------------
+
+
+def doctor_checks(spec) -> list[Check]:
+    missing = commands_missing(("sbatch", "squeue", "sacct", "scancel", "scontrol"))
+    checks = [
+        Check(
+            "SLURM commands",
+            not missing,
+            "all present" if not missing else f"missing: {', '.join(missing)}",
+            "run on the cluster's login node, or load the slurm module",
+        )
+    ]
+    if missing:
+        return checks
+    try:
+        run_command(["sacct", "-n", "-X", "-S", "now-1minutes"], timeout=20)
+        checks.append(Check("accounting (sacct)", True, "sacct answers"))
+    except CommandError as exc:
+        checks.append(
+            Check(
+                "accounting (sacct)",
+                False,
+                str(exc).splitlines()[0],
+                "ask the admins to enable slurmdbd; dlhpc status falls back to squeue meanwhile",
+            )
+        )
+    size = max_array_size()
+    checks.append(
+        Check("MaxArraySize", size is not None, str(size) if size else "unknown", "scontrol show config must answer")
+    )
+    try:
+        parts = partitions()
+    except CommandError as exc:
+        checks.append(Check("partitions", False, str(exc).splitlines()[0], "scontrol show partition must answer"))
+        return checks
+    res = spec.data["resources"]
+    for name in wanted_partitions(res, parts):
+        if name not in parts:
+            checks.append(
+                Check(
+                    f"partition {name}",
+                    False,
+                    "does not exist",
+                    f"set resources.partition to one of: {', '.join(sorted(parts))}",
+                )
+            )
+            continue
+        checks.append(
+            Check(
+                f"partition {name}",
+                parts[name]["state"] == "UP",
+                f"state {parts[name]['state']}, max time {parts[name]['max_time']}",
+                "pick a partition that is UP",
+            )
+        )
+        if res["gpus_per_node"]:
+            gpus = partition_gpus(name)
+            checks.append(
+                Check(
+                    f"GPUs in {name}",
+                    gpus >= res["gpus_per_node"],
+                    f"{gpus} per node available, {res['gpus_per_node']} asked",
+                    "ask for fewer GPUs, or pick a GPU partition (`sinfo -o '%P %G'`)",
+                )
+            )
+    return checks
+
+
+def partition_gpus(partition: str) -> int:
+    try:
+        out = run_command(["sinfo", "-h", "-p", partition, "-o", "%G"], timeout=20).stdout
+    except CommandError:
+        return 0
+    best = 0
+    for gres in out.split():
+        for item in gres.split(","):
+            fields = item.split(":")
+            if fields[0] == "gpu" and fields[-1].split("(")[0].isdigit():
+                best = max(best, int(fields[-1].split("(")[0]))
+    return best
+
+
+NODE_SOFTWARE = (
+    "import torch,platform;print('python',platform.python_version(),'torch',torch.__version__,"
+    "'cuda',torch.version.cuda,'gpus',torch.cuda.device_count(),'nccl',"
+    "'.'.join(map(str,torch.cuda.nccl.version())) if torch.cuda.is_available() else None)"
+)
+
+
+def job_check(spec) -> list[Check]:
+    """Run a tiny job to see Python/torch/CUDA/NCCL as the compute node sees them."""
+    import sys
+
+    res = spec.data["resources"]
+    argv = ["srun", "-N1", "-n1", "--time=00:05:00"]
+    if res["partition"]:
+        argv.append(f"--partition={res['partition']}")
+    if res["gpus_per_node"]:
+        argv.append(f"--gpus-per-node={res['gpus_per_node']}")
+    try:
+        out = run_command(argv + [sys.executable, "-c", NODE_SOFTWARE], timeout=300).stdout.strip()
+        return [Check("compute node software", True, out)]
+    except CommandError as exc:
+        return [Check("compute node software", False, str(exc).splitlines()[0], "see the srun error above")]
+
+
+# ---- the backend ----------------------------------------------------------------------------
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    job_id_expr = "${SLURM_JOB_ID}"
+    array_index_expr = "${SLURM_ARRAY_TASK_ID:-0}"
+
+    def check(self) -> None:
+        if shutil.which("sbatch") is None:
+            raise UserError(
+                "sbatch not found: this machine is not a SLURM login node. Use `dlhpc run SPEC` to run "
+                "here, or --scheduler pbs on a PBS cluster"
+            )
+
+    def preflight(self, plan) -> list[str]:
+        return preflight(plan)
+
+    def test_only(self, script_text: str, workdir: Path) -> str:
+        return test_only(script_text, workdir)
+
+    def max_array(self) -> int | None:
+        return max_array_size()
+
+    def submit(self, plan, queued: list) -> list[dict]:
+        from dlhpc.schedulers.submission import submit_plan
+
+        return submit_plan(plan, _executor_class(), queued)
+
+    def states(self, job_ids, exp_dir) -> tuple[dict, list]:
+        return states(job_ids)
+
+    def cancel(self, job_ids, exp_dir) -> list[str]:
+        bases = base_ids(job_ids)
+        if bases:
+            run_command(["scancel", *bases], timeout=60)
+        return bases
+
+    def accounting(self, row: dict) -> dict:
+        return accounting(row)
+
+    def doctor_checks(self, spec) -> list[Check]:
+        return doctor_checks(spec)
+
+    def job_check(self, spec) -> list[Check]:
+        return job_check(spec)

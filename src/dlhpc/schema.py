@@ -1,0 +1,442 @@
+"""The spec's keys, their types, allowed values and defaults (docs/spec.md).
+
+Hand-written rather than pydantic: it keeps `dlhpc validate` fast on a busy login node and lets
+every message name the YAML file, line and key path the value came from.
+"""
+
+import math
+import re
+
+from dlhpc.schedulers import NAMES as SCHEDULERS  # names only: imports no backend
+
+
+class Invalid(ValueError):
+    """A value is not allowed; the message says what is allowed. `subpath` points inside the
+    value (a list index, a mapping key) so the error can name that line."""
+
+    def __init__(self, message, subpath=()):
+        super().__init__(message)
+        self.subpath = tuple(subpath)
+
+
+class Field:
+    default = None
+    allowed = "a value"
+
+    def check(self, value):
+        return value
+
+
+class Int(Field):
+    def __init__(self, default, lo=None, hi=None):
+        self.default, self.lo, self.hi = default, lo, hi
+        self.allowed = _range_text("an integer", lo, hi)
+
+    def check(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            raise Invalid(f"must be {self.allowed}, got {value}")
+        return value
+
+
+class Float(Field):
+    def __init__(self, default, lo=None, hi=None, lo_open=False):
+        self.default, self.lo, self.hi, self.lo_open = default, lo, hi, lo_open
+        self.allowed = _range_text("a number", lo, hi, lo_open)
+
+    def check(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        value = float(value)
+        too_low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        if too_low or (self.hi is not None and value > self.hi):
+            raise Invalid(f"must be {self.allowed}, got {value:g}")
+        return value
+
+
+class Bool(Field):
+    allowed = "true or false"
+
+    def __init__(self, default):
+        self.default = default
+
+    def check(self, value):
+        if not isinstance(value, bool):
+            raise Invalid(f"must be true or false, got {_show(value)}")
+        return value
+
+
+class AutoBool(Field):
+    """true, false, or "auto" (dlhpc decides from the device and the run)."""
+
+    allowed = 'true, false or "auto"'
+
+    def __init__(self, default="auto"):
+        self.default = default
+
+    def check(self, value):
+        if not isinstance(value, bool) and value != "auto":
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        return value
+
+
+class Choice(Field):
+    def __init__(self, default, choices):
+        self.default, self.choices = default, tuple(choices)
+        self.allowed = "one of " + ", ".join(self.choices)
+
+    def check(self, value):
+        if value not in self.choices:
+            import difflib
+
+            near = difflib.get_close_matches(str(value), self.choices, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}{hint}")
+        return value
+
+
+class Str(Field):
+    def __init__(self, default, pattern, allowed):
+        self.default, self.pattern, self.allowed = default, re.compile(pattern), allowed
+
+    def check(self, value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not self.pattern.fullmatch(value):
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        return value
+
+
+class Optional(Field):
+    def __init__(self, inner):
+        self.inner, self.default = inner, None
+        self.allowed = f"null or {inner.allowed}"
+
+    def check(self, value):
+        return None if value is None else self.inner.check(value)
+
+
+class List(Field):
+    def __init__(self, item, default=(), min_len=0, max_len=1000):
+        self.item, self.default, self.min_len, self.max_len = item, list(default), min_len, max_len
+        self.allowed = f"a list of {item.allowed}"
+
+    def check(self, value):
+        if not isinstance(value, list) or not (self.min_len <= len(value) <= self.max_len):
+            n = f" with {self.min_len} to {self.max_len} items" if self.min_len else ""
+            raise Invalid(f"must be {self.allowed}{n}, got {_show(value)}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(self.item.check(item))
+            except Invalid as exc:
+                raise Invalid(f"item {i}: {exc}", (i,) + exc.subpath) from None
+        return out
+
+
+class Map(Field):
+    def __init__(self, key_pattern, key_allowed, value):
+        self.key_pattern, self.key_allowed, self.value = re.compile(key_pattern), key_allowed, value
+        self.default = {}
+        self.allowed = f"a mapping of {key_allowed} to {value.allowed}"
+
+    def check(self, value):
+        if not isinstance(value, dict):
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        out = {}
+        for k, v in value.items():
+            if not self.key_pattern.fullmatch(str(k)):
+                raise Invalid(f"key {str(k)!r} is not allowed: keys must be {self.key_allowed}", (k,))
+            try:
+                out[str(k)] = self.value.check(v)
+            except Invalid as exc:
+                raise Invalid(f"{k}: {exc}", (k,) + exc.subpath) from None
+        return out
+
+
+class Time(Field):
+    """SLURM walltime forms: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS → 'D-HH:MM:SS'."""
+
+    allowed = 'a walltime like "00:30:00", "2-00:00:00" or minutes as an integer'
+    _re = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
+
+    def __init__(self, default):
+        self.default = default
+
+    def check(self, value):
+        seconds = parse_time(value)
+        if seconds is None or seconds <= 0:
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        return format_time(seconds)
+
+
+class Mem(Field):
+    allowed = 'memory like "4G", "500M" or "1T" (per node)'
+    _re = re.compile(r"(\d+)\s*([KMGT]?)B?", re.IGNORECASE)
+
+    def __init__(self, default):
+        self.default = default
+
+    def check(self, value):
+        m = (
+            self._re.fullmatch(str(value).strip())
+            if isinstance(value, (str, int)) and not isinstance(value, bool)
+            else None
+        )
+        if not m or int(m.group(1)) <= 0:
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        return f"{int(m.group(1))}{(m.group(2) or 'M').upper()}"  # SLURM reads a bare number as MB
+
+
+def parse_time(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value * 60
+    if not isinstance(value, str):
+        return None
+    m = Time._re.fullmatch(value.strip())
+    if not m:
+        return None
+    days, a, b, c = m.groups()
+    a, b, c = int(a), int(b) if b else None, int(c) if c else None
+    if days is not None:  # D-HH[:MM[:SS]]
+        h, mi, s = a, b or 0, c or 0
+        total = int(days) * 86400 + h * 3600 + mi * 60 + s
+        return None if mi > 59 or s > 59 else total
+    if b is None:  # minutes
+        return a * 60
+    if c is None:  # MM:SS
+        return None if b > 59 else a * 60 + b
+    return None if b > 59 or c > 59 else a * 3600 + b * 60 + c
+
+
+def format_time(seconds: int) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    hms = f"{h:02d}:{m:02d}:{s:02d}"
+    return f"{days}-{hms}" if days else hms
+
+
+def mem_megabytes(mem: str) -> int:
+    n, unit = int(mem[:-1]), mem[-1]
+    return n * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[unit]
+
+
+def _num(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _range_text(kind, lo, hi, lo_open=False):
+    if lo is not None and hi is not None:
+        return f"{kind} > {_num(lo)} and <= {_num(hi)}" if lo_open else f"{kind} from {_num(lo)} to {_num(hi)}"
+    if lo is not None:
+        return f"{kind} {'>' if lo_open else '>='} {_num(lo)}"
+    if hi is not None:
+        return f"{kind} <= {_num(hi)}"
+    return kind
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# Values that end up in #SBATCH/#PBS directives are validated to these sets, then quoted too.
+SAFE_WORD = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
+NAME = Str(None, r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "1 to 64 of A-Z a-z 0-9 . _ - starting with a letter or digit")
+PARTITION = Str(
+    None, rf"{SAFE_WORD}(,{SAFE_WORD})*", "a partition name (letters, digits, . _ + -; comma-separated list allowed)"
+)
+WORD = Str(None, SAFE_WORD, "a name of letters, digits, . _ + -")
+CONSTRAINT = Str(
+    None,
+    r"[A-Za-z0-9._+\-&|,:*\[\]()! ]{1,256}",
+    "a SLURM constraint expression (letters, digits, & | , : * [ ] ( ) !)",
+)
+PATH = Str(None, r"[^\x00\n\r]{1,4096}", "a path without newlines")
+SHELL_LINE = Str(None, r"[^\x00\n\r]{0,4096}", "one line of shell without newlines")
+ENV_VALUE = Str(None, r"[^\x00\n\r]{0,4096}", "a string without newlines (numbers and booleans are written as text)")
+DIRECTIVE_VALUE = Optional(Str(None, r"[^\x00\n\r#]{0,512}", "a value without newlines or '#'"))
+
+MODELS = ("softmax", "mlp", "lenet5", "cnn")
+
+SCHEMA = {
+    "name": NAME,
+    "model": {
+        "name": Choice("cnn", MODELS),
+        "hidden": Optional(List(Int(None, 1, 65536), min_len=1, max_len=16)),
+        "width": Optional(Int(None, 1, 1024)),
+    },
+    "train": {
+        "epochs": Int(10, 1, 100_000),
+        "batch_size": Int(128, 1, 1_000_000),
+        "optimizer": Choice("sgd", ("sgd", "adam", "adamw", "adadelta")),
+        "lr": Float(0.05, 0, 1000, lo_open=True),
+        "momentum": Float(0.9, 0, 1),
+        "nesterov": Bool(True),
+        "weight_decay": Float(0.0005, 0, 10),
+        "label_smoothing": Float(0.0, 0, 0.5),
+        "schedule": Choice("onecycle", ("onecycle", "step", "constant")),
+        "step_gamma": Float(0.7, 0, 1, lo_open=True),
+        "warmup_frac": Float(0.2, 0, 0.9),
+        "seed": Int(0, 0, 2**31 - 1),
+        "precision": Choice("auto", ("auto", "fp32", "bf16")),
+        "target_accuracy": Float(0.99, 0, 1, lo_open=True),
+        "stop_at_target": Bool(False),
+        "ema_decay": Optional(Float(None, 0, 1, lo_open=True)),
+        "compile": Bool(False),
+        "cuda_graphs": AutoBool("auto"),
+        "eval_batch_size": Optional(Int(None, 1, 1_000_000)),
+    },
+    "data": {
+        "name": Choice("mnist", ("mnist",)),
+        "root": Optional(PATH),
+        "download": Bool(True),
+        "train_subset": Optional(Int(None, 1, 60000)),
+    },
+    "resources": {
+        "scheduler": Choice("local", SCHEDULERS),
+        "nodes": Int(1, 1, 4096),
+        "gpus_per_node": Int(0, 0, 64),
+        "tasks_per_node": Optional(Int(None, 1, 512)),
+        "cpus_per_task": Int(2, 1, 4096),
+        "mem": Mem("4G"),
+        "time": Time("00:30:00"),
+        "partition": Optional(PARTITION),
+        "account": Optional(WORD),
+        "qos": Optional(WORD),
+        "constraint": Optional(CONSTRAINT),
+        "array_parallelism": Int(16, 1, 1_000_000),
+        "pbs_flavor": Choice("openpbs", ("openpbs", "torque")),
+        "signal_margin_s": Int(120, 10, 3600),
+        "timeout_requeues": Int(3, 0, 1000),
+        "extra": Map(r"[A-Za-z][A-Za-z0-9_-]{0,63}", "directive names like mail-type", DIRECTIVE_VALUE),
+    },
+    "env": {
+        "modules": List(
+            Str(None, r"[A-Za-z0-9][A-Za-z0-9._+/@:-]{0,255}", "a module name like python/3.11"), max_len=100
+        ),
+        "setup": List(SHELL_LINE, max_len=200),
+        "vars": Map(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "shell variable names", ENV_VALUE),
+    },
+    "template": Optional(Str(None, r"[^\x00\n\r]{1,4096}", "a template name (see `dlhpc templates list`) or a path")),
+    "runs_dir": PATH,
+    "sweep": None,  # checked by sweep.py: dotted key -> list
+}
+
+DEFAULTS = {
+    "name": "experiment",
+    "model": {"name": "cnn", "hidden": None, "width": None},
+    "train": {k: f.default for k, f in SCHEMA["train"].items()},
+    "data": {"name": "mnist", "root": None, "download": True, "train_subset": None},
+    "resources": {k: f.default for k, f in SCHEMA["resources"].items()},
+    "env": {"modules": [], "setup": [], "vars": {}},
+    "template": None,
+    "runs_dir": "runs",
+    "sweep": {},
+}
+
+# Site-only settings: allowed in the site file alone (charge rates, template dir, cost cap).
+SITE_SCHEMA = {
+    "template_dir": Optional(PATH),
+    "charge_rates": {
+        "core_hour": Optional(Float(None, 0)),
+        "gpu_hour": Optional(Float(None, 0)),
+        "unit": Optional(Str(None, r"[A-Za-z][A-Za-z0-9 _-]{0,31}", "a unit name like SU")),
+    },
+    "max_cost": Optional(Float(None, 0)),
+    "partitions": Map(
+        SAFE_WORD, "partition names", Optional(Str(None, r"[A-Za-z0-9._ -]{1,64}", "a GPU type like a100"))
+    ),
+}
+
+SWEEPABLE_EXCLUDED = {"name", "runs_dir", "sweep"}
+# Keys renamed since a release: the message names the new key.
+RENAMED = {"output": "runs_dir"}
+
+
+def leaf_fields(schema=SCHEMA, prefix=()):
+    """Yield (path tuple, Field) for every leaf key."""
+    for key, value in schema.items():
+        if isinstance(value, dict):
+            yield from leaf_fields(value, prefix + (key,))
+        elif value is not None:
+            yield prefix + (key,), value
+
+
+LEAVES = dict(leaf_fields())
+
+
+# What every key means: docs/spec.md is generated from these (`python -m dlhpc.specdoc`), and a
+# test fails if a key has none or the file is stale. Keep each to a sentence or two.
+DOCS = {
+    "name": "Names the experiment: its directory is `<runs_dir>/<name>-<date>-<time>`; its jobs carry the name.",
+    "model.name": "Which workshop model: `softmax` (a linear layer, softmax regression), `mlp` (hidden layers), "
+    "`lenet5` (convolution and pooling), `cnn` (a small fast CNN with batch norm).",
+    "model.hidden": "mlp only: the widths of the hidden layers; null means [200, 100].",
+    "model.width": "cnn only: channels of the first convolution (the second has twice as many); null means 32.",
+    "train.epochs": "Passes over the training set.",
+    "train.batch_size": "Images per step per DDP rank; the global batch is this times the number of ranks.",
+    "train.optimizer": "The optimizer.",
+    "train.lr": "Learning rate (the peak of the onecycle schedule).",
+    "train.momentum": "SGD momentum (onecycle cycles it between 0.85 and this, except with CUDA graphs).",
+    "train.nesterov": "Nesterov momentum for sgd.",
+    "train.weight_decay": "L2 weight decay.",
+    "train.label_smoothing": "Cross-entropy label smoothing.",
+    "train.schedule": "Learning-rate schedule: `onecycle` (warm up, then anneal, per step), `step` (times "
+    "`step_gamma` each epoch) or `constant`.",
+    "train.step_gamma": "Decay per epoch of the `step` schedule.",
+    "train.warmup_frac": "Share of the onecycle schedule spent warming up.",
+    "train.seed": "Seeds the weights, the data order and dropout: the same seed gives the same batches, "
+    "resumed or not.",
+    "train.precision": "`auto`: bf16 autocast on GPUs that support it, fp32 on CPUs; `fp32`; `bf16` (also on CPU).",
+    "train.target_accuracy": "The test accuracy whose first reaching is recorded as time_to_target_s.",
+    "train.stop_at_target": "Stop after the first evaluation at or above target_accuracy (a speed run).",
+    "train.ema_decay": "Evaluate an exponential moving average of the weights with this decay (e.g. 0.99); "
+    "null evaluates the weights themselves.",
+    "train.compile": "`torch.compile` the model before training (the compile time is reported apart, as compile_s).",
+    "train.cuda_graphs": "Capture the training step as CUDA graphs and replay them: `auto` turns it on for one "
+    "CUDA rank with sgd and compile off (about 9x faster for these small models).",
+    "train.eval_batch_size": "Test-set batch size; null: the whole test set at once on a GPU, 1000 on a CPU.",
+    "data.name": "The data set (MNIST: 60,000 training and 10,000 test images).",
+    "data.root": "Folder holding MNIST/raw/ (the four IDX files); null: $DLHPC_DATA, else ~/.cache/dlhpc/data.",
+    "data.download": "Download missing files (checksummed) where the trials run on this machine; cluster jobs "
+    "never download: run `dlhpc data fetch` on the login node.",
+    "data.train_subset": "Train on the first N training images only (smoke tests); null: all 60,000.",
+    "resources.scheduler": "Where the trials run: `slurm`, `pbs`, or `local` (this machine, no scheduler).",
+    "resources.nodes": "Nodes per trial; ranks are nodes x tasks_per_node.",
+    "resources.gpus_per_node": "GPUs per node; 0 is a CPU job.",
+    "resources.tasks_per_node": "DDP ranks per node; null: one per GPU, else one.",
+    "resources.cpus_per_task": "CPU cores per rank (also its thread count).",
+    "resources.mem": "Memory per node, SLURM-style (`4G`, `500M`).",
+    "resources.time": "Walltime per trial (`HH:MM:SS`, `D-HH:MM:SS`, or minutes).",
+    "resources.partition": "SLURM partition or PBS queue; null: the cluster's default.",
+    "resources.account": "Account (project) to charge.",
+    "resources.qos": "SLURM quality of service.",
+    "resources.constraint": "SLURM node features (`--constraint`).",
+    "resources.array_parallelism": "At most this many trials of a sweep run at once (the array's `%N`).",
+    "resources.pbs_flavor": "PBS only: `openpbs` (PBS Pro / OpenPBS) or `torque`.",
+    "resources.signal_margin_s": "Seconds before the time limit at which the job is told to checkpoint and requeue.",
+    "resources.timeout_requeues": "Requeues allowed on reaching the time limit (preemptions are not counted).",
+    "resources.extra": "More scheduler directives, `name: value` (null value: a bare flag), added after quoting.",
+    "env.modules": "Modules to `module load` before training (skipped, with a note in job.err, where no "
+    "`module` command exists).",
+    "env.setup": "Shell lines run before training, as written (trusted input).",
+    "env.vars": "Environment variables exported before training (values quoted).",
+    "template": "Job-script template: a name from `dlhpc templates list` or a file path; null: the scheduler's.",
+    "runs_dir": "Folder that holds experiment directories (also `--runs-dir`, $DLHPC_RUNS_DIR or the user "
+    "config); relative paths are relative to where dlhpc runs.",
+    "sweep": "Dotted keys to lists of values; the trials are every combination, run as a job array.",
+}
+
+SITE_DOCS = {
+    "template_dir": "Folder of site templates, searched before the shipped ones (relative to the site file).",
+    "charge_rates.core_hour": "Charge units per core-hour.",
+    "charge_rates.gpu_hour": "Charge units per GPU-hour.",
+    "charge_rates.unit": "Name of the charge unit (e.g. SU).",
+    "max_cost": "Refuse a submission whose estimated cost exceeds this (users may pass a lower --max-cost).",
+    "partitions": "Partition (queue) name to GPU model, for templates that need it.",
+}

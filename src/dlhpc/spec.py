@@ -1,0 +1,256 @@
+"""YAML → validated Spec, with layering and `--set` overrides (docs/spec.md).
+
+Layers, lowest first: built-in defaults < site file ($DLHPC_SITE, else /etc/dlhpc/site.yaml)
+< user file (~/.config/dlhpc/config.yaml) < the spec < --set. Each layer is validated on its
+own, so an error names the file and line where the bad value was written.
+"""
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dlhpc import schema
+from dlhpc.errors import UserError
+from dlhpc.yamlsource import Origin, load_file, load_text
+
+SITE_DEFAULT = "/etc/dlhpc/site.yaml"
+
+
+@dataclass
+class Spec:
+    """A resolved spec: plain nested dicts, plus where each value came from."""
+
+    data: dict
+    origins: dict = field(default_factory=dict)
+    site: dict = field(default_factory=dict)
+    source: str = "<spec>"
+
+    def get(self, dotted: str):
+        node = self.data
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    @property
+    def sweep(self) -> dict:
+        return self.data.get("sweep") or {}
+
+    def hash(self) -> str:
+        return spec_hash(self.data)
+
+
+def spec_hash(data: dict) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def site_file() -> Path | None:
+    path = os.environ.get("DLHPC_SITE") or SITE_DEFAULT
+    return Path(path) if Path(path).is_file() else None
+
+
+def config_dir() -> Path:
+    """The user's dlhpc folder: config.yaml and templates/ live here."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")) / "dlhpc"
+
+
+def user_file() -> Path | None:
+    path = config_dir() / "config.yaml"
+    return path if path.is_file() else None
+
+
+def load_spec(path, sets=(), *, use_site=True) -> Spec:
+    """Resolve a spec file through every layer. Raises UserError with file:line on any problem."""
+    layers = []
+    site_settings: dict = {}
+    if use_site:
+        for layer_path, is_site in ((site_file(), True), (user_file(), False)):
+            if layer_path is None:
+                continue
+            data, origins = load_file(layer_path)
+            data = _expect_mapping(data, str(layer_path))
+            if not is_site and "site" in data:
+                raise UserError(
+                    f"{where(origins, ('site',))}: site settings belong in the site file "
+                    f"($DLHPC_SITE or {SITE_DEFAULT}), not in {layer_path}"
+                )
+            if is_site and "site" in data:
+                site_settings = _validate_site(data.pop("site"), origins)
+                tdir = site_settings.get("template_dir")
+                if tdir and not os.path.isabs(os.path.expanduser(tdir)):  # relative to the site file
+                    site_settings["template_dir"] = str(layer_path.resolve().parent / tdir)
+            layers.append((data, origins))
+        if os.environ.get("DLHPC_RUNS_DIR"):  # a user-level default, like the user config
+            layers.append(({"runs_dir": os.environ["DLHPC_RUNS_DIR"]}, {("runs_dir",): Origin("$DLHPC_RUNS_DIR")}))
+    if path is not None:
+        data, origins = load_file(path)
+        if data is None:
+            raise UserError(
+                f"{path}: the spec is empty; write the keys you want (`dlhpc init my.yaml` "
+                "writes a commented starter spec)"
+            )
+        layers.append((_expect_mapping(data, str(path)), origins))
+    layers.append(parse_sets(sets))
+    return resolve(layers, site_settings, source=str(path) if path else "<defaults>")
+
+
+def load_spec_text(text: str, source="<string>", sets=()) -> Spec:
+    data, origins = load_text(text, source)
+    return resolve([(_expect_mapping(data, source), origins), parse_sets(sets)], {}, source=source)
+
+
+def resolve(layers, site_settings, source) -> Spec:
+    merged = copy.deepcopy(schema.DEFAULTS)
+    origins: dict = {}
+    for data, layer_origins in layers:
+        clean = validate_layer(data, layer_origins)
+        _merge(merged, clean, (), layer_origins, origins)
+    spec = Spec(merged, origins, site_settings, source)
+    _check_cross_fields(spec)
+    from dlhpc import sweep  # sweep checks need the merged spec (key types, trial count)
+
+    sweep.check_sweep(spec)
+    return spec
+
+
+def where(origins, path) -> str:
+    """'file:line: key.path' for messages; walks up to the nearest recorded parent."""
+    probe = tuple(path)
+    while probe and probe not in origins:
+        probe = probe[:-1]
+    origin = origins.get(probe)
+    dotted = ".".join(str(p) for p in path)
+    return f"{origin}: {dotted}" if origin else dotted
+
+
+def validate_layer(data: dict, origins: dict, tree=None, prefix=()) -> dict:
+    tree = schema.SCHEMA if tree is None else tree
+    out = {}
+    for key, value in data.items():
+        path = prefix + (key,)
+        if key not in tree:
+            raise UserError(_unknown_key(key, tree, origins, path))
+        sub = tree[key]
+        if key == "sweep" and not prefix:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise UserError(
+                    f"{where(origins, path)}: must be a mapping of dotted keys to lists, "
+                    "e.g.\n  sweep:\n    train.lr: [0.01, 0.1]"
+                )
+            out[key] = value
+        elif isinstance(sub, dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise UserError(
+                    f"{where(origins, path)}: must be a section (a mapping) with keys "
+                    f"{', '.join(sub)}; got {schema._show(value)}"
+                )
+            out[key] = validate_layer(value, origins, sub, path)
+        else:
+            try:
+                out[key] = sub.check(value)
+            except schema.Invalid as exc:
+                line = where(origins, path + exc.subpath).rsplit(": ", 1)[0]
+                raise UserError(f"{line}: {'.'.join(map(str, path))}: {exc}") from None
+    return out
+
+
+def _unknown_key(key, tree, origins, path) -> str:
+    near = difflib.get_close_matches(str(key), [str(k) for k in tree], n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    if not path[:-1] and key in schema.RENAMED:
+        hint = f" ({key} was renamed {schema.RENAMED[key]}: write {schema.RENAMED[key]}: instead)"
+    parent = ".".join(str(p) for p in path[:-1])
+    scope = f"in {parent}" if parent else "at the top level"
+    return f"{where(origins, path)}: unknown key{hint}; allowed {scope}: {', '.join(str(k) for k in tree)}"
+
+
+def _merge(base: dict, layer: dict, prefix, layer_origins, origins):
+    for key, value in layer.items():
+        path = prefix + (key,)
+        # sections merge key by key; extra/vars/sweep merge too so a site can add to them
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, path, layer_origins, origins)
+            if key in ("extra", "vars", "sweep") or not value:
+                origins.setdefault(path, layer_origins.get(path))
+        else:
+            base[key] = copy.deepcopy(value)
+            origins[path] = layer_origins.get(path) or layer_origins.get(path[:-1])
+            for sub, org in layer_origins.items():  # keep line numbers of list items / sweep keys
+                if sub[: len(path)] == path:
+                    origins[sub] = org
+
+
+def _check_cross_fields(spec: Spec):
+    data, origins = spec.data, spec.origins
+    swept = spec.sweep
+    if data["model"]["hidden"] is not None and data["model"]["name"] != "mlp" and "model.name" not in swept:
+        raise UserError(
+            f"{where(origins, ('model', 'hidden'))}: only the mlp model has hidden layers "
+            f"(model.name is {data['model']['name']!r}); remove model.hidden or set model.name: mlp"
+        )
+
+
+def _expect_mapping(data, source):
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{source}:1: a spec must be a YAML mapping (key: value lines), got {type(data).__name__}")
+    return data
+
+
+def parse_sets(sets) -> tuple:
+    """`--set train.lr=0.1` → a layer {'train': {'lr': 0.1}}; values parsed as YAML."""
+    data: dict = {}
+    origins: dict = {}
+    for item in sets:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=0.1")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise UserError(f"--set {item!r}: KEY must be a dotted key like train.lr")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw  # not YAML: take the text as it is
+        parts = key.split(".")
+        if parts[0] == "sweep" and len(parts) > 1:
+            parts = ["sweep", ".".join(parts[1:])]
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(
+                    f"--set {item!r}: {'.'.join(parts[: i + 1])} is set to a value elsewhere on the command line"
+                )
+            origins.setdefault(tuple(parts[: i + 1]), Origin(f"--set {item}"))
+        node[parts[-1]] = value
+        origins[tuple(parts)] = Origin(f"--set {item}")
+    return data, origins
+
+
+def _validate_site(data, origins) -> dict:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{where(origins, ('site',))}: must be a mapping of site settings")
+    return validate_layer(data, origins, schema.SITE_SCHEMA, ("site",))
+
+
+def tasks_per_node(resources: dict) -> int:
+    """DDP processes per node: explicit, else one per GPU, else one."""
+    return resources["tasks_per_node"] or max(1, resources["gpus_per_node"])
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -1,0 +1,206 @@
+"""What is happening to an experiment: the run directory (free to read) joined with what the
+scheduler says (one batched query for the whole experiment, and not often).
+
+Watching is gentle on the scheduler: the trial files are re-read every refresh, while the
+scheduler is asked at most once per Backoff delay: 5 s at first and after anything changes,
+doubling while nothing does, up to 2 minutes (submitit's InfoWatcher backs off the same way).
+"""
+
+import time
+from pathlib import Path
+
+from dlhpc import results
+from dlhpc.states import BAD, FINISHED
+
+
+class Backoff:
+    MIN_S, MAX_S = 5.0, 120.0
+
+    def __init__(self, clock=time.monotonic):
+        self.clock, self.delay, self.next_at = clock, self.MIN_S, float("-inf")
+
+    def due(self) -> bool:
+        return self.clock() >= self.next_at
+
+    def asked(self, changed: bool):
+        self.delay = self.MIN_S if changed else min(self.delay * 2, self.MAX_S)
+        self.next_at = self.clock() + self.delay
+
+
+def job_ids(record: dict) -> list[str]:
+    return sorted({j["job_id"] for j in record.get("jobs", []) if j.get("job_id")})
+
+
+def scheduler_info(exp_dir: Path, only=None) -> tuple[dict, list]:
+    """({job_id: {state, elapsed, queue_wait_s, core_hours, gpu_hours, ...}}, warnings) from one
+    batched query; `only` limits it to some job ids."""
+    from dlhpc.schedulers import backend
+
+    record = results.read_record(exp_dir)
+    ids = [j for j in job_ids(record) if only is None or j in only]
+    if not ids:
+        return {}, []
+    sched = backend(record["scheduler"])
+    info, warnings = sched.states(ids, exp_dir)
+    for row in info.values():
+        row.update(sched.accounting(row))
+    return info, warnings
+
+
+def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
+    """The status report; asks the scheduler unless its answer (`info`) is given."""
+    if info is None:
+        info, warnings = scheduler_info(exp_dir)
+    record, rows = results.experiment_rows(exp_dir, info)
+    trials = []
+    for r in rows:
+        sched = info.get(r.get("job_id")) or {}
+        trials.append(
+            {
+                "trial": r["trial"],
+                "job_id": r.get("job_id"),
+                "state": r["state"],
+                "elapsed": sched.get("elapsed"),
+                "epoch": r.get("epochs_done"),
+                "epochs": r.get("epochs"),
+                "test_acc": r.get("test_acc"),
+                "params": {k: r[k] for k in record.get("swept_keys", []) if k in r},
+                "flags": r.get("flags") or None,
+            }
+        )
+    return {
+        "experiment": str(exp_dir),
+        "name": record.get("name"),
+        "scheduler": record.get("scheduler"),
+        "finished": all(t["state"] in FINISHED for t in trials),
+        "trials": trials,
+        "warnings": warnings or [],
+    }
+
+
+def exit_code(report: dict) -> int:
+    """1 when a trial failed, was cancelled or timed out; the same with and without --watch."""
+    return 1 if any(t["state"] in BAD for t in report["trials"]) else 0
+
+
+def report_table(report: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{report['name']}  ({report['scheduler']})  {report['experiment']}", header_style="bold")
+    for col in ("trial", "job", "state", "elapsed", "epoch", "test acc %", "notes"):
+        table.add_column(col)
+    for t in report["trials"]:
+        acc = f"{100 * t['test_acc']:.2f}" if isinstance(t.get("test_acc"), (int, float)) else "-"
+        table.add_row(
+            t["trial"],
+            str(t["job_id"] or "-"),
+            t["state"],
+            t["elapsed"] or "-",
+            f"{t['epoch'] or 0}/{t['epochs'] or '?'}",
+            acc,
+            t["flags"] or "",
+        )
+    return table
+
+
+def print_report(report: dict, console) -> None:
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(report_table(report))
+
+
+def _file_states(exp_dir: Path, record: dict) -> dict:
+    from dlhpc.fsutil import read_json
+
+    return {
+        t["id"]: (read_json(exp_dir / t["id"] / "result.json", {}) or {}).get("state") for t in record.get("trials", [])
+    }
+
+
+class Watcher:
+    """Refresh from the trial files every `refresh_s`; ask the scheduler when the Backoff says so,
+    sooner again whenever a trial or job changed state."""
+
+    def __init__(self, exp_dir: Path, clock=time.monotonic):
+        self.exp_dir, self.backoff = exp_dir, Backoff(clock)
+        self.info, self.warnings = {}, []
+        self._seen = None
+
+    def report(self) -> dict:
+        record = results.read_record(self.exp_dir)
+        files = _file_states(self.exp_dir, record)
+        if self.backoff.due():
+            self.info, self.warnings = scheduler_info(self.exp_dir)
+            seen = ({j: r.get("state") for j, r in self.info.items()}, files)
+            self.backoff.asked(changed=self._seen is not None and seen != self._seen)
+            self._seen = seen
+        elif self._seen is not None and files != self._seen[1]:
+            self.backoff.next_at = min(self.backoff.next_at, self.backoff.clock() + Backoff.MIN_S)
+        return collect(self.exp_dir, self.info, self.warnings)
+
+
+def watch(exp_dir: Path, refresh_s: float = 2.0, clock=time.monotonic, sleep=time.sleep, console=None) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = console or Console()
+    watcher = Watcher(exp_dir, clock)
+    report = watcher.report()
+    with Live(report_table(report), console=console, refresh_per_second=2) as live:
+        while not report["finished"]:
+            sleep(refresh_s)
+            report = watcher.report()
+            live.update(report_table(report))
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}")
+    return exit_code(report)
+
+
+def follow_logs(
+    exp_dir: Path, trial: str, write, refresh_s: float = 1.0, clock=time.monotonic, sleep=time.sleep
+) -> int:
+    """Print the trial's job.out/job.err as they grow, until its job ends. The end is read from
+    result.json where the trainer wrote it; the scheduler is asked (backing off) only to learn
+    that a job ended without one (killed, out of memory, out of time)."""
+    from dlhpc.fsutil import read_json
+
+    tdir = exp_dir / trial
+    files = [tdir / "job.out", tdir / "job.err"]
+    offsets = {f: 0 for f in files}
+    backoff = Backoff(clock)
+    backoff.asked(changed=True)  # the files answer first; the scheduler only after MIN_S
+    job_id = next((j["job_id"] for j in results.read_record(exp_dir).get("jobs", []) if j.get("trial") == trial), None)
+    while True:
+        for f in files:
+            if f.exists():
+                with open(f, errors="replace") as fh:
+                    fh.seek(offsets[f])
+                    chunk = fh.read()
+                    offsets[f] = fh.tell()
+                if chunk:
+                    write(chunk)
+        state = (read_json(tdir / "result.json", {}) or {}).get("state")
+        if state in FINISHED:
+            return 1 if state in BAD else 0
+        if job_id and backoff.due():
+            info, _ = scheduler_info(exp_dir, only={job_id})
+            sched_state = (info.get(job_id) or {}).get("state")
+            backoff.asked(changed=False)
+            if sched_state in FINISHED:
+                return 1 if sched_state in BAD else 0
+        sleep(refresh_s)
+
+
+def live_jobs(exp_dir: Path) -> list[str]:
+    """Job ids of an experiment that the scheduler still holds (one query)."""
+    from dlhpc.states import IN_FLIGHT
+
+    info, _ = scheduler_info(exp_dir)
+    return [j for j, row in info.items() if row.get("state") in IN_FLIGHT]
+
+
+def cancel(exp_dir: Path) -> list:
+    from dlhpc.schedulers import backend
+
+    record = results.read_record(exp_dir)
+    return backend(record["scheduler"]).cancel(job_ids(record), exp_dir)

@@ -1,0 +1,90 @@
+"""Sweep expansion: `sweep:` (dotted key → list) → the grid of Trials, each with a stable id.
+
+The id is `<index>-<hash of the swept values>`, so the same spec gives the same ids on every
+run, and a trial's directory name says both where it sits in the grid and what it is.
+"""
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+
+from dlhpc import schema
+from dlhpc.errors import UserError
+
+MAX_TRIALS = 10_000
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    id: str
+    params: dict  # dotted key -> value, only the swept keys
+    data: dict  # the full resolved spec of this trial (no sweep section)
+
+
+def check_sweep(spec) -> None:
+    from dlhpc.spec import where
+
+    sweep = spec.sweep
+    sizes = []
+    for key, values in sweep.items():
+        path = ("sweep", key)
+        parts = tuple(str(key).split("."))
+        if parts not in schema.LEAVES or parts[0] in schema.SWEEPABLE_EXCLUDED:
+            import difflib
+
+            candidates = [".".join(p) for p in schema.LEAVES if p[0] not in schema.SWEEPABLE_EXCLUDED]
+            near = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UserError(
+                f"{where(spec.origins, path)}: cannot sweep over {key!r}: no such spec key{hint}; "
+                "sweep keys are dotted paths like train.lr or model.name"
+            )
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where(spec.origins, path)}: must be a non-empty list of values, e.g. [0.01, 0.1]")
+        field = schema.LEAVES[parts]
+        for i, value in enumerate(values):
+            try:
+                field.check(value)
+            except schema.Invalid as exc:
+                raise UserError(f"{where(spec.origins, path + (i,))}: sweep value {i} of {key}: {exc}") from None
+        sizes.append(len(values))
+    total = math.prod(sizes) if sizes else 1
+    if total > MAX_TRIALS:
+        raise UserError(
+            f"{where(spec.origins, ('sweep',))}: the sweep makes {total:,} trials; at most "
+            f"{MAX_TRIALS:,} are allowed. Sweep fewer values, or split it into several specs."
+        )
+
+
+def count_trials(spec) -> int:
+    return math.prod(len(v) for v in spec.sweep.values()) if spec.sweep else 1
+
+
+def expand(spec) -> list[Trial]:
+    """Every combination of the swept values, in the order the spec lists them."""
+    base = copy.deepcopy(spec.data)
+    sweep = base.pop("sweep", {}) or {}
+    keys = list(sweep)
+    combos = list(itertools.product(*(sweep[k] for k in keys))) if keys else [()]
+    width = max(3, len(str(len(combos) - 1)))
+    trials = []
+    for index, combo in enumerate(combos):
+        data = copy.deepcopy(base)
+        params = {}
+        for key, value in zip(keys, combo, strict=True):
+            parts = key.split(".")
+            value = schema.LEAVES[tuple(parts)].check(value)  # normalise as a plain value would be
+            node = data
+            for part in parts[:-1]:
+                node = node[part]
+            node[parts[-1]] = value
+            params[key] = value
+        if data["model"]["name"] != "mlp":
+            data["model"]["hidden"] = None  # hidden only means something for mlp trials
+        digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:6]
+        trials.append(Trial(index, f"{index:0{width}d}-{digest}" if keys else f"{0:0{width}d}-{digest}", params, data))
+    return trials

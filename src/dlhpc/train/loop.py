@@ -1,0 +1,483 @@
+"""Train one trial: data on the device, DDP when world_size > 1, a checkpoint every epoch.
+
+How it runs:
+    one process      python -m dlhpc.train runs/exp/000-abc123
+    N on one node    python -m dlhpc.train --nproc 4 runs/exp/000-abc123   (or torchrun ... -m dlhpc.train)
+    N x M nodes      the job script's `srun` (SLURM) or pbs_launch (PBS) starts one rank per task;
+                     each rank finds its rank and the rendezvous in the job environment (dist.py)
+
+The trial directory holds spec.yaml (the resolved spec); training writes metrics.jsonl (one line
+per epoch, rank 0 only), checkpoint.pt and result.json, each atomically. A run that finds a
+checkpoint resumes after its epoch, and its metrics.jsonl keeps every epoch exactly once.
+"""
+
+import io
+import json
+import math
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlhpc.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from dlhpc.train import data as mnist
+from dlhpc.train import dist as dist_env
+from dlhpc.train.models import build, is_convolutional
+from dlhpc.train.step import EagerSteps, GraphedSteps
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def load_trial_spec(trial_dir: Path) -> dict:
+    """The trial's resolved spec, over today's defaults (a spec written by an older dlhpc may
+    lack keys added since)."""
+    import copy
+
+    import yaml
+
+    from dlhpc.schema import DEFAULTS
+
+    spec = copy.deepcopy(DEFAULTS)
+    for section, values in (yaml.safe_load((trial_dir / "spec.yaml").read_text()) or {}).items():
+        if isinstance(values, dict) and isinstance(spec.get(section), dict):
+            spec[section].update(values)
+        else:
+            spec[section] = values
+    return spec
+
+
+def pick_device(denv, gpus_per_node: int) -> torch.device:
+    if torch.cuda.is_available() and gpus_per_node != 0:
+        return torch.device("cuda", denv.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device):
+    if device.type == "cuda" and precision in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and precision == "bf16":
+        return torch.bfloat16
+    return None
+
+
+def make_optimizer(cfg: dict, params, device: torch.device, graphed: bool = False):
+    """On a GPU the fused kernels (one launch for all parameters). A captured step needs the
+    learning rate as a device tensor, so the schedule can change it between graph replays."""
+    name, lr, wd = cfg["optimizer"], cfg["lr"], cfg["weight_decay"]
+    fused = {"fused": True} if device.type == "cuda" else {}
+    if name == "sgd":
+        lr = torch.tensor(lr, device=device) if graphed else lr
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            momentum=cfg["momentum"],
+            nesterov=cfg["nesterov"] and cfg["momentum"] > 0,
+            weight_decay=wd,
+            **fused,
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused)
+    return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
+
+
+# Optimizer settings that belong to this process's device, not to the checkpoint's.
+DEVICE_SETTINGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer, state: dict):
+    """Load a checkpoint's optimizer state written on any device: keep this run's device
+    settings (a GPU's fused kernels mean nothing on a CPU) and the type of its learning rate."""
+    own = [{k: g[k] for k in (*DEVICE_SETTINGS, "lr") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, own, strict=True):
+        saved_lr = group["lr"]
+        group.update({k: v for k, v in kept.items() if k != "lr"})
+        if torch.is_tensor(kept.get("lr")):
+            kept["lr"].fill_(float(saved_lr))
+            group["lr"] = kept["lr"]
+        else:
+            group["lr"] = float(saved_lr)
+        for key in DEVICE_SETTINGS:
+            if key not in kept:
+                group.pop(key, None)
+
+
+def make_schedule(cfg: dict, optimizer, steps_per_epoch: int, cycle_momentum: bool = True):
+    """Returns (scheduler, steps per scheduler.step()): onecycle steps per batch, step per epoch.
+    A captured step has its momentum fixed in the graph, so it runs without momentum cycling."""
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg["schedule"] == "onecycle" and total >= 3:  # (the warm-up needs a step of its own)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=cfg["lr"],
+            total_steps=total,
+            pct_start=max(cfg["warmup_frac"], 1.5 / total),
+            anneal_strategy="linear",
+            div_factor=10.0,
+            final_div_factor=100.0,
+            cycle_momentum=cycle_momentum and cfg["optimizer"] == "sgd" and cfg["momentum"] > 0,
+            base_momentum=0.85,
+            max_momentum=max(cfg["momentum"], 0.85) if cfg["momentum"] else 0.9,
+        )
+        return sched, "batch"
+    if cfg["schedule"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg["step_gamma"]), "epoch"
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), "epoch"
+
+
+def shard_permutation(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.Tensor:
+    """DistributedSampler semantics: one seeded permutation per epoch, padded to a multiple of the
+    world size, each rank taking every world-th index. Depends on (seed, epoch) only, so a
+    resumed run sees exactly the batches the uninterrupted run would have."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    total = math.ceil(n / world) * world
+    if total > n:
+        perm = torch.cat([perm, perm[: total - n]])
+    return perm[rank:total:world]
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters (batch-norm statistics copied).
+
+    Updated every `every` steps with decay**every, which tracks the per-step average closely
+    at a quarter of the cost."""
+
+    def __init__(self, model: nn.Module, decay: float, every: int = 4):
+        import copy
+
+        self.source, self.every, self.steps = model, every, 0
+        self.weight = 1.0 - decay**every
+        self.model = copy.deepcopy(model).requires_grad_(False)
+        self._dst = list(self.model.parameters())
+        self._src = [p.detach() for p in model.parameters()]
+
+    @torch.no_grad()
+    def update(self):
+        self.steps += 1
+        if self.steps % self.every:
+            return
+        torch._foreach_lerp_(self._dst, self._src, self.weight)
+        for dst, src in zip(self.model.buffers(), self.source.buffers(), strict=True):
+            dst.copy_(src)
+
+
+class Trainer:
+    def __init__(self, trial_dir: Path, denv=None):
+        self.trial_dir = Path(trial_dir)
+        self.spec = load_trial_spec(self.trial_dir)
+        self.cfg = self.spec["train"]
+        self.denv = denv or dist_env.detect()
+        self.is_main = self.denv.rank == 0
+        res = self.spec["resources"]
+        self.device = pick_device(self.denv, res["gpus_per_node"])
+        if self.device.type == "cpu":
+            torch.set_num_threads(int(os.environ.get("DLHPC_CPUS_PER_TASK") or res["cpus_per_task"]))
+        else:
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.amp_dtype = autocast_dtype(self.cfg["precision"], self.device)
+        self.rank_nodes = [dist_env.node_name()]
+
+    # ---- files (rank 0 only) ----
+    def write_result(self, **fields) -> dict:
+        result = {
+            "trial": self.trial_dir.name,
+            "job_id": self.denv.job_id or None,
+            "nodes": self.denv.num_nodes,
+            "world_size": self.denv.world_size,
+            "device": self.device_name(),
+            "hostnames": self.denv.hostnames,
+            "rank_nodes": self.rank_nodes,
+            **fields,
+        }
+        if self.is_main:
+            atomic_write_json(self.trial_dir / "result.json", result)
+        return result
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"cuda:{torch.cuda.get_device_name(self.device)}"
+        return f"cpu:{socket.gethostname()}"
+
+    def write_metrics(self, history: list):
+        if self.is_main:
+            atomic_write_text(self.trial_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+
+    # ---- the run ----
+    def run(self) -> dict:
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        dist_env.init_process_group(self.denv, backend, self.trial_dir)
+        self.rank_nodes = dist_env.gather_node_names(self.denv)
+        try:
+            return self._train()
+        except BaseException as exc:
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                self.write_result(
+                    state="FAILED", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)
+                )
+            raise
+        finally:
+            dist_env.destroy_process_group()
+
+    def _train(self) -> dict:
+        cfg, world = self.cfg, self.denv.world_size
+        t_load = time.perf_counter()
+        # Under bf16 autocast the first layer casts its input to bf16 anyway: keeping the images in
+        # bf16 gives the same numbers, halves the bytes each batch gather moves and saves a cast.
+        x_train, y_train, x_test, y_test = mnist.load(
+            self.spec["data"]["root"],
+            self.device,
+            self.spec["data"]["train_subset"],
+            self.spec["data"]["download"],
+            dtype=self.amp_dtype,
+        )
+        torch.manual_seed(cfg["seed"])
+        model = build(self.spec["model"]).to(self.device)
+        # channels_last: faster convolutions on GPUs (tensor cores) and on CPUs (oneDNN), ~1.4x here
+        if is_convolutional(model):
+            model = model.to(memory_format=torch.channels_last)
+            x_train = x_train.contiguous(memory_format=torch.channels_last)
+            x_test = x_test.contiguous(memory_format=torch.channels_last)
+        load_s = time.perf_counter() - t_load
+
+        graphed = self._use_cuda_graphs()
+        steps_per_epoch = math.ceil(math.ceil(len(x_train) / world) / cfg["batch_size"])
+        optimizer = make_optimizer(cfg, model.parameters(), self.device, graphed)
+        scheduler, sched_unit = make_schedule(cfg, optimizer, steps_per_epoch, cycle_momentum=not graphed)
+        ddp = model
+        if world > 1:
+            ddp = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        step_model = torch.compile(ddp) if cfg["compile"] else ddp
+        # Optional exponential moving average of the weights, evaluated instead of the raw model:
+        # it smooths out the noise of the high-learning-rate phase, so accuracy is high early.
+        ema = WeightAverage(model, cfg["ema_decay"]) if cfg["ema_decay"] else None
+        eval_model = ema.model if ema else model
+        compile_s = self._warm_up(step_model, model, x_train, y_train) if cfg["compile"] else 0.0
+
+        progress = self.restore_checkpoint(model, optimizer, scheduler, ema)
+        history, elapsed, time_to_target, best = (progress[k] for k in ("history", "elapsed", "time_to_target", "best"))
+        resumed_from = progress["epoch"]
+        if graphed and hasattr(scheduler, "cycle_momentum"):
+            scheduler.cycle_momentum = False  # a checkpoint from an eager run may have had it on
+
+        t_capture = time.perf_counter()
+        steps_cls = GraphedSteps if graphed else EagerSteps
+        steps = steps_cls(
+            step_model,
+            optimizer,
+            x_train,
+            y_train,
+            cfg["batch_size"],
+            self.amp_dtype,
+            cfg["label_smoothing"],
+            self.device,
+        )
+        capture_s = time.perf_counter() - t_capture if graphed else 0.0
+
+        def after_step():
+            if sched_unit == "batch":
+                scheduler.step()
+            if ema is not None:
+                ema.update()
+
+        self.write_result(
+            state="RUNNING",
+            epochs=cfg["epochs"],
+            epochs_done=resumed_from,
+            load_s=round(load_s, 3),
+            compile_s=round(compile_s, 3),
+            cuda_graphs=graphed,
+        )
+        for epoch in range(resumed_from + 1, cfg["epochs"] + 1):
+            t0 = time.perf_counter()
+            train_loss, train_acc, seen, fetch_share = self._train_epoch(steps, after_step, len(x_train), epoch)
+            step_s = time.perf_counter() - t0
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(
+                    f"the training loss became {train_loss} in epoch {epoch}; "
+                    f"lower train.lr (now {cfg['lr']}) or use a schedule with warm-up"
+                )
+            if sched_unit == "epoch":
+                scheduler.step()
+            test_loss, test_acc = self._evaluate(eval_model, x_test, y_test)
+            epoch_time = time.perf_counter() - t0
+            elapsed += epoch_time
+            best = max(best, test_acc)
+            if time_to_target is None and test_acc >= cfg["target_accuracy"]:
+                time_to_target = elapsed
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "train_acc": train_acc,
+                    "test_loss": test_loss,
+                    "test_acc": test_acc,
+                    "epoch_time_s": round(epoch_time, 4),
+                    "images_per_s": round(seen / max(step_s, 1e-9), 1),
+                    "lr": float(optimizer.param_groups[0]["lr"]),
+                    "world_size": world,
+                    "elapsed_s": round(elapsed, 4),
+                    "batch_wait_frac": round(fetch_share, 5),
+                }
+            )
+            self.save_checkpoint(
+                epoch,
+                model,
+                optimizer,
+                scheduler,
+                ema,
+                {"history": history, "elapsed": elapsed, "time_to_target": time_to_target, "best": best},
+            )
+            self.write_metrics(history)
+            if self.is_main:
+                print(
+                    f"epoch {epoch}/{cfg['epochs']} train_loss {train_loss:.4f} test_loss {test_loss:.4f} "
+                    f"test_acc {test_acc:.4f} ({epoch_time:.2f} s, {history[-1]['images_per_s']:.0f} img/s)",
+                    flush=True,
+                )
+            if cfg["stop_at_target"] and time_to_target is not None:
+                break  # a speed run: the target is all we came for
+        last = history[-1]
+        result = {
+            "state": "COMPLETED",
+            "epochs": cfg["epochs"],
+            "epochs_done": last["epoch"],
+            "test_acc": last["test_acc"],
+            "test_loss": last["test_loss"],
+            "best_test_acc": best,
+            "time_to_target_s": None if time_to_target is None else round(time_to_target, 4),
+            "target_accuracy": cfg["target_accuracy"],
+            "train_time_s": round(elapsed, 4),
+            "images_per_s": round(sum(m["images_per_s"] for m in history) / len(history), 1),
+            "load_s": round(load_s, 3),
+            "compile_s": round(compile_s, 3),
+            "capture_s": round(capture_s, 3),
+            "cuda_graphs": graphed,
+            "resumed_from_epoch": resumed_from or None,
+        }
+        return self.write_result(**result)
+
+    def _use_cuda_graphs(self) -> bool:
+        """`auto`: on where it is supported (one CUDA rank, SGD, no torch.compile); `true` where it
+        is not falls back to eager with a note rather than failing the run."""
+        wanted = self.cfg["cuda_graphs"]
+        supported = (
+            GraphedSteps.supported(self.device, self.denv.world_size, self.cfg["optimizer"]) and not self.cfg["compile"]
+        )
+        if wanted is True and not supported and self.is_main:
+            print(
+                "note: train.cuda_graphs needs one CUDA rank, optimizer sgd and compile off; running eager", flush=True
+            )
+        return bool(wanted) and supported
+
+    # ---- checkpoints: what save writes, restore reads ----
+    def save_checkpoint(self, epoch, model, optimizer, scheduler, ema, progress: dict):
+        if not self.is_main:
+            return
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "ema": ema.model.state_dict() if ema else None,
+            "ema_steps": ema.steps if ema else 0,
+            "scheduler": scheduler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            **progress,
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.trial_dir / CHECKPOINT, buf.getvalue())
+
+    def restore_checkpoint(self, model, optimizer, scheduler, ema) -> dict:
+        """Load the last checkpoint, if any, into the objects given (written on a GPU or a CPU,
+        either way round); returns the progress to carry on from (epoch 0 for a fresh run)."""
+        fresh = {"epoch": 0, "history": [], "elapsed": 0.0, "time_to_target": None, "best": 0.0}
+        path = self.trial_dir / CHECKPOINT
+        if not path.is_file():
+            return fresh
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.model.load_state_dict(ckpt["ema"])
+            ema.steps = ckpt.get("ema_steps", 0)
+        load_optimizer_state(optimizer, ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if self.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
+        self.write_metrics(ckpt["history"])  # drop any line written after the checkpoint was taken
+        return {k: ckpt[k] for k in fresh}
+
+    def _warm_up(self, step_model, model, x, y) -> float:
+        """Compile before the clock starts: one forward and backward, then put back the weights,
+        batch-norm statistics and RNG state, so the run is the one it would have been.
+        Returns the seconds spent (reported as compile_s, outside time-to-target)."""
+        import copy
+
+        t0 = time.perf_counter()
+        saved, rng = copy.deepcopy(model.state_dict()), torch.get_rng_state()
+        step_model.train()
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss = F.cross_entropy(step_model(x[: self.cfg["batch_size"]]), y[: self.cfg["batch_size"]])
+        loss.backward()
+        model.load_state_dict(saved)
+        model.zero_grad(set_to_none=True)
+        torch.set_rng_state(rng)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
+
+    def _train_epoch(self, steps, after_step, n, epoch):
+        """One pass over this rank's shard; loss and accuracy summed on the device, synced once."""
+        cfg = self.cfg
+        idx_all = shard_permutation(n, cfg["seed"], epoch, self.denv.rank, self.denv.world_size).to(self.device)
+        clock = steps.run_epoch(idx_all, after_step)
+        stats = torch.stack(
+            [steps.loss_sum.float(), steps.correct.float(), torch.tensor(float(len(idx_all)), device=self.device)]
+        )
+        self._all_reduce(stats)
+        seen = stats[2].item()  # the one synchronisation of the epoch
+        return stats[0].item() / seen, stats[1].item() / seen, seen, clock.fetch_share()
+
+    @torch.inference_mode()
+    def _evaluate(self, model, x, y):
+        """The full test set, split across ranks, reduced; the same number on every rank.
+        eval_batch_size null: the whole shard in one batch on a GPU, 1000 images at a time on a CPU."""
+        model.eval()
+        world, rank = self.denv.world_size, self.denv.rank
+        per = math.ceil(len(x) / world)
+        xs, ys = x[rank * per : (rank + 1) * per], y[rank * per : (rank + 1) * per]
+        bs = self.cfg["eval_batch_size"] or (max(len(xs), 1) if self.device.type == "cuda" else 1000)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        for start in range(0, len(xs), bs):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out = model(xs[start : start + bs])
+            loss_sum += F.cross_entropy(out.float(), ys[start : start + bs], reduction="sum")
+            correct += (out.argmax(1) == ys[start : start + bs]).sum()
+        stats = torch.stack([loss_sum, correct])
+        self._all_reduce(stats)
+        return stats[0].item() / len(x), stats[1].item() / len(x)
+
+    def _all_reduce(self, tensor):
+        if self.denv.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor)
+
+
+def train_trial(trial_dir, denv=None) -> dict:
+    return Trainer(Path(trial_dir), denv).run()

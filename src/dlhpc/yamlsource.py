@@ -1,0 +1,100 @@
+"""YAML with line numbers: every key path remembers the file and line it came from.
+
+The validator uses that to say `spec.yaml:12: train.epochs: ...` instead of a bare message.
+Aliases are expanded by hand with a budget, so a YAML alias bomb is refused in milliseconds.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dlhpc.errors import UserError
+
+MAX_NODES = 50_000  # far above any honest spec; stops "billion laughs" expansions early
+MAX_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Origin:
+    file: str
+    line: int | None = None
+
+    def __str__(self):
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+class _Budget:
+    def __init__(self, where: str):
+        self.left, self.where = MAX_NODES, where
+
+    def spend(self):
+        self.left -= 1
+        if self.left < 0:
+            raise UserError(
+                f"{self.where}: the YAML expands to more than {MAX_NODES} values "
+                "(nested aliases?); write the spec out plainly"
+            )
+
+
+def load_text(text: str, source: str):
+    """Parse YAML text; return (data, origins) where origins maps key-path tuples to Origin."""
+    if len(text) > MAX_BYTES:
+        raise UserError(f"{source}: file is larger than {MAX_BYTES // 1024} KiB; is this really a spec?")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise UserError(f"{where}: invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    origins: dict[tuple, Origin] = {}
+    if node is None:  # no document at all: empty, or only comments
+        return None, origins
+    data = _convert(loader, node, (), origins, source, _Budget(source))
+    return data, origins
+
+
+def load_file(path) -> tuple:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a YAML spec file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; a spec must be a YAML text file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    return load_text(text, str(path))
+
+
+def _convert(loader, node, path, origins, source, budget):
+    budget.spend()
+    origins.setdefault(path, Origin(source, node.start_mark.line + 1))
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves `<<:` merge keys
+        out = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise UserError(f"{source}:{key_node.start_mark.line + 1}: keys must be plain names")
+            key = loader.construct_object(key_node)
+            key = key if isinstance(key, str) else str(key)
+            if key in out:
+                raise UserError(
+                    f"{source}:{key_node.start_mark.line + 1}: {'.'.join(path + (key,))}: key appears twice; keep one"
+                )
+            origins[path + (key,)] = Origin(source, key_node.start_mark.line + 1)
+            out[key] = _convert(loader, value_node, path + (key,), origins, source, budget)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(loader, item, path + (i,), origins, source, budget) for i, item in enumerate(node.value)]
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}:{node.start_mark.line + 1}: invalid value: {exc}") from None

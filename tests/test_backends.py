@@ -1,0 +1,227 @@
+"""The scheduler boundary: one Backend interface, local a real backend, gentle polling, and the
+submitit internals dlhpc relies on."""
+
+import inspect
+import io
+import json
+import re
+import time
+
+import pytest
+
+from conftest import ROOT, fake_commands, make_experiment, wait_finished, write
+from dlhpc import status
+from dlhpc.schedulers import NAMES, backend
+from dlhpc.schedulers.base import Backend
+
+GENERIC = (
+    "cli",
+    "commands",
+    "status",
+    "doctor",
+    "results",
+    "experiment",
+    "render",
+    "progress",
+    "cost",
+    "plot",
+    "spec",
+    "sweep",
+    "states",
+)
+
+
+@pytest.mark.parametrize("module", GENERIC)
+def test_generic_modules_never_ask_which_scheduler(module):
+    text = (ROOT / "src" / "dlhpc" / f"{module}.py").read_text()
+    code = "\n".join(line.split("#")[0] for line in text.splitlines())
+    named = re.findall(r"""["'](?:slurm|pbs|local|torque|openpbs)["']""", code)
+    assert not named, f"dlhpc/{module}.py names a scheduler: {named}; ask the Backend instead"
+
+
+def test_every_backend_implements_the_interface():
+    for name in NAMES:
+        b = backend(name)
+        assert isinstance(b, Backend) and b.name == name
+        assert not getattr(type(b), "__abstractmethods__", None), name
+        assert b.job_id_expr and b.array_index_expr
+
+
+def test_an_unknown_scheduler_is_an_error_not_a_fallback():
+    with pytest.raises(ValueError, match="unknown scheduler 'typo'; known schedulers: slurm, pbs, local"):
+        backend("typo")
+
+
+ENV_SPEC = """
+name: envcheck
+model: {name: softmax}
+train: {epochs: 1, batch_size: 256, lr: 0.5, momentum: 0.0}
+data: {train_subset: 2000}
+env:
+  modules: [python/3.11]
+  vars: {GREETING: "hello from env.vars", ODD: "a b $HOME"}
+  setup: ['echo "setup says $GREETING / $ODD"']
+"""
+
+
+def test_local_submit_runs_the_rendered_script_with_env_vars_and_setup(dlhpc, tmp_path):
+    spec = write(tmp_path / "env.yaml", ENV_SPEC)
+    rendered = dlhpc("render", spec, "--scheduler", "local")
+    assert rendered.code == 0, rendered
+    r = dlhpc("submit", spec, "--scheduler", "local", "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    report = wait_finished(dlhpc, exp)
+    assert [t["state"] for t in report["trials"]] == ["COMPLETED"]
+    (trial,) = [d for d in exp.iterdir() if (d / "trial.json").is_file()]
+    out, err = (trial / "job.out").read_text(), (trial / "job.err").read_text()
+    assert "setup says hello from env.vars / a b $HOME" in out  # vars exported verbatim, setup ran
+    assert "epoch 1/1" in out
+    assert "no 'module' command" in err and "python/3.11" in err  # skipped, and said so
+    script = (exp / "job-0.sh").read_text()
+    body = lambda text: [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "export DLHPC_EXP"))]  # noqa: E731
+    assert body(script) == body(rendered.out)  # what render printed is what ran
+
+
+def test_local_cancel_stops_the_runner_and_marks_what_is_left(dlhpc, tmp_path):
+    spec = write(tmp_path / "long.yaml", ENV_SPEC.replace("epochs: 1", "epochs: 500") + "sweep: {train.seed: [0, 1]}\n")
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    deadline = time.monotonic() + 60
+    while not list(exp.glob("*/metrics.jsonl")):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    refused = dlhpc("cancel", "--runs-dir", tmp_path / "runs")
+    assert refused.code == 2 and exp.name in refused.err and "--latest" in refused.err
+    c = dlhpc("cancel", "--latest", "--runs-dir", tmp_path / "runs")
+    assert c.code == 0 and "cancelled 2 job(s)" in c.out, c
+    report = json.loads(dlhpc("status", exp, "--json").out)
+    assert [t["state"] for t in report["trials"]] == ["CANCELLED", "CANCELLED"]
+
+
+# ---- gentle polling --------------------------------------------------------------------------
+
+
+class FakeClock:
+    """Ten minutes pass in a moment: sleep() moves the clock and stops the loop at the end."""
+
+    class Done(Exception):
+        pass
+
+    def __init__(self, stop_at: float):
+        self.now, self.stop_at = 0.0, stop_at
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        if self.now >= self.stop_at:
+            raise self.Done()
+
+
+def test_watch_and_follow_ask_the_scheduler_rarely(tmp_path, monkeypatch, capsys):
+    trials = [(f"{i:03d}-{i:06x}", {"train.seed": i}, {}) for i in range(100)]
+    exp = make_experiment(
+        tmp_path / "runs",
+        trials,
+        swept=("train.seed",),
+        scheduler="slurm",
+        jobs=[(f"900_{i}", tid) for i, (tid, _, _) in enumerate(trials)],
+    )
+    calls = tmp_path / "sacct-calls"
+    env = fake_commands(
+        tmp_path,
+        sacct=f'echo "$*" >> {calls}\n'
+        "echo '900_[0-99]|PENDING|00:00:00|2026-01-01T00:00:00|Unknown|Unknown||"
+        "None assigned|0:0'",
+        squeue=f"echo squeue >> {calls}",
+    )
+    monkeypatch.setenv("PATH", env["PATH"])
+    from rich.console import Console
+
+    ten_minutes = 600
+    watch_clock = FakeClock(ten_minutes)
+    with pytest.raises(FakeClock.Done):
+        status.watch(exp, clock=watch_clock.clock, sleep=watch_clock.sleep, console=Console(file=io.StringIO()))
+    watch_calls = len(calls.read_text().splitlines())
+    follow_clock = FakeClock(ten_minutes)
+    with pytest.raises(FakeClock.Done):
+        status.follow_logs(
+            exp, trials[0][0], write=lambda chunk: None, clock=follow_clock.clock, sleep=follow_clock.sleep
+        )
+    lines = calls.read_text().splitlines()
+    assert all(line.startswith("-X -n -P -j 900 ") for line in lines), lines[:3]  # one batched query each
+    with capsys.disabled():
+        print(
+            f"\n10 min of status --watch: {watch_calls} sacct calls; of logs --follow: {len(lines) - watch_calls}; "
+            f"total {len(lines)} for a 100-trial array"
+        )
+    assert len(lines) <= 20
+
+
+def test_backoff_grows_to_two_minutes_and_resets_on_change():
+    clock = FakeClock(10_000)
+    backoff = status.Backoff(clock.clock)
+    delays = []
+    for _ in range(8):
+        backoff.asked(changed=False)
+        delays.append(backoff.delay)
+    assert delays == [10, 20, 40, 80, 120, 120, 120, 120]
+    backoff.asked(changed=True)
+    assert backoff.delay == 5
+
+
+# ---- submitit: the private methods dlhpc overrides or calls ----------------------------------
+
+SUBMITIT_CONTRACT = {
+    # class: {method: parameter names dlhpc's override expects}
+    "submitit.core.core.Executor": {"_internal_process_submissions": ["self", "delayed_submissions"], "batch": None},
+    "submitit.core.core.PicklingExecutor": {
+        "_submit_command": ["self", "command"],
+        "_internal_process_submissions": ["self", "delayed_submissions"],
+        "_submitit_command_str": None,
+        "_num_tasks": ["self"],
+        "_make_submission_file_text": ["self", "command", "uid"],
+        "_make_submission_command": ["self", "submission_file_path"],
+        "_get_job_id_from_submission_command": ["string"],
+    },
+    "submitit.slurm.slurm.SlurmExecutor": {
+        "_internal_process_submissions": ["self", "delayed_submissions"],
+        "_make_submission_file_text": ["self", "command", "uid"],
+    },
+    "submitit.core.utils.JobPaths": {
+        "get_first_id_independent_folder": ["folder"],
+        "move_temporary_file": ["self", "tmp_path", "name", "keep_as_symlink"],
+    },
+    "submitit.core.utils.DelayedSubmission": {
+        "set_timeout": ["self", "timeout_min", "max_num_timeout"],
+        "dump": ["self", "filepath"],
+    },
+    "submitit.core.job_environment.JobEnvironment": {"_requeue": ["self", "countdown"], "_env": None},
+}
+
+
+@pytest.mark.parametrize("qualname", sorted(SUBMITIT_CONTRACT))
+def test_submitit_still_has_what_dlhpc_overrides(qualname):
+    import importlib
+
+    module, cls_name = qualname.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), cls_name)
+    for method, params in SUBMITIT_CONTRACT[qualname].items():
+        assert hasattr(cls, method), f"submitit {qualname}.{method} is gone: dlhpc's override needs updating"
+        if params is None:
+            continue
+        attr = inspect.getattr_static(cls, method)
+        func = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
+        got = [p for p in inspect.signature(func).parameters][: len(params)]
+        assert got == params, f"submitit {qualname}.{method} now takes {got}, dlhpc expects {params}"
+
+
+def test_submitit_version_is_the_tested_range():
+    from importlib import metadata
+
+    from packaging.version import Version
+
+    assert Version("1.5") <= Version(metadata.version("submitit")) < Version("1.6")
