@@ -102,6 +102,8 @@ SchedulerParameters=sched_interval=2,bf_interval=2
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 JobAcctGatherType=jobacct_gather/none
+# keep job comments: dlhpc tags its jobs there (dlhpc usage)
+AccountingStoreFlags=job_comment
 JobRequeue=1
 ReturnToService=2
 KillWait=5

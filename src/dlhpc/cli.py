@@ -45,6 +45,14 @@ def _add_runs_dir(p):
     )
 
 
+def _add_here(p):
+    p.add_argument(
+        "--here",
+        action="store_true",
+        help="train on this machine even where the site file says it is a cluster's login node",
+    )
+
+
 def _add_json(p):
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
@@ -84,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.add_argument("--dry-run", action="store_true", help="render and ask the scheduler, queue nothing")
     p.add_argument("--max-cost", type=float, metavar="N", help="refuse if the estimated cost exceeds N")
+    _add_here(p)
     _add_runs_dir(p)
 
     p = sub.add_parser("run", help="run the spec on this machine, in the foreground")
     p.add_argument("spec", metavar="SPEC")
     _add_set(p)
+    _add_here(p)
     _add_runs_dir(p)
 
     p = sub.add_parser("status", help="state of every trial of an experiment")
@@ -135,6 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("copy", help="copy a template to start an override")
     t.add_argument("name")
     t.add_argument("dest")
+    t = tsub.add_parser(
+        "check",
+        help="render every shipped spec (or SPECs) through the effective templates, "
+        "bash -n and the scheduler's dry check; exit 1 on any failure",
+    )
+    t.add_argument("specs", nargs="*", metavar="SPEC")
+    t.add_argument("--site", metavar="FILE", help="check against this site file (default: $DLHPC_SITE or /etc/dlhpc)")
+    t.add_argument("--scheduler", choices=SCHEDULERS, help="this scheduler only (default: the site's)")
+
+    p = sub.add_parser("usage", help="what dlhpc jobs used, per user and account, from the scheduler's accounting")
+    p.add_argument(
+        "--since",
+        default="now-30days",
+        metavar="DATE",
+        help="start of the period, as sacct takes it: 2026-11-01, now-7days (default: now-30days)",
+    )
+    p.add_argument("--account", metavar="A", help="this account only")
+    p.add_argument("--all-users", action="store_true", help="every user's jobs (needs operator rights in sacct)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="whose accounting (default: the site's scheduler)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
 
     p = sub.add_parser("data", help="stage the MNIST data")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from dlhpc.errors import DlhpcError, UserError
+from dlhpc.guard import check_training_here
 from dlhpc.spec import load_spec
 from dlhpc.states import BAD
 
@@ -140,6 +141,7 @@ def cmd_submit(args):
 
     p = _plan(args)
     sched = backend(p.scheduler)
+    check_training_here(p.spec, args.here, "submit")
     _prepare_data(p.trials, may_fetch=sched.runs_here and not args.dry_run)
     _check_cost(p, args)
     _preflight(p, sched)
@@ -217,9 +219,10 @@ def cmd_run(args):
     after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
     from dlhpc import experiment
     from dlhpc.progress import progress_for
-    from dlhpc.schedulers.local import Runner, plan_jobs
+    from dlhpc.schedulers.local import LocalBackend, Runner, plan_jobs
 
-    spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + ["resources.scheduler=local"])
+    spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + [f"resources.scheduler={LocalBackend.name}"])
+    check_training_here(spec, args.here, "run")
     p = experiment.plan(spec)
     _prepare_data(p.trials, may_fetch=True)
     p = experiment.materialize(p)
@@ -403,8 +406,10 @@ def cmd_templates(args):
     from dlhpc import render
     from dlhpc.spec import load_spec
 
-    site = load_spec(None).site
     action = args.templates_command or "list"
+    if action == "check":
+        return _check_templates(args)
+    site = load_spec(None).site
     if action == "list":
         for t in render.list_templates(site):
             _out(f"{t['name']:<24} {t['origin']:<8} {t['file']}")
@@ -424,6 +429,37 @@ def cmd_templates(args):
 
     atomic_write_text(dest, text)
     _out(f"copied {template.filename} to {dest}")
+    return 0
+
+
+def _check_templates(args):
+    from dlhpc import templatecheck
+
+    if args.site:
+        if not Path(args.site).is_file():
+            raise UserError(f"--site {args.site}: no such file")
+        os.environ["DLHPC_SITE"] = str(Path(args.site).absolute())  # this command checks against that site
+    base = load_spec(None)
+    reports = templatecheck.run(args.specs, base.site_defaults, args.scheduler)
+    templatecheck.print_reports(reports, _console(), base.site)
+    return 1 if any(r.problems for r in reports) else 0
+
+
+def cmd_usage(args):
+    from dlhpc import usage
+    from dlhpc.schedulers import backend
+
+    base = load_spec(None, [f"resources.scheduler={args.scheduler}"] if args.scheduler else [])
+    rows, warnings = backend(base.data["resources"]["scheduler"]).usage(args.since, args.account, args.all_users)
+    for w in warnings:
+        print(f"dlhpc: warning: {w}", file=sys.stderr)
+    lines = usage.aggregate(rows, base.site.get("charge_rates") or {})
+    if args.json:
+        _json(lines)
+    elif args.csv:
+        sys.stdout.write(usage.render_csv(lines))
+    else:
+        _console().print(usage.rich_table(lines, f"dlhpc jobs since {args.since}"))
     return 0
 
 

@@ -4,19 +4,29 @@ from dlhpc.schema import parse_time
 from dlhpc.spec import tasks_per_node
 
 
+def trial_hours(res: dict) -> tuple[float, float]:
+    """(core-hours, GPU-hours) one trial may hold: its resources for its whole walltime."""
+    hours = parse_time(res["time"]) / 3600
+    return res["nodes"] * tasks_per_node(res) * res["cpus_per_task"] * hours, res["nodes"] * res[
+        "gpus_per_node"
+    ] * hours
+
+
+def charge(core_h: float, gpu_h: float, rates: dict) -> tuple[float, str]:
+    """(cost, unit): the site's charge units where it sets rates, else GPU-hours or core-hours."""
+    core_rate, gpu_rate = rates.get("core_hour"), rates.get("gpu_hour")
+    if core_rate is None and gpu_rate is None:
+        return (gpu_h, "GPU-hours") if gpu_h else (core_h, "core-hours")
+    return core_h * (core_rate or 0) + gpu_h * (gpu_rate or 0), rates.get("unit") or "SU"
+
+
 def estimate(plan) -> dict:
     rates = plan.spec.site.get("charge_rates") or {}
     core_h = gpu_h = 0.0
     for trial in plan.trials:
-        res = trial.data["resources"]
-        hours = parse_time(res["time"]) / 3600
-        core_h += res["nodes"] * tasks_per_node(res) * res["cpus_per_task"] * hours
-        gpu_h += res["nodes"] * res["gpus_per_node"] * hours
-    core_rate, gpu_rate = rates.get("core_hour"), rates.get("gpu_hour")
-    if core_rate is None and gpu_rate is None:
-        cost, unit = (gpu_h if gpu_h else core_h), ("GPU-hours" if gpu_h else "core-hours")
-    else:
-        cost, unit = core_h * (core_rate or 0) + gpu_h * (gpu_rate or 0), rates.get("unit") or "SU"
+        c, g = trial_hours(trial.data["resources"])
+        core_h, gpu_h = core_h + c, gpu_h + g
+    cost, unit = charge(core_h, gpu_h, rates)
     return {"trials": len(plan.trials), "core_hours": core_h, "gpu_hours": gpu_h, "cost": cost, "unit": unit}
 
 

@@ -39,6 +39,13 @@ def _common_checks(spec, sched) -> list[Check]:
     return checks
 
 
+def _policy_checks(spec) -> list[Check]:
+    """The site policy in force, one line per rule (a spec that breaks it never gets here)."""
+    from dlhpc import policy
+
+    return [Check(f"site policy {rule}", True, f"{value} ({where})") for rule, value, where in policy.rules(spec)]
+
+
 def run(spec_path, sets, job=False) -> int:
     from rich.console import Console
 
@@ -46,7 +53,8 @@ def run(spec_path, sets, job=False) -> int:
 
     spec = load_spec(spec_path, sets)
     sched = backend(spec.data["resources"]["scheduler"])
-    checks = sched.doctor_checks(spec) + _common_checks(spec, sched) + (sched.job_check(spec) if job else [])
+    checks = sched.doctor_checks(spec) + _common_checks(spec, sched) + _policy_checks(spec)
+    checks += sched.job_check(spec) if job else []
     console = Console(highlight=False)
     console.print(f"[bold]dlhpc doctor[/] — scheduler {sched.name}, spec {spec_path or '(defaults)'}")
     for c in checks:

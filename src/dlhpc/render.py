@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from dlhpc import __version__
+from dlhpc.cost import trial_hours
 from dlhpc.errors import UserError
 from dlhpc.schedulers import backend
 from dlhpc.schema import mem_megabytes, parse_time
@@ -140,6 +141,8 @@ def render_script(
         "command": command,
         "python": python or sys.executable,
         "site": site or {},
+        # the tag dlhpc finds its jobs by in accounting: experiment and the trial's estimated hours
+        "tag": "dlhpc:{}:{:.4g}:{:.4g}".format(data["name"], *trial_hours(data["resources"])),
         # what the job script needs to know of its scheduler (no user input in these)
         "job_id_expr": sched.job_id_expr,
         "array_index": sched.array_index_expr,

@@ -351,6 +351,19 @@ SITE_SCHEMA = {
     "partitions": Map(
         SAFE_WORD, "partition names", Optional(Str(None, r"[A-Za-z0-9._ -]{1,64}", "a GPU type like a100"))
     ),
+    "allow_login_node_runs": Bool(False),
+    "policy": {
+        "partitions": Optional(List(WORD, min_len=1)),
+        "accounts": Optional(List(WORD, min_len=1)),
+        "qos": Optional(List(WORD, min_len=1)),
+        "max_nodes": Optional(Int(None, 1)),
+        "max_gpus_per_node": Optional(Int(None, 0)),
+        "max_total_gpus": Optional(Int(None, 0)),
+        "max_time": Optional(Time(None)),
+        "max_mem": Optional(Mem(None)),
+        "max_array_size": Optional(Int(None, 1)),
+        "required": List(Str(None, r"[a-z_]+(\.[a-z_]+)+", "a dotted spec key like resources.account"), max_len=50),
+    },
 }
 
 SWEEPABLE_EXCLUDED = {"name", "runs_dir", "sweep"}
@@ -439,4 +452,15 @@ SITE_DOCS = {
     "charge_rates.unit": "Name of the charge unit (e.g. SU).",
     "max_cost": "Refuse a submission whose estimated cost exceeds this (users may pass a lower --max-cost).",
     "partitions": "Partition (queue) name to GPU model, for templates that need it.",
+    "allow_login_node_runs": "Let `dlhpc run` (and local submits) train on the login node without `--here`.",
+    "policy.partitions": "Partitions (queues) jobs may use; null: any.",
+    "policy.accounts": "Accounts jobs may charge; null: any.",
+    "policy.qos": "SLURM QOS jobs may ask for; null: any.",
+    "policy.max_nodes": "Most nodes one trial may ask for.",
+    "policy.max_gpus_per_node": "Most GPUs per node one trial may ask for.",
+    "policy.max_total_gpus": "Most GPUs one trial may ask for in all (nodes x gpus_per_node).",
+    "policy.max_time": "Longest walltime one trial may ask for.",
+    "policy.max_mem": "Most memory per node one trial may ask for.",
+    "policy.max_array_size": "Most trials one submission may have.",
+    "policy.required": "Spec keys every job must set, e.g. [resources.account].",
 }

@@ -30,6 +30,11 @@ class Spec:
     origins: dict = field(default_factory=dict)
     site: dict = field(default_factory=dict)
     source: str = "<spec>"
+    # The site file as written (its path, its defaults without `site:`, and their lines): what the
+    # site says holds even where a spec overrides it (the login-node guard, the site policy).
+    site_file: str | None = None
+    site_defaults: dict = field(default_factory=dict)
+    site_origins: dict = field(default_factory=dict)
 
     def get(self, dotted: str):
         node = self.data
@@ -69,6 +74,7 @@ def load_spec(path, sets=(), *, use_site=True) -> Spec:
     """Resolve a spec file through every layer. Raises UserError with file:line on any problem."""
     layers = []
     site_settings: dict = {}
+    site_layer = (None, {}, {})
     if use_site:
         for layer_path, is_site in ((site_file(), True), (user_file(), False)):
             if layer_path is None:
@@ -85,6 +91,8 @@ def load_spec(path, sets=(), *, use_site=True) -> Spec:
                 tdir = site_settings.get("template_dir")
                 if tdir and not os.path.isabs(os.path.expanduser(tdir)):  # relative to the site file
                     site_settings["template_dir"] = str(layer_path.resolve().parent / tdir)
+            if is_site:
+                site_layer = (str(layer_path), data, origins)
             layers.append((data, origins))
         if os.environ.get("DLHPC_RUNS_DIR"):  # a user-level default, like the user config
             layers.append(({"runs_dir": os.environ["DLHPC_RUNS_DIR"]}, {("runs_dir",): Origin("$DLHPC_RUNS_DIR")}))
@@ -97,7 +105,12 @@ def load_spec(path, sets=(), *, use_site=True) -> Spec:
             )
         layers.append((_expect_mapping(data, str(path)), origins))
     layers.append(parse_sets(sets))
-    return resolve(layers, site_settings, source=str(path) if path else "<defaults>")
+    spec = resolve(layers, site_settings, source=str(path) if path else "<defaults>")
+    spec.site_file, spec.site_defaults, spec.site_origins = site_layer
+    from dlhpc import policy
+
+    policy.enforce(spec)
+    return spec
 
 
 def load_spec_text(text: str, source="<string>", sets=()) -> Spec:

@@ -8,6 +8,7 @@
 #PBS -t 0-1%2
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:ci-smoke:0.3333:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail

@@ -7,6 +7,7 @@
 #PBS -l walltime=00:30:00
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:mnist-cnn:1:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail

@@ -12,6 +12,8 @@
 # Warn the job before its time limit so it can checkpoint and requeue (USR1 is NCCL's).
 #SBATCH --signal=USR2@120
 #SBATCH --requeue
+# dlhpc finds its jobs in accounting by this tag (`dlhpc usage`): experiment, estimated core-h, GPU-h
+#SBATCH --comment=dlhpc:mnist-softmax:0.3333:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail

@@ -7,6 +7,7 @@
 #PBS -l walltime=00:10:00
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:mnist-speedrun:0.3333:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail

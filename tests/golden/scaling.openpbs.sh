@@ -7,6 +7,7 @@
 #PBS -l walltime=00:20:00
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:scaling:0.3333:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail
@@ -33,6 +34,7 @@ export SUBMITIT_EXECUTOR=pbs
 #PBS -l walltime=00:20:00
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:scaling:0.6667:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail
@@ -59,6 +61,7 @@ export SUBMITIT_EXECUTOR=pbs
 #PBS -l walltime=00:20:00
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:scaling:0.6667:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail
@@ -85,6 +88,7 @@ export SUBMITIT_EXECUTOR=pbs
 #PBS -l walltime=00:20:00
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:scaling:1.333:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail

@@ -12,6 +12,8 @@
 # Warn the job before its time limit so it can checkpoint and requeue (USR1 is NCCL's).
 #SBATCH --signal=USR2@120
 #SBATCH --requeue
+# dlhpc finds its jobs in accounting by this tag (`dlhpc usage`): experiment, estimated core-h, GPU-h
+#SBATCH --comment=dlhpc:scaling:0.3333:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail
@@ -44,6 +46,8 @@ srun --unbuffered --kill-on-bad-exit=1 <python> -u -m submitit.core._submit /run
 # Warn the job before its time limit so it can checkpoint and requeue (USR1 is NCCL's).
 #SBATCH --signal=USR2@120
 #SBATCH --requeue
+# dlhpc finds its jobs in accounting by this tag (`dlhpc usage`): experiment, estimated core-h, GPU-h
+#SBATCH --comment=dlhpc:scaling:0.6667:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail
@@ -76,6 +80,8 @@ srun --unbuffered --kill-on-bad-exit=1 <python> -u -m submitit.core._submit /run
 # Warn the job before its time limit so it can checkpoint and requeue (USR1 is NCCL's).
 #SBATCH --signal=USR2@120
 #SBATCH --requeue
+# dlhpc finds its jobs in accounting by this tag (`dlhpc usage`): experiment, estimated core-h, GPU-h
+#SBATCH --comment=dlhpc:scaling:0.6667:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail
@@ -108,6 +114,8 @@ srun --unbuffered --kill-on-bad-exit=1 <python> -u -m submitit.core._submit /run
 # Warn the job before its time limit so it can checkpoint and requeue (USR1 is NCCL's).
 #SBATCH --signal=USR2@120
 #SBATCH --requeue
+# dlhpc finds its jobs in accounting by this tag (`dlhpc usage`): experiment, estimated core-h, GPU-h
+#SBATCH --comment=dlhpc:scaling:1.333:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail

@@ -8,6 +8,7 @@
 #PBS -q workq
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:mnist-cnn:1:0.5
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail

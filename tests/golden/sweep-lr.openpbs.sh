@@ -8,6 +8,7 @@
 #PBS -J 0-7
 #PBS -j oe
 #PBS -r y
+#PBS -v DLHPC_TAG=dlhpc:sweep-lr:0.6667:0
 
 # ---- everything below runs on the first node of the allocation ----
 set -eo pipefail

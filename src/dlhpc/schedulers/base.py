@@ -44,6 +44,19 @@ class Backend(ABC):
     def check(self) -> None:
         """Raise UserError, with the fix, when this machine cannot submit to this scheduler."""
 
+    def available(self) -> bool:
+        from dlhpc.errors import UserError
+
+        try:
+            self.check()
+        except UserError:
+            return False
+        return True
+
+    def inside_allocation(self) -> bool:
+        """True inside one of this scheduler's jobs or interactive allocations."""
+        return False
+
     def preflight(self, plan) -> list[str]:
         """What the scheduler would refuse (unknown partition, walltime above its limit...), as
         messages with their fix; [] when all is well. Asks the scheduler, queues nothing."""
@@ -76,6 +89,13 @@ class Backend(ABC):
     def accounting(self, row: dict) -> dict:
         """From one states() row: queue_wait_s, elapsed_s, core_hours, gpu_hours where known."""
         return {}
+
+    def usage(self, since: str, account: str | None, all_users: bool) -> tuple[list, list]:
+        """`dlhpc usage`: one row per dlhpc job element since a date, from the scheduler's accounting:
+        job_id, user, account, state, experiment, est_core_hours, est_gpu_hours, core_hours, gpu_hours."""
+        from dlhpc.errors import UserError
+
+        raise UserError(f"dlhpc usage does not read {self.name}'s accounting yet; it reads SLURM's (sacct)")
 
     # ---- dlhpc doctor ----
     def doctor_checks(self, spec) -> list[Check]:

@@ -7,6 +7,7 @@ element's pickle.
 """
 
 import json
+import os
 import re
 import shutil
 from datetime import datetime
@@ -196,6 +197,9 @@ class PBSBackend(Backend):
                 "qsub not found: this machine is not a PBS login node. Use `dlhpc run SPEC` to run "
                 "here, or --scheduler slurm on a SLURM cluster"
             )
+
+    def inside_allocation(self) -> bool:
+        return bool(os.environ.get("PBS_JOBID"))
 
     def preflight(self, plan) -> list[str]:
         return preflight(plan)

@@ -5,6 +5,7 @@ SlurmExecutor inside _internal_process_submissions, so overriding _make_submissi
 would give arrays submitit's built-in script. DlhpcSlurmExecutor overrides both paths.
 """
 
+import os
 import re
 import shutil
 import uuid
@@ -295,6 +296,81 @@ def accounting(row: dict) -> dict:
     return out
 
 
+# ---- usage ----------------------------------------------------------------------------------
+
+TAG = "dlhpc:"  # every job dlhpc submits carries `--comment=dlhpc:<experiment>:<est core-h>:<est GPU-h>`
+USAGE_FIELDS = ("JobID", "User", "Account", "AllocTRES", "ElapsedRaw", "State", "Comment")  # Comment last: may hold |
+
+
+def is_operator() -> bool:
+    """Whether sacct will show other users' jobs: root, or an Operator/Administrator in slurmdbd."""
+    if os.geteuid() == 0:
+        return True
+    import getpass
+
+    try:
+        out = run_command(
+            ["sacctmgr", "-n", "-P", "show", "user", getpass.getuser(), "format=AdminLevel"], timeout=20
+        ).stdout
+    except CommandError:
+        return False
+    return out.strip() in ("Operator", "Administrator")
+
+
+def parse_tag(comment: str) -> dict | None:
+    if not comment.startswith(TAG):
+        return None
+    parts = comment[len(TAG) :].split(":")
+    try:
+        return {"experiment": parts[0], "est_core_hours": float(parts[1]), "est_gpu_hours": float(parts[2])}
+    except (IndexError, ValueError):
+        return {"experiment": parts[0], "est_core_hours": None, "est_gpu_hours": None}
+
+
+def usage_rows(since: str, account: str | None, all_users: bool) -> tuple[list, list]:
+    """One row per dlhpc job (array elements counted apart) from one sacct call."""
+    warnings = []
+    argv = ["sacct", "-X", "-n", "-P", "-S", since, "-E", "now", "-o", ",".join(USAGE_FIELDS)]
+    if all_users:
+        if is_operator():
+            argv.append("-a")
+        else:
+            warnings.append(
+                "--all-users needs the rights sacct gives an operator (root, or AdminLevel Operator in "
+                "sacctmgr): showing your own jobs only"
+            )
+    if account:
+        argv += ["-A", account]
+    rows = []
+    for line in run_command(argv, timeout=120).stdout.splitlines():
+        values = line.split("|", len(USAGE_FIELDS) - 1)
+        if len(values) != len(USAGE_FIELDS):
+            continue
+        row = dict(zip(USAGE_FIELDS, values, strict=True))
+        tag = parse_tag(row["Comment"])
+        if tag is None:
+            continue
+        tres = dict(item.split("=", 1) for item in row["AllocTRES"].split(",") if "=" in item)
+        elapsed_h = int(row["ElapsedRaw"] or 0) / 3600
+        rows.append(
+            {
+                "job_id": row["JobID"],
+                "user": row["User"],
+                "account": row["Account"] or "-",
+                "state": map_state(row["State"]),
+                **tag,
+                "core_hours": int(tres.get("cpu", 0) or 0) * elapsed_h,
+                "gpu_hours": int(tres.get("gres/gpu", 0) or 0) * elapsed_h,
+            }
+        )
+    if not rows and not warnings:
+        warnings.append(
+            "no dlhpc jobs found; dlhpc finds its jobs by their comment, which slurmdbd keeps only "
+            "with AccountingStoreFlags=job_comment in slurm.conf"
+        )
+    return rows, warnings
+
+
 # ---- doctor ---------------------------------------------------------------------------------
 
 
@@ -417,6 +493,9 @@ class SlurmBackend(Backend):
                 "here, or --scheduler pbs on a PBS cluster"
             )
 
+    def inside_allocation(self) -> bool:
+        return bool(os.environ.get("SLURM_JOB_ID"))
+
     def preflight(self, plan) -> list[str]:
         return preflight(plan)
 
@@ -448,3 +527,6 @@ class SlurmBackend(Backend):
 
     def job_check(self, spec) -> list[Check]:
         return job_check(spec)
+
+    def usage(self, since: str, account: str | None, all_users: bool) -> tuple[list, list]:
+        return usage_rows(since, account, all_users)

@@ -1,0 +1,115 @@
+"""The site's policy, enforced when a spec is loaded: before any scheduler is asked.
+
+A site file can declare under `site.policy` the partitions, accounts and QOS jobs may use,
+per-trial maxima (nodes, GPUs per node, GPUs in all, walltime, memory), the most trials one
+submission may have, and keys every job must set. A violation names the spec's file:line, the
+rule and the site file's line it came from, and is exit 2. The policy governs cluster jobs: a
+spec that runs on this machine (the local backend) is not held to it.
+"""
+
+from dlhpc.errors import UserError
+from dlhpc.schema import mem_megabytes, parse_time
+
+ALLOWED = (("partitions", "partition"), ("accounts", "account"), ("qos", "qos"))
+MAXIMA = (
+    ("max_nodes", "nodes", int),
+    ("max_gpus_per_node", "gpus_per_node", int),
+    ("max_time", "time", parse_time),
+    ("max_mem", "mem", mem_megabytes),
+)
+
+
+def rules(spec) -> list[tuple[str, object, str]]:
+    """(rule, value, where the site file set it) for every rule in force."""
+    policy = spec.site.get("policy") or {}
+    out = []
+    for key, value in policy.items():
+        if value not in (None, []):
+            out.append((key, value, _site_where(spec, key)))
+    return out
+
+
+def _site_where(spec, key) -> str:
+    origin = spec.site_origins.get(("site", "policy", key))
+    return f"{origin}: site.policy.{key}" if origin else f"site.policy.{key}"
+
+
+def _resource_values(spec, key) -> list[tuple[object, str]]:
+    """Every value a resource key takes in this spec (swept values too), with where it was set."""
+    from dlhpc.spec import where
+
+    swept = spec.sweep.get(f"resources.{key}")
+    if swept is not None:
+        return [
+            (v, where(spec.origins, ("sweep", f"resources.{key}", i)).rsplit(": ", 1)[0]) for i, v in enumerate(swept)
+        ]
+    return [(spec.data["resources"][key], where(spec.origins, ("resources", key)).rsplit(": ", 1)[0])]
+
+
+def violations(spec) -> list[str]:
+    policy = spec.site.get("policy") or {}
+    found = []
+    for rule, key in ALLOWED:
+        allowed = policy.get(rule)
+        if not allowed:
+            continue
+        for value, at in _resource_values(spec, key):
+            names = str(value).split(",") if value else []
+            for name in names:
+                if name not in allowed:
+                    found.append(
+                        f"{at}: resources.{key} {name!r} is not allowed by the site policy "
+                        f"(allowed: {', '.join(allowed)}; {_site_where(spec, rule)}). "
+                        f"Fix: set resources.{key} to one of them"
+                    )
+    for rule, key, measure in MAXIMA:
+        limit = policy.get(rule)
+        if limit is None:
+            continue
+        for value, at in _resource_values(spec, key):
+            if measure(value) > measure(limit):
+                found.append(
+                    f"{at}: resources.{key} {value} is above the site's maximum of {limit} "
+                    f"({_site_where(spec, rule)}). Fix: ask for at most {limit}"
+                )
+    if policy.get("max_total_gpus") is not None:
+        nodes = max(v for v, _ in _resource_values(spec, "nodes"))
+        gpus, at = max(_resource_values(spec, "gpus_per_node"), key=lambda item: item[0])
+        if nodes * gpus > policy["max_total_gpus"]:
+            found.append(
+                f"{at}: {nodes} node(s) x {gpus} GPUs = {nodes * gpus} GPUs for one trial, above the "
+                f"site's maximum of {policy['max_total_gpus']} ({_site_where(spec, 'max_total_gpus')}). "
+                "Fix: fewer nodes or GPUs per node"
+            )
+    if policy.get("max_array_size") is not None:
+        from dlhpc.spec import where
+        from dlhpc.sweep import count_trials
+
+        n = count_trials(spec)
+        if n > policy["max_array_size"]:
+            found.append(
+                f"{where(spec.origins, ('sweep',)).rsplit(': ', 1)[0]}: the sweep has {n} trials, above "
+                f"the site's maximum of {policy['max_array_size']} per submission "
+                f"({_site_where(spec, 'max_array_size')}). Fix: sweep fewer values, or submit in parts"
+            )
+    for key in policy.get("required") or []:
+        try:
+            value = spec.get(key)
+        except (KeyError, TypeError):
+            value = None
+        if value in (None, "", []):
+            found.append(
+                f"{spec.source}: {key} is required on this cluster ({_site_where(spec, 'required')}). "
+                f"Fix: set {key} in the spec, with --set {key}=..., or in ~/.config/dlhpc/config.yaml"
+            )
+    return found
+
+
+def enforce(spec) -> None:
+    from dlhpc.schedulers import backend
+
+    if not spec.site.get("policy") or backend(spec.data["resources"]["scheduler"]).runs_here:
+        return
+    found = violations(spec)
+    if found:
+        raise UserError("the site policy refuses this spec:\n  " + "\n  ".join(found))
