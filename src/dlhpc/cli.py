@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from dlhpc import __version__
-from dlhpc.schema import DEFAULTS, MODELS, SCHEDULERS
+from dlhpc.schema import MODELS, SCHEDULERS
 
 EPILOG = """exit codes: 0 ok; 1 the work failed (a job failed, a summary has failed rows); 2 bad input.
 Examples:
@@ -71,8 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="write a commented starter spec")
     p.add_argument("path", nargs="?", default="experiment.yaml")
     p.add_argument("--model", choices=MODELS, default="cnn")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default=DEFAULTS["resources"]["scheduler"])
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="pin a scheduler (default: none, so the site's applies)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument(
+        "--workshop",
+        metavar="DIR",
+        help="write the workshop's four steps (softmax → mlp → lenet5 → "
+        "cnn) into DIR instead, each with comments on what it adds",
+    )
 
     p = sub.add_parser("validate", help="check specs; exit 0 valid, 2 invalid")
     p.add_argument("specs", nargs="+", metavar="SPEC")
@@ -153,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("specs", nargs="*", metavar="SPEC")
     t.add_argument("--site", metavar="FILE", help="check against this site file (default: $DLHPC_SITE or /etc/dlhpc)")
     t.add_argument("--scheduler", choices=SCHEDULERS, help="this scheduler only (default: the site's)")
+
+    sub.add_parser("schema", help="print the spec's JSON Schema, for editors with YAML language support")
 
     p = sub.add_parser("usage", help="what dlhpc jobs used, per user and account, from the scheduler's accounting")
     p.add_argument(

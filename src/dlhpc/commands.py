@@ -41,13 +41,36 @@ def cmd_init(args):
     from dlhpc.spec import load_spec_text
     from dlhpc.starter import starter_spec
 
+    if args.workshop:
+        return _init_workshop(Path(args.workshop), args)
     path = Path(args.path)
     if path.exists() and not args.force:
         raise UserError(f"{path} already exists; pick another path or pass --force to overwrite it")
     text = starter_spec(path.stem, args.model, args.scheduler)
     load_spec_text(text, str(path))  # the starter must itself validate
     atomic_write_text(path, text)
-    _out(f"wrote {path}: a {args.model} spec for the {args.scheduler} scheduler. Next: dlhpc validate {path}")
+    where = f"the {args.scheduler} scheduler" if args.scheduler else "the site's scheduler"
+    _out(f"wrote {path}: a {args.model} spec for {where}. Next: dlhpc validate {path}")
+
+
+def _init_workshop(folder: Path, args):
+    from dlhpc.fsutil import atomic_write_text
+    from dlhpc.spec import load_spec_text
+    from dlhpc.starter import workshop_specs
+
+    specs = workshop_specs(args.scheduler)
+    taken = [name for name in specs if (folder / name).exists()]
+    if taken and not args.force:
+        raise UserError(f"{folder}: {', '.join(taken)} already exist; pick another folder or pass --force")
+    for name, text in specs.items():
+        load_spec_text(text, name)  # each step must itself validate
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in specs.items():
+        atomic_write_text(folder / name, text)
+    _out(
+        f"wrote the workshop's four steps to {folder}: {', '.join(specs)}. Next: dlhpc run {folder / next(iter(specs))}"
+    )
+    return 0
 
 
 def cmd_validate(args):
@@ -460,6 +483,13 @@ def cmd_usage(args):
         sys.stdout.write(usage.render_csv(lines))
     else:
         _console().print(usage.rich_table(lines, f"dlhpc jobs since {args.since}"))
+    return 0
+
+
+def cmd_schema(args):
+    from dlhpc.specschema import spec_json_schema
+
+    _json(spec_json_schema())
     return 0
 
 

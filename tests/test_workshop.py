@@ -1,0 +1,102 @@
+"""A workshop attendee's day: the workshop in one command, editor help from the JSON Schema."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import ROOT, wait_finished
+
+STEPS = {
+    "01-softmax.yaml": "one linear layer",
+    "02-mlp.yaml": "hidden layers",
+    "03-lenet5.yaml": "convolution and pooling",
+    "04-cnn.yaml": "batch norm",
+}
+
+
+def test_init_workshop_writes_the_four_steps_each_valid(dlhpc, tmp_path):
+    r = dlhpc("init", "--workshop", tmp_path / "ws")
+    assert r.code == 0, r
+    for name, adds in STEPS.items():
+        text = (tmp_path / "ws" / name).read_text()
+        assert adds in text.splitlines()[0] + text.splitlines()[1], (name, text[:300])
+        assert "scheduler:" not in text  # the site's scheduler applies
+        assert dlhpc("validate", tmp_path / "ws" / name).code == 0
+    again = dlhpc("init", "--workshop", tmp_path / "ws")
+    assert again.code == 2 and "already exist" in again.err
+
+
+@pytest.fixture(scope="module")
+def json_schema():
+    from dlhpc.specschema import spec_json_schema
+
+    return spec_json_schema()
+
+
+def test_every_shipped_spec_passes_the_json_schema(json_schema, dlhpc):
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(json_schema)
+    validator = jsonschema.Draft202012Validator(json_schema)
+    specs = sorted((ROOT / "jobs").glob("*.yaml"))
+    assert len(specs) >= 9
+    for path in specs:
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
+        assert not errors, (path.name, errors)
+    printed = dlhpc("schema")
+    assert printed.code == 0 and json.loads(printed.out) == json.loads(json.dumps(json_schema))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"train": {"lr": -1}},
+        {"model": {"name": "resnet"}},
+        {"trian": {"lr": 0.1}},
+        {"resources": {"time": "soon"}},
+        {"train": {"cuda_graphs": "sometimes"}},
+        {"resources": {"mem": "lots"}},
+        {"env": {"vars": {"1BAD": "x"}}},
+    ],
+)
+def test_bad_specs_fail_the_json_schema(json_schema, bad):
+    import jsonschema
+
+    assert list(jsonschema.Draft202012Validator(json_schema).iter_errors(bad))
+
+
+def test_schema_carries_descriptions_and_defaults(json_schema):
+    lr = json_schema["properties"]["train"]["properties"]["lr"]
+    assert lr["default"] == 0.05 and "Learning rate" in lr["description"]
+    assert json_schema["properties"]["model"]["properties"]["name"]["enum"] == ["softmax", "mlp", "lenet5", "cnn"]
+
+
+@pytest.mark.slurm
+def test_the_workshop_in_one_command_on_the_cluster(slurm_cluster, dlhpc, tmp_path):
+    runs = ("--runs-dir", tmp_path / "runs")
+    r = dlhpc(
+        "submit",
+        ROOT / "jobs" / "workshop.yaml",
+        "--scheduler",
+        "slurm",
+        *runs,
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "data.train_subset=6000",
+        "--set",
+        "resources.time=00:10:00",
+    )
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    report = wait_finished(dlhpc, exp, timeout=600)
+    assert [t["state"] for t in report["trials"]] == ["COMPLETED"] * 4, report
+    rows = json.loads(dlhpc("summary", exp, "--json").out)
+    assert [row["model.name"] for row in rows] == ["softmax", "mlp", "lenet5", "cnn"]
+    accs = [row["test_acc"] for row in rows]
+    assert accs[0] > 0.85 and accs[3] > 0.95 and accs[0] < accs[3], accs  # the progression shows
+    table = dlhpc("summary", exp, *runs)
+    assert all(m in table.out for m in ("softmax", "mlp", "lenet5", "cnn")), table
+    plot = dlhpc("plot", exp, "-o", tmp_path / "curves.png")
+    assert plot.code == 0 and (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
