@@ -100,3 +100,43 @@ def test_the_workshop_in_one_command_on_the_cluster(slurm_cluster, dlhpc, tmp_pa
     assert all(m in table.out for m in ("softmax", "mlp", "lenet5", "cnn")), table
     plot = dlhpc("plot", exp, "-o", tmp_path / "curves.png")
     assert plot.code == 0 and (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+ALLOC_SPEC = """
+name: alloc
+model: {name: cnn, width: 8}
+train: {epochs: 2, batch_size: 64, lr: 0.1}
+data: {train_subset: 4000}
+resources: {nodes: 2, tasks_per_node: 1, cpus_per_task: 1}
+"""
+
+
+@pytest.mark.slurm
+def test_run_inside_an_allocation_uses_its_nodes(slurm_cluster, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import write
+
+    spec = write(tmp_path / "alloc.yaml", ALLOC_SPEC)
+    argv = [
+        "salloc",
+        "-N2",
+        "--time=5",
+        sys.executable,
+        "-m",
+        "dlhpc",
+        "run",
+        str(spec),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ranks run on n1, n2" in proc.stdout
+    (result,) = (tmp_path / "runs").glob("*/*/result.json")
+    result = json.loads(result.read_text())
+    assert result["state"] == "COMPLETED" and result["world_size"] == 2 and result["rank_nodes"] == ["n1", "n2"]
+    too_big = subprocess.run(argv + ["--set", "resources.nodes=3"], capture_output=True, text=True, timeout=120)
+    assert too_big.returncode == 2 and "asks for 3 node(s), but this slurm allocation" in too_big.stderr
+    assert "n1, n2" in too_big.stderr and "--set resources.nodes=2" in too_big.stderr

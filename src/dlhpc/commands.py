@@ -237,6 +237,27 @@ def _record_submission(p, sched, jobs):
     _out(f"next: dlhpc status {p.exp_dir}   |   dlhpc summary {p.exp_dir}")
 
 
+def _say_where_ranks_run(spec, console):
+    """Inside an allocation the ranks go to its nodes: refuse a spec that needs more of them."""
+    from dlhpc.guard import inside_allocation
+    from dlhpc.schedulers import backend
+    from dlhpc.sweep import expand
+
+    name = inside_allocation()
+    if name is None:
+        console.print("ranks run on this machine")
+        return
+    job, nodes = backend(name).allocation()
+    wanted = max(t.data["resources"]["nodes"] for t in expand(spec))
+    if wanted > len(nodes):
+        raise UserError(
+            f"the spec asks for {wanted} node(s), but this {name} allocation (job {job}) has "
+            f"{len(nodes)}: {', '.join(nodes)}. Fix: --set resources.nodes={len(nodes)}, or ask for "
+            f"{wanted} nodes when you allocate"
+        )
+    console.print(f"inside {name} allocation {job}: ranks run on {', '.join(nodes[:wanted])}")
+
+
 def cmd_run(args):
     """Run the spec here, in the foreground: the local backend's rendered scripts, one trial
     after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
@@ -246,13 +267,14 @@ def cmd_run(args):
 
     spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + [f"resources.scheduler={LocalBackend.name}"])
     check_training_here(spec, args.here, "run")
+    console = _console()
+    _say_where_ranks_run(spec, console)
     p = experiment.plan(spec)
     _prepare_data(p.trials, may_fetch=True)
     p = experiment.materialize(p)
     jobs = plan_jobs(p, os.getpid())
     experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    console = _console()
-    console.print(f"experiment [bold]{p.exp_dir}[/] — {len(p.trials)} trial(s) on this machine")
+    console.print(f"experiment [bold]{p.exp_dir}[/] — {len(p.trials)} trial(s)")
     with progress_for(console, p.trials) as progress:
         codes = Runner(p.exp_dir, jobs, on_epoch=progress.epoch, on_trial_end=progress.trial_end).run()
     from dlhpc.results import columns, experiment_rows, rich_table

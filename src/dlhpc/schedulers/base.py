@@ -57,6 +57,10 @@ class Backend(ABC):
         """True inside one of this scheduler's jobs or interactive allocations."""
         return False
 
+    def allocation(self) -> tuple[str, list[str]]:
+        """(job id, node names) of the allocation this process runs in."""
+        return "", []
+
     def preflight(self, plan) -> list[str]:
         """What the scheduler would refuse (unknown partition, walltime above its limit...), as
         messages with their fix; [] when all is well. Asks the scheduler, queues nothing."""

@@ -201,6 +201,11 @@ class PBSBackend(Backend):
     def inside_allocation(self) -> bool:
         return bool(os.environ.get("PBS_JOBID"))
 
+    def allocation(self) -> tuple[str, list[str]]:
+        from dlhpc.schedulers.pbs_launch import node_list
+
+        return os.environ.get("PBS_JOBID", ""), node_list()
+
     def preflight(self, plan) -> list[str]:
         return preflight(plan)
 

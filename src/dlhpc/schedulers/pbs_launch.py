@@ -52,10 +52,12 @@ def remote_prefix(host: str, node_index: int) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlhpc.schedulers.pbs_launch")
     parser.add_argument("--tasks-per-node", type=int, default=1)
+    parser.add_argument("--nodes", type=int, default=0, help="use the first N hosts (default: all of $PBS_NODEFILE)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     hosts, per_node = node_list(), max(1, args.tasks_per_node)
+    hosts = hosts[: args.nodes] if args.nodes > 0 else hosts
     world = len(hosts) * per_node
     common = {
         "SUBMITIT_EXECUTOR": "pbs",

@@ -89,6 +89,21 @@ def config() -> dict:
     return conf
 
 
+def expand_hostlist(text: str) -> list[str]:
+    """SLURM's compressed host lists: 'n[1-3,7],gpu01' → ['n1', 'n2', 'n3', 'n7', 'gpu01'] (zero padding kept)."""
+    hosts = []
+    for m in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?(?:,|$)", text or ""):
+        prefix, ranges = m.group(1), m.group(2)
+        if not ranges:
+            hosts.append(prefix)
+            continue
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            width = len(lo)
+            hosts += [f"{prefix}{i:0{width}d}" for i in range(int(lo), int(hi or lo) + 1)]
+    return hosts
+
+
 def max_array_size() -> int | None:
     value = config().get("MaxArraySize")
     return int(value) if value and value.isdigit() else None
@@ -495,6 +510,9 @@ class SlurmBackend(Backend):
 
     def inside_allocation(self) -> bool:
         return bool(os.environ.get("SLURM_JOB_ID"))
+
+    def allocation(self) -> tuple[str, list[str]]:
+        return os.environ.get("SLURM_JOB_ID", ""), expand_hostlist(os.environ.get("SLURM_JOB_NODELIST", ""))
 
     def preflight(self, plan) -> list[str]:
         return preflight(plan)

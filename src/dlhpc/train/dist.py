@@ -1,6 +1,7 @@
 """Who am I in the job: rank, world size and rendezvous, from whichever launcher started us.
 
-Order: a submitit job (SLURM, or PBS through dlhpc's plugin) > torchrun-style variables
+Order: a submitit job (SLURM, or PBS through dlhpc's plugin) > ranks that `srun` started for
+`dlhpc run` inside an allocation (DLHPC_LAUNCHER=srun) > torchrun-style variables
 (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; also set by `python -m dlhpc.train
 --nproc N`) > a single process.
 
@@ -43,6 +44,19 @@ def detect() -> DistEnv:
             str(env.job_id),
             restart,
             "submitit-" + env.cluster,
+        )
+    if os.environ.get("DLHPC_LAUNCHER") == "srun":  # `dlhpc run` inside a SLURM allocation
+        from dlhpc.schedulers.slurm import expand_hostlist
+
+        return DistEnv(
+            int(os.environ["SLURM_PROCID"]),
+            int(os.environ.get("SLURM_LOCALID", 0)),
+            int(os.environ["SLURM_NTASKS"]),
+            int(os.environ.get("SLURM_STEP_NUM_NODES") or 1),
+            expand_hostlist(os.environ.get("SLURM_STEP_NODELIST", "")) or [socket.gethostname()],
+            os.environ.get("DLHPC_JOB_ID") or os.environ.get("SLURM_JOB_ID", ""),
+            restart,
+            "srun",
         )
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return DistEnv(
