@@ -96,12 +96,15 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2,bf_interval=2
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
-JobAcctGatherType=jobacct_gather/none
+# sample each step's memory every second, and end a step that goes over its --mem (OUT_OF_MEMORY)
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherParams=OverMemoryKill
+JobAcctGatherFrequency=task=1
 # keep job comments: dlhpc tags its jobs there (dlhpc usage)
 AccountingStoreFlags=job_comment
 JobRequeue=1

@@ -228,7 +228,7 @@ name: requeue
 model: {{name: cnn, width: 8}}
 train: {{epochs: 20, batch_size: 64, lr: 0.1, seed: 3, target_accuracy: 0.9}}
 data: {{train_subset: 3000, root: {DATA}}}
-resources: {{scheduler: slurm, tasks_per_node: 2, cpus_per_task: 1, mem: 1G, time: "00:10:00"}}
+resources: {{scheduler: slurm, tasks_per_node: 2, cpus_per_task: 1, mem: 3G, time: "00:10:00"}}
 """
     exp, job_id, trial = submit_one(dlhpc, tmp_path, "requeue", text)
 
