@@ -135,8 +135,8 @@ def test_watch_and_follow_ask_the_scheduler_rarely(tmp_path, monkeypatch, capsys
         tmp_path,
         sacct=f'echo "$*" >> {calls}\n'
         "echo '900_[0-99]|PENDING|00:00:00|2026-01-01T00:00:00|Unknown|Unknown||"
-        "None assigned|0:0'",
-        squeue=f"echo squeue >> {calls}",
+        "None assigned|0:0|Priority'",
+        squeue=f"echo \"squeue $*\" >> {calls}\necho '900_[0-99]|Priority|2026-01-01T01:00:00'",
     )
     monkeypatch.setenv("PATH", env["PATH"])
     from rich.console import Console
@@ -152,10 +152,11 @@ def test_watch_and_follow_ask_the_scheduler_rarely(tmp_path, monkeypatch, capsys
             exp, trials[0][0], write=lambda chunk: None, clock=follow_clock.clock, sleep=follow_clock.sleep
         )
     lines = calls.read_text().splitlines()
-    assert all(line.startswith("-X -n -P -j 900 ") for line in lines), lines[:3]  # one batched query each
+    # one batched query each: sacct for the states, now and then squeue for the expected start
+    assert all(line.startswith(("-X -n -P -j 900 ", "squeue -h -t PD -j 900 ")) for line in lines), lines[:3]
     with capsys.disabled():
         print(
-            f"\n10 min of status --watch: {watch_calls} sacct calls; of logs --follow: {len(lines) - watch_calls}; "
+            f"\n10 min of status --watch: {watch_calls} scheduler calls; of logs --follow: {len(lines) - watch_calls}; "
             f"total {len(lines)} for a 100-trial array"
         )
     assert len(lines) <= 20

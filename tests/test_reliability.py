@@ -308,6 +308,9 @@ resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 1G, tim
     assert result["state"] == "FAILED" and "timed-out too many times" in result["error"], result
     summary = json.loads(dlhpc("summary", exp, "--format", "json").out)
     assert summary[0]["state"] == "FAILED" and "timed-out" in summary[0]["flags"]
+    (answer,) = json.loads(dlhpc("why", exp, "--json").out)
+    assert answer["cause"].startswith("out of time: resources.time 00:01:00 ran out with no requeues left")
+    assert "raise resources.time, or resources.timeout_requeues" in answer["fix"]
 
 
 @pytest.mark.slurm

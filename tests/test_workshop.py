@@ -1,11 +1,12 @@
 """A workshop attendee's day: the workshop in one command, editor help from the JSON Schema."""
 
 import json
+import time
 
 import pytest
 import yaml
 
-from conftest import ROOT, wait_finished
+from conftest import DATA, ROOT, wait_finished
 
 STEPS = {
     "01-softmax.yaml": "one linear layer",
@@ -140,3 +141,95 @@ def test_run_inside_an_allocation_uses_its_nodes(slurm_cluster, tmp_path):
     too_big = subprocess.run(argv + ["--set", "resources.nodes=3"], capture_output=True, text=True, timeout=120)
     assert too_big.returncode == 2 and "asks for 3 node(s), but this slurm allocation" in too_big.stderr
     assert "n1, n2" in too_big.stderr and "--set resources.nodes=2" in too_big.stderr
+
+
+def submit_spec(dlhpc, tmp_path, name, text):
+    from conftest import write
+
+    r = dlhpc("submit", write(tmp_path / f"{name}.yaml", text), "--runs-dir", tmp_path / "runs" / name)
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs" / name).iterdir()
+    return exp, json.loads((exp / "experiment.json").read_text())["jobs"][0]["job_id"]
+
+
+@pytest.mark.slurm
+def test_status_and_why_say_why_a_trial_is_pending(slurm_cluster, dlhpc, tmp_path):
+    import subprocess
+
+    exp, job = submit_spec(
+        dlhpc,
+        tmp_path,
+        "later",
+        """
+name: later
+model: {name: softmax}
+train: {epochs: 1}
+resources: {scheduler: slurm, cpus_per_task: 1, mem: 1G, time: "00:05:00", extra: {begin: "now+3600"}}
+""",
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the scheduler records the reason on its next pass
+            (trial,) = json.loads(dlhpc("status", exp, "--json").out)["trials"]
+            if trial["why_pending"] and "BeginTime" in trial["why_pending"] or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert trial["state"] == "PENDING" and trial["why_pending"].startswith("not to start before its begin time")
+        assert trial["est_start"]  # squeue's expected start
+        assert "expected to start" in dlhpc("status", exp).out
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+        subprocess.run(["scontrol", "hold", job], check=True)
+        time.sleep(1)
+        (answer,) = json.loads(dlhpc("why", exp, "--json").out)
+        assert answer["state"] == "PENDING" and "held by an administrator (JobHeldAdmin)" in answer["cause"]
+        assert answer["fix"] == "ask the cluster's admins why they hold it"
+    finally:
+        subprocess.run(["scancel", job])
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize(
+    "name,text,cause,fix",
+    [
+        (
+            "oom",
+            "model: {name: cnn, width: 8}\ntrain: {epochs: 1}\ndata: {train_subset: 2000}\n"
+            "resources: {scheduler: slurm, cpus_per_task: 1, mem: 150M, time: '00:05:00'}\n",
+            "out of memory: asked for resources.mem 150M per node; it used at least",
+            "raise resources.mem",
+        ),
+        (
+            "nan",
+            "model: {name: mlp}\ntrain: {epochs: 1, lr: 1000, schedule: constant, momentum: 0.99}\n"
+            "data: {train_subset: 2000}\nresources: {scheduler: slurm, cpus_per_task: 1, mem: 2G, time: '00:05:00'}\n",
+            "training diverged: the loss became NaN or infinite (train.lr 1000.0)",
+            "lower train.lr (e.g. --set train.lr=100)",
+        ),
+        (
+            "nodata",
+            "model: {name: softmax}\ndata: {root: /nonexistent/mnist, download: false}\n"
+            "resources: {scheduler: slurm, cpus_per_task: 1, mem: 1G, time: '00:05:00'}\n",
+            "the MNIST data is not where the job looked",
+            "dlhpc data fetch --root /nonexistent/mnist",
+        ),
+    ],
+)
+def test_why_turns_real_failures_into_cause_and_fix(slurm_cluster, dlhpc, tmp_path, name, text, cause, fix):
+    if name == "nodata":  # submit refuses missing data; break it after submitting, as a moved folder would
+        text = text.replace("/nonexistent/mnist", str(tmp_path / "mnist"))
+        import shutil
+
+        shutil.copytree(DATA, tmp_path / "mnist")
+        exp, _ = submit_spec(dlhpc, tmp_path, name, f"name: {name}\n" + text)
+        shutil.rmtree(tmp_path / "mnist")
+        fix = f"dlhpc data fetch --root {tmp_path / 'mnist'}"
+    else:
+        exp, _ = submit_spec(dlhpc, tmp_path, name, f"name: {name}\n" + text)
+    report = wait_finished(dlhpc, exp, timeout=240)
+    assert report["trials"][0]["state"] == "FAILED", report
+    r = dlhpc("why", exp)
+    assert r.code == 0, r
+    (answer,) = json.loads(dlhpc("why", exp, "--json").out)
+    assert answer["cause"].startswith(cause), answer
+    assert answer["fix"].startswith(fix), answer
+    assert f"cause: {answer['cause']}" in r.out and f"fix:   {answer['fix']}" in r.out

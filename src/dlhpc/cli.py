@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true")
     _add_runs_dir(p)
 
+    p = sub.add_parser("why", help="why a trial is pending or did not complete: one cause and one fix each")
+    p.add_argument("exp", nargs="?", metavar="EXP")
+    p.add_argument("--trial", metavar="ID", help="this trial only")
+    _add_json(p)
+    _add_runs_dir(p)
+
     p = sub.add_parser("cancel", help="cancel every job of an experiment")
     p.add_argument("exp", nargs="?", metavar="EXP")
     p.add_argument("--latest", action="store_true", help="cancel the newest experiment (EXP left out)")

@@ -328,7 +328,7 @@ def cmd_summary(args):
     warnings = []
     for ref in refs:
         exp_dir = _find(ref, args)
-        sched, warn = (None, []) if args.no_accounting else status.scheduler_info(exp_dir)
+        sched, warn = (None, []) if args.no_accounting else status.scheduler_info(exp_dir, details=False)
         warnings += warn
         record, rows = results.experiment_rows(exp_dir, sched)
         all_rows += rows
@@ -432,6 +432,26 @@ def _refuse_cancel_without_experiment(args):
     raise UserError(
         "name the experiment to cancel (dlhpc cancel EXP), or pass --latest for the newest one.\n" + listing
     )
+
+
+def cmd_why(args):
+    from dlhpc import why
+
+    exp_dir = _find(args.exp, args)
+    answers = why.diagnose(exp_dir, args.trial)
+    if args.trial and not answers:
+        raise UserError(f"no trial {args.trial!r} in {exp_dir}")
+    if args.json:
+        _json(answers)
+        return 0
+    if not answers:
+        _out(f"{exp_dir.name}: every trial completed")
+    for a in answers:
+        _out(f"{a['trial']} {a['state']}" + (f" (job {a['job_id']})" if a.get("job_id") else ""))
+        _out(f"  cause: {a['cause']}")
+        if a["fix"]:
+            _out(f"  fix:   {a['fix']}")
+    return 0
 
 
 def cmd_plot(args):

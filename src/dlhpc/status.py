@@ -31,9 +31,9 @@ def job_ids(record: dict) -> list[str]:
     return sorted({j["job_id"] for j in record.get("jobs", []) if j.get("job_id")})
 
 
-def scheduler_info(exp_dir: Path, only=None) -> tuple[dict, list]:
+def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
     """({job_id: {state, elapsed, queue_wait_s, core_hours, gpu_hours, ...}}, warnings) from one
-    batched query; `only` limits it to some job ids."""
+    batched query; `only` limits it to some job ids; details adds pending jobs' expected start."""
     from dlhpc.schedulers import backend
 
     record = results.read_record(exp_dir)
@@ -41,7 +41,7 @@ def scheduler_info(exp_dir: Path, only=None) -> tuple[dict, list]:
     if not ids:
         return {}, []
     sched = backend(record["scheduler"])
-    info, warnings = sched.states(ids, exp_dir)
+    info, warnings = sched.states(ids, exp_dir, details)
     for row in info.values():
         row.update(sched.accounting(row))
     return info, warnings
@@ -66,6 +66,8 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
                 "test_acc": r.get("test_acc"),
                 "params": {k: r[k] for k in record.get("swept_keys", []) if k in r},
                 "flags": r.get("flags") or None,
+                "why_pending": sched.get("pending_reason") if r["state"] == "PENDING" else None,
+                "est_start": sched.get("est_start") if r["state"] == "PENDING" else None,
             }
         )
     return {
@@ -98,9 +100,15 @@ def report_table(report: dict):
             t["elapsed"] or "-",
             f"{t['epoch'] or 0}/{t['epochs'] or '?'}",
             acc,
-            t["flags"] or "",
+            _notes(t),
         )
     return table
+
+
+def _notes(t: dict) -> str:
+    if t.get("why_pending"):
+        return t["why_pending"] + (f"; expected to start {t['est_start']}" if t.get("est_start") else "")
+    return t.get("flags") or ""
 
 
 def print_report(report: dict, console) -> None:
@@ -121,16 +129,19 @@ class Watcher:
     """Refresh from the trial files every `refresh_s`; ask the scheduler when the Backoff says so,
     sooner again whenever a trial or job changed state."""
 
+    DETAILS_EVERY = 4  # pending jobs' expected start is asked for on every 4th poll (it may cost a query)
+
     def __init__(self, exp_dir: Path, clock=time.monotonic):
         self.exp_dir, self.backoff = exp_dir, Backoff(clock)
         self.info, self.warnings = {}, []
-        self._seen = None
+        self._seen, self.polls = None, 0
 
     def report(self) -> dict:
         record = results.read_record(self.exp_dir)
         files = _file_states(self.exp_dir, record)
         if self.backoff.due():
-            self.info, self.warnings = scheduler_info(self.exp_dir)
+            self.info, self.warnings = scheduler_info(self.exp_dir, details=self.polls % self.DETAILS_EVERY == 0)
+            self.polls += 1
             seen = ({j: r.get("state") for j, r in self.info.items()}, files)
             self.backoff.asked(changed=self._seen is not None and seen != self._seen)
             self._seen = seen
@@ -183,7 +194,7 @@ def follow_logs(
         if state in FINISHED:
             return 1 if state in BAD else 0
         if job_id and backoff.due():
-            info, _ = scheduler_info(exp_dir, only={job_id})
+            info, _ = scheduler_info(exp_dir, only={job_id}, details=False)
             sched_state = (info.get(job_id) or {}).get("state")
             backoff.asked(changed=False)
             if sched_state in FINISHED:
@@ -195,7 +206,7 @@ def live_jobs(exp_dir: Path) -> list[str]:
     """Job ids of an experiment that the scheduler still holds (one query)."""
     from dlhpc.states import IN_FLIGHT
 
-    info, _ = scheduler_info(exp_dir)
+    info, _ = scheduler_info(exp_dir, details=False)
     return [j for j, row in info.items() if row.get("state") in IN_FLIGHT]
 
 

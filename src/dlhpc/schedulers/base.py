@@ -82,9 +82,11 @@ class Backend(ABC):
         accepted job to `queued` as it goes, so a caller can take them back if a later one fails."""
 
     @abstractmethod
-    def states(self, job_ids: list[str], exp_dir: Path) -> tuple[dict, list]:
+    def states(self, job_ids: list[str], exp_dir: Path, details: bool = False) -> tuple[dict, list]:
         """({job_id: {"state": SLURM word, ...}}, warnings) in ONE batched scheduler query for the
-        whole list. A job the scheduler does not report is left out (it shows as UNKNOWN)."""
+        whole list. A job the scheduler does not report is left out (it shows as UNKNOWN).
+        Pending jobs carry `pending_reason` (plain words); with details, also `est_start` where the
+        scheduler estimates one (that may cost a second query)."""
 
     @abstractmethod
     def cancel(self, job_ids: list[str], exp_dir: Path) -> list[str]:

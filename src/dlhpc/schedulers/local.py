@@ -209,7 +209,7 @@ class LocalBackend(Backend):
         atomic_write_json(plan.exp_dir / "logs" / "local-queue.json", jobs)
         return jobs
 
-    def states(self, job_ids, exp_dir) -> tuple[dict, list]:
+    def states(self, job_ids, exp_dir, details=False) -> tuple[dict, list]:
         book = read_json(Path(exp_dir) / JOBS_FILE, {}) or {}
         alive = pid_alive(book.get("runner_pid")) if book else _queued_runner_alive(exp_dir, job_ids)
         out = {}

@@ -125,6 +125,9 @@ def states(job_ids) -> tuple[dict, list]:
                 "ngpus": asked.get("ngpus"),
                 "nodes": job.get("exec_host"),
             }
+            if out[jid]["state"] == "PENDING":  # the scheduler's own words, and its estimate where it has one
+                out[jid]["pending_reason"] = job.get("comment") or ("held" if job.get("job_state") == "H" else None)
+                out[jid]["est_start"] = (job.get("estimated") or {}).get("start_time")
         return out, warnings
     try:
         proc = run_command(["qstat", *ids], timeout=30, check=False)
@@ -219,7 +222,7 @@ class PBSBackend(Backend):
 
         return submit_plan(plan, PBSExecutor, queued)
 
-    def states(self, job_ids, exp_dir) -> tuple[dict, list]:
+    def states(self, job_ids, exp_dir, details=False) -> tuple[dict, list]:
         return states(job_ids)
 
     def cancel(self, job_ids, exp_dir) -> list[str]:

@@ -222,7 +222,50 @@ def _expand_array_row(job_id: str) -> list[str]:
     return out
 
 
-SACCT_FIELDS = ("JobID", "State", "Elapsed", "Submit", "Start", "End", "AllocTRES", "NodeList", "ExitCode")
+SACCT_FIELDS = ("JobID", "State", "Elapsed", "Submit", "Start", "End", "AllocTRES", "NodeList", "ExitCode", "Reason")
+
+# Why a job is pending, in plain words (SLURM's reason codes; a prefix match covers families).
+PENDING_REASONS = (
+    ("Priority", "waiting behind jobs with a higher priority"),
+    ("Resources", "waiting for nodes, CPUs or GPUs to free up"),
+    ("QOS", "held back by a limit of its QOS ({code}): it starts when your other jobs finish"),
+    ("Assoc", "held back by a limit of your account ({code}): it starts when your other jobs finish"),
+    ("ReqNodeNotAvail", "the nodes it needs are down, drained or reserved"),
+    ("DependencyNeverSatisfied", "its dependency can never be met: cancel it (dlhpc cancel)"),
+    ("Dependency", "waiting for the jobs it depends on to end"),
+    ("BeginTime", "not to start before its begin time"),
+    ("JobHeldUser", "held by you: `scontrol release JOBID` lets it run"),
+    ("JobHeldAdmin", "held by an administrator"),
+    ("Reservation", "waiting for its reservation to start"),
+    ("PartitionTimeLimit", "asks for more time than the partition allows: lower resources.time"),
+    ("PartitionNodeLimit", "asks for more nodes than the partition allows: lower resources.nodes"),
+    ("PartitionDown", "its partition is down"),
+    ("PartitionInactive", "its partition is inactive"),
+    ("None", "just submitted: the scheduler has not looked at it yet"),
+)
+
+
+def explain_pending(code: str) -> str:
+    code = (code or "").strip().strip("()")
+    for prefix, words in PENDING_REASONS:
+        if code.startswith(prefix):
+            return f"{words.format(code=code)} ({code})"
+    return code or "pending"
+
+
+def pending_details(job_ids, timeout=30) -> dict:
+    """{job_id: (reason, expected start)} for pending jobs: one `squeue` call."""
+    out = {}
+    proc = run_command(
+        ["squeue", "-h", "-t", "PD", "-j", ",".join(base_ids(job_ids)), "-o", "%i|%r|%S"], timeout=timeout
+    )
+    for line in proc.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3:
+            start = parts[2] if parts[2] not in ("N/A", "", "Unknown") else None
+            for jid in _expand_array_row(parts[0]):
+                out[jid] = (parts[1], start)
+    return out
 
 
 def sacct_rows(job_ids, timeout=30) -> dict:
@@ -256,8 +299,9 @@ def squeue_rows(job_ids, timeout=30) -> dict:
     return rows
 
 
-def states(job_ids) -> tuple[dict, list]:
-    """({job_id: {"state", "elapsed", ...}}, warnings). sacct first; squeue when sacct fails."""
+def states(job_ids, details=False) -> tuple[dict, list]:
+    """({job_id: {"state", "elapsed", ...}}, warnings). sacct first; squeue when sacct fails.
+    With details, pending jobs also get their reason in plain words and expected start (squeue)."""
     warnings, rows = [], {}
     try:
         rows = sacct_rows(job_ids)
@@ -284,7 +328,18 @@ def states(job_ids) -> tuple[dict, list]:
             "end": row.get("End"),
             "alloc_tres": row.get("AllocTRES"),
             "nodes": row.get("NodeList"),
+            "exit_code": row.get("ExitCode"),
         }
+        if out[jid]["state"] == "PENDING":
+            out[jid]["pending_reason"] = explain_pending(row.get("Reason", ""))
+    pending = [j for j, row in out.items() if row["state"] == "PENDING"]
+    if details and pending:
+        try:
+            for jid, (code, start) in pending_details(pending).items():
+                if jid in out:
+                    out[jid].update(pending_reason=explain_pending(code), est_start=start)
+        except (CommandError, OSError) as exc:
+            warnings.append(f"squeue --start failed: {str(exc).splitlines()[0]}")
     return out, warnings
 
 
@@ -528,8 +583,8 @@ class SlurmBackend(Backend):
 
         return submit_plan(plan, _executor_class(), queued)
 
-    def states(self, job_ids, exp_dir) -> tuple[dict, list]:
-        return states(job_ids)
+    def states(self, job_ids, exp_dir, details=False) -> tuple[dict, list]:
+        return states(job_ids, details)
 
     def cancel(self, job_ids, exp_dir) -> list[str]:
         bases = base_ids(job_ids)

@@ -1,0 +1,160 @@
+"""`dlhpc why`: the scheduler's state, exit code and reason, the trial's result.json and the end
+of its job.err, turned into one cause and one fix per trial that did not simply succeed."""
+
+import re
+from pathlib import Path
+
+from dlhpc import results, status
+from dlhpc.fsutil import read_json
+
+ERR_TAIL_LINES = 60
+
+
+def _tail(path: Path, lines: int = ERR_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def _python_error(text: str) -> tuple[str, str] | None:
+    """(last frame, exception line) of the last traceback in text."""
+    if "Traceback (most recent call last)" not in text:
+        return None
+    block = text[text.rindex("Traceback (most recent call last)") :].splitlines()
+    frames = [line.strip() for line in block if line.strip().startswith("File ")]
+    last = next((line.strip() for line in reversed(block) if line.strip() and not line.startswith(" ")), "")
+    return (frames[-1] if frames else "", last)
+
+
+def classify(trial: dict, sched: dict, result: dict, err: str, spec: dict) -> tuple[str, str]:
+    """(cause, fix) for one trial."""
+    state, raw = trial["state"], (sched.get("raw_state") or "").upper()
+    train, res = spec.get("train", {}), spec.get("resources", {})
+    error = str(result.get("error") or "")
+    text = err + "\n" + error + "\n" + str(result.get("traceback") or "")
+    if state == "PENDING":
+        why = trial.get("why_pending") or "waiting in the queue"
+        start = f"; expected to start {trial['est_start']}" if trial.get("est_start") else ""
+        return f"pending: {why}{start}", _pending_fix(why, trial.get("job_id"))
+    if state == "RUNNING":
+        return f"still running (epoch {trial.get('epoch') or 0}/{trial.get('epochs')})", "dlhpc logs EXP --follow"
+    oom = re.search(r"exceeded memory limit \((\d+) > (\d+)\)", text)
+    if raw.startswith("OUT_OF_MEMORY") or oom or "oom-kill" in text.lower() or "out of memory" in text.lower():
+        peak = f"; it used at least {_mib(int(oom.group(1)))}" if oom else ""
+        return (
+            f"out of memory: asked for resources.mem {res.get('mem')} per node{peak}",
+            "raise resources.mem (e.g. --set resources.mem=8G), or fewer ranks per node",
+        )
+    if "timed-out too many times" in text or state == "TIMEOUT":
+        return (
+            f"out of time: resources.time {res.get('time')} ran out with no requeues left "
+            f"(timeout_requeues {res.get('timeout_requeues')})",
+            "raise resources.time, or resources.timeout_requeues to go on from the checkpoint",
+        )
+    if state == "PREEMPTED" or raw.startswith("PREEMPTED"):
+        return "preempted: a job of higher priority took the nodes", "submit again: it resumes from its checkpoint"
+    if raw.startswith("NODE_FAIL") or raw.startswith("BOOT_FAIL"):
+        return "a node failed under the job", "submit again: it resumes from its checkpoint"
+    if "MNIST not found" in text:
+        root = (spec.get("data") or {}).get("root") or "$DLHPC_DATA"
+        return "the MNIST data is not where the job looked", f"dlhpc data fetch --root {root} (on the login node)"
+    if "FloatingPointError" in text or re.search(r"loss became (nan|inf)", text):
+        return (
+            f"training diverged: the loss became NaN or infinite (train.lr {train.get('lr')})",
+            f"lower train.lr (e.g. --set train.lr={float(train.get('lr') or 0.1) / 10:g}), or warm up (onecycle)",
+        )
+    if "did not publish" in text or "rendezvous" in text.lower() or "TCPStore" in text:
+        return (
+            "the ranks could not meet (rendezvous timed out)",
+            "check that the nodes reach each other (dlhpc doctor --job), then submit again",
+        )
+    if state == "CANCELLED" or raw.startswith("CANCELLED"):
+        return "cancelled (dlhpc cancel, scancel or an administrator)", "submit again if that was not meant"
+    python = _python_error(text)
+    if python:
+        frame, message = python
+        return f"a Python error: {message} ({frame})", "fix the cause above; the whole traceback is in job.err"
+    if state in ("FAILED", "UNKNOWN"):
+        code = sched.get("exit_code") or result.get("exit_code")
+        last = next((line for line in reversed(err.splitlines()) if line.strip()), "no output in job.err")
+        return (
+            f"the job ended with state {state}{f' (exit code {code})' if code else ''}: {last[:200]}",
+            "read the whole output: dlhpc logs EXP --trial ID",
+        )
+    return f"{state.lower()}", ""
+
+
+PENDING_FIXES = (
+    ("held by you", "scontrol release {job}"),
+    ("administrator", "ask the cluster's admins why they hold it"),
+    ("begin time", "nothing to do: it starts at its begin time"),
+    ("depends on", "nothing to do: it starts when those jobs end"),
+    ("dependency can never", "dlhpc cancel EXP, then submit again without that dependency"),
+    ("limit of", "wait for your other jobs to finish, or submit fewer at once"),
+    ("down, drained or reserved", "pick another partition (resources.partition), or wait for the nodes"),
+    ("more time than", "lower resources.time"),
+    ("more nodes than", "lower resources.nodes"),
+)
+
+
+def _pending_fix(why: str, job) -> str:
+    base = str(job or "JOBID").split("_")[0]
+    fix = next((f for key, f in PENDING_FIXES if key in why), "wait, or ask for less (fewer nodes or GPUs, less time)")
+    return fix.format(job=base)
+
+
+def gpu_warning(spec: dict, result: dict) -> str | None:
+    wanted = (spec.get("resources") or {}).get("gpus_per_node") or 0
+    if wanted and str(result.get("device", "")).startswith("cpu:"):
+        return (
+            f"asked for {wanted} GPU(s) per node, but training saw no CUDA device and ran on the CPU: check "
+            "the partition and the CUDA module (dlhpc doctor --job)"
+        )
+    return None
+
+
+def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
+    record = results.read_record(exp_dir)
+    info, warnings = status.scheduler_info(exp_dir)
+    report = status.collect(exp_dir, info, warnings)
+    out = []
+    for trial in report["trials"]:
+        if trial_id and trial["trial"] != trial_id:
+            continue
+        tdir = exp_dir / trial["trial"]
+        result = read_json(tdir / "result.json", {}) or {}
+        spec = _trial_spec(tdir) or record.get("spec", {})
+        warning = gpu_warning(spec, result)
+        if trial["state"] == "COMPLETED" and not warning:
+            if trial_id:
+                out.append({"trial": trial["trial"], "state": "COMPLETED", "cause": "it completed", "fix": ""})
+            continue
+        cause, fix = (
+            (warning, "")
+            if trial["state"] == "COMPLETED"
+            else classify(trial, info.get(trial.get("job_id")) or {}, result, _tail(tdir / "job.err"), spec)
+        )
+        out.append(
+            {
+                "trial": trial["trial"],
+                "job_id": trial.get("job_id"),
+                "state": trial["state"],
+                "cause": cause,
+                "fix": fix,
+            }
+        )
+    return out
+
+
+def _trial_spec(tdir: Path) -> dict | None:
+    import yaml
+
+    try:
+        return yaml.safe_load((tdir / "spec.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
