@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true")
     _add_runs_dir(p)
 
+    p = sub.add_parser("report", help="one self-contained HTML page: table, curves, environment")
+    p.add_argument("exp", nargs="?", metavar="EXP")
+    p.add_argument("-o", "--out", metavar="FILE.html", help="default: EXP/report.html")
+    _add_runs_dir(p)
+
     p = sub.add_parser("why", help="why a trial is pending or did not complete: one cause and one fix each")
     p.add_argument("exp", nargs="?", metavar="EXP")
     p.add_argument("--trial", metavar="ID", help="this trial only")

@@ -434,6 +434,17 @@ def _refuse_cancel_without_experiment(args):
     )
 
 
+def cmd_report(args):
+    from dlhpc import report
+    from dlhpc.fsutil import atomic_write_text
+
+    exp_dir = _find(args.exp, args)
+    out = Path(args.out) if args.out else exp_dir / "report.html"
+    atomic_write_text(out, report.build(exp_dir))
+    _out(f"wrote {out}: one page with the table, the curves and the environment; open it in a browser")
+    return 0
+
+
 def cmd_why(args):
     from dlhpc import why
 
