@@ -32,3 +32,22 @@ def run_spec(spec: str, *sets: str) -> list[dict]:
 def mean(values):
     values = list(values)
     return sum(values) / len(values)
+
+
+def examples_recipe(max_epochs: int) -> dict:
+    """The pytorch/examples MNIST recipe on this machine (its GPU if it has one), until it first
+    reaches 99 %: {"epochs": [per-epoch lines], "time_to_target_s": seconds or None}."""
+    argv = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "pytorch_examples_mnist.py"),
+        "--epochs",
+        str(max_epochs),
+        "--stop-at-target",
+        "--data",
+        DATA,
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    return {"epochs": lines[:-1], "time_to_target_s": lines[-1]["time_to_target_s"]}

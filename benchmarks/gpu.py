@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -113,23 +112,9 @@ def throughput(model, graphs):
 
 
 def baseline():
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "pytorch_examples_mnist.py"),
-            "--epochs",
-            "8",
-            "--stop-at-target",
-            "--data",
-            DATA,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    return {"epochs": lines[:-1], "time_to_target_s": lines[-1]["time_to_target_s"]}
+    from common import examples_recipe
+
+    return examples_recipe(max_epochs=8)
 
 
 def device_info():

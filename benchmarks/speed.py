@@ -9,32 +9,14 @@ both: wall time from the first training step to the first evaluation at or above
 Targets: cnn/baseline <= 0.10, speedrun/baseline <= 0.05, batch share <= 2%.
 """
 
-import json
-import subprocess
-import sys
-
-from common import DATA, ROOT, run_spec
+from common import examples_recipe, run_spec
 
 
 def baseline() -> float:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "pytorch_examples_mnist.py"),
-            "--epochs",
-            "6",
-            "--stop-at-target",
-            "--data",
-            DATA,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    for line in lines[:-1]:
+    recipe = examples_recipe(max_epochs=6)
+    for line in recipe["epochs"]:
         print(f"  baseline epoch {line['epoch']}: test acc {100 * line['test_acc']:.2f}%  at {line['elapsed_s']:.1f} s")
-    return lines[-1]["time_to_target_s"]
+    return recipe["time_to_target_s"]
 
 
 def main():

@@ -379,3 +379,26 @@ def test_two_submits_at_once_get_two_directories(slurm_cluster, tmp_path):
         assert len(record["jobs"]) == 2
         assert str(tmp_path / "runs" / d) in (tmp_path / "runs" / d / "job-0.sh").read_text()
         subprocess.run([sys.executable, "-m", "dlhpc", "cancel", str(tmp_path / "runs" / d)], capture_output=True)
+
+
+def test_sacct_summary_row_of_unstarted_elements_does_not_hide_running_ones(tmp_path, monkeypatch):
+    # sacct prints the elements not started yet as one summary row, after (or before) the rows
+    # of the elements that did start; seen on the live cluster with array_parallelism 1
+    from dlhpc.schedulers import slurm
+
+    rows = [
+        "113_0|COMPLETED|00:00:07|t|t|t|cpu=2|n1|0:0|None",
+        "113_2|RUNNING|00:00:19|t|t|t|cpu=2|n1|0:0|None",
+        "113_[2-3%1]|PENDING|00:00:00|t|Unknown|Unknown||None assigned|0:0|JobArrayTaskLimit",
+    ]
+    for n, order in enumerate((rows, rows[::-1])):
+        (tmp_path / str(n)).mkdir()
+        body = "cat <<'EOF'\n" + "\n".join(order) + "\nEOF"
+        monkeypatch.setenv("PATH", fake_commands(tmp_path / str(n), sacct=body)["PATH"])
+        states, _ = slurm.states(["113_0", "113_2", "113_3"])
+        assert {j: s["state"] for j, s in states.items()} == {
+            "113_0": "COMPLETED",
+            "113_2": "RUNNING",
+            "113_3": "PENDING",
+        }
+        assert "array_parallelism" in states["113_3"]["pending_reason"]

@@ -237,6 +237,7 @@ PENDING_REASONS = (
     ("JobHeldUser", "held by you: `scontrol release JOBID` lets it run"),
     ("JobHeldAdmin", "held by an administrator"),
     ("Reservation", "waiting for its reservation to start"),
+    ("JobArrayTaskLimit", "waiting for its turn: resources.array_parallelism caps how many trials run at once"),
     ("PartitionTimeLimit", "asks for more time than the partition allows: lower resources.time"),
     ("PartitionNodeLimit", "asks for more nodes than the partition allows: lower resources.nodes"),
     ("PartitionDown", "its partition is down"),
@@ -276,14 +277,20 @@ def sacct_rows(job_ids, timeout=30) -> dict:
     proc = run_command(
         ["sacct", "-X", "-n", "-P", "-j", ",".join(bases), "-o", ",".join(SACCT_FIELDS)], timeout=timeout
     )
-    rows = {}
+    rows, explicit = {}, set()
     for line in proc.stdout.splitlines():
         values = line.split("|")
         if len(values) != len(SACCT_FIELDS):
             continue
         row = dict(zip(SACCT_FIELDS, values, strict=True))
-        for jid in _expand_array_row(row["JobID"]):
-            rows[jid] = row  # later rows (after a requeue) replace earlier ones
+        expanded = _expand_array_row(row["JobID"])
+        for jid in expanded:
+            # A row of its own (later ones, after a requeue, replace earlier ones) beats the
+            # summary row `123_[2-3%1]` that sacct prints for the elements not started yet.
+            if len(expanded) == 1 or jid not in explicit:
+                rows[jid] = row
+            if len(expanded) == 1:
+                explicit.add(jid)
     return rows
 
 
