@@ -288,7 +288,7 @@ name: timelimit
 model: {{name: cnn, width: 8}}
 train: {{epochs: 10000, batch_size: 64, target_accuracy: 0.9}}
 data: {{train_subset: 2000, root: {DATA}}}
-resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 1G, time: "00:01:00",
+resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, time: "00:01:00",
             signal_margin_s: 40, timeout_requeues: 1}}
 """
     exp, job_id, trial = submit_one(dlhpc, tmp_path, "timelimit", text)
@@ -324,7 +324,7 @@ name: hostile
 model: {{name: softmax}}
 train: {{epochs: 1, target_accuracy: 0.5}}
 data: {{train_subset: 1000, root: {DATA}}}
-resources: {{scheduler: slurm, cpus_per_task: 1, mem: 1G, time: "00:05:00"}}
+resources: {{scheduler: slurm, cpus_per_task: 1, mem: 2G, time: "00:05:00"}}
 """,
     )
     r = dlhpc(

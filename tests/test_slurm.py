@@ -51,7 +51,7 @@ name: two-nodes
 model: {name: cnn, width: 8}
 train: {epochs: 1, batch_size: 64, target_accuracy: 0.9}
 data: {train_subset: 4000}
-resources: {scheduler: slurm, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem: 1G, time: "00:05:00"}
+resources: {scheduler: slurm, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, time: "00:05:00"}
 """,
     )
     r = dlhpc("submit", spec, "--set", f"runs_dir={tmp_path / 'runs'}")

@@ -208,7 +208,7 @@ resources: {scheduler: slurm, cpus_per_task: 1, mem: 1G, time: "00:05:00", extra
         (
             "nodata",
             "model: {name: softmax}\ndata: {root: /nonexistent/mnist, download: false}\n"
-            "resources: {scheduler: slurm, cpus_per_task: 1, mem: 1G, time: '00:05:00'}\n",
+            "resources: {scheduler: slurm, cpus_per_task: 1, mem: 2G, time: '00:05:00'}\n",
             "the MNIST data is not where the job looked",
             "dlhpc data fetch --root /nonexistent/mnist",
         ),

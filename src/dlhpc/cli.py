@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort", metavar="KEY", help="sort rows by a column, e.g. test_acc or train.lr")
     p.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of printing")
     p.add_argument("--no-accounting", action="store_true", help="do not ask the scheduler what jobs cost")
+    p.add_argument("--commit", action="store_true", help="add the git commit each experiment was submitted from")
+    p.add_argument(
+        "--efficiency",
+        action="store_true",
+        help="add what each trial used of what it asked for (CPU, memory, GPU), with hints",
+    )
     _add_json(p)
     _add_runs_dir(p)
 
@@ -136,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("exp", nargs="?", metavar="EXP")
     p.add_argument("--trial", metavar="ID", help="trial id (default: the first)")
     p.add_argument("--follow", "-f", action="store_true")
+    _add_runs_dir(p)
+
+    p = sub.add_parser("show", help="the environment record: spec, commit, versions, where each trial ran")
+    p.add_argument("exp", nargs="?", metavar="EXP")
+    _add_json(p)
     _add_runs_dir(p)
 
     p = sub.add_parser("report", help="one self-contained HTML page: table, curves, environment")

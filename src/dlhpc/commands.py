@@ -331,12 +331,19 @@ def cmd_summary(args):
         sched, warn = (None, []) if args.no_accounting else status.scheduler_info(exp_dir, details=False)
         warnings += warn
         record, rows = results.experiment_rows(exp_dir, sched)
+        if args.efficiency:
+            results.add_efficiency(rows, status.efficiency_info(exp_dir))
         all_rows += rows
         swept += [k for k in record.get("swept_keys", []) if k not in swept]
     for w in warnings:
         print(f"dlhpc: warning: {w}", file=sys.stderr)
     rows = results.sort_rows(all_rows, args.sort)
     cols = results.columns(rows, swept)
+    if args.commit:
+        cols.insert(1, "commit")
+    if args.efficiency:
+        cols += ["cpu_efficiency", "cpus_used", "mem_peak_mb", "mem_req_mb", "gpu_util"]
+        cols += ["hint"] if fmt_is_file(args) else []
     fmt = "json" if args.json else args.format
     if fmt in ("csv", "markdown"):
         cols = cols + ["flags"]
@@ -366,7 +373,14 @@ def cmd_summary(args):
         for r in rows:
             if r.get("flags"):
                 console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
+            if r.get("hint"):
+                console.print(f"[cyan]{r['trial']}[/]: hint: {r['hint']}")
     return 1 if any(r["state"] in BAD for r in rows) else 0
+
+
+def fmt_is_file(args) -> bool:
+    """csv, json, markdown: every column; the terminal table prints long text (hints) below it."""
+    return args.json or args.format != "table"
 
 
 def cmd_logs(args):
@@ -432,6 +446,17 @@ def _refuse_cancel_without_experiment(args):
     raise UserError(
         "name the experiment to cancel (dlhpc cancel EXP), or pass --latest for the newest one.\n" + listing
     )
+
+
+def cmd_show(args):
+    from dlhpc import show
+
+    env = show.environment(_find(args.exp, args))
+    if args.json:
+        _json(env)
+    else:
+        _out("\n".join(show.lines(env)))
+    return 0
 
 
 def cmd_report(args):

@@ -5,7 +5,6 @@
 
 import json
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -13,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlhpc import __version__, sweep
+from dlhpc import environment, sweep
 from dlhpc.errors import UserError
 from dlhpc.fsutil import atomic_write_json, atomic_write_text, read_json
 from dlhpc.render import render_script
@@ -125,6 +124,7 @@ def materialize(p: Plan) -> Plan:
                 {"id": trial.id, "index": trial.index, "params": trial.params, "script": script_of[trial.id]},
             )
         write_record(p, jobs=[])
+        atomic_write_text(p.exp_dir / "environment.txt", environment.freeze())
     except BaseException:
         shutil.rmtree(p.exp_dir, ignore_errors=True)
         raise
@@ -142,7 +142,7 @@ def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:
         "swept_keys": list(p.spec.sweep),
         "trials": [{"id": t.id, "index": t.index, "params": t.params} for t in p.trials],
         "jobs": jobs,
-        "versions": versions(),
+        **environment.record(p.spec.source),  # versions, git commit of the spec's repository, host
         **(extra or {}),
     }
     atomic_write_json(p.exp_dir / "experiment.json", record)
@@ -152,18 +152,6 @@ def update_record(exp_dir: Path, **fields) -> None:
     record = read_json(exp_dir / "experiment.json", {})
     record.update(fields)
     atomic_write_json(exp_dir / "experiment.json", record)
-
-
-def versions() -> dict:
-    from importlib import metadata
-
-    out = {"dlhpc": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "submitit"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def find_experiment(ref: str | None, root: Path) -> Path:

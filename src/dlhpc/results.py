@@ -70,6 +70,7 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         "test_loss": result.get("test_loss", last.get("test_loss")),
         "nodes": result.get("nodes"),
         "device": result.get("device"),
+        "gpu_util": result.get("gpu_util_mean"),
         "curve": accs,
         **trial.get("params", {}),
     }
@@ -132,8 +133,38 @@ def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[di
         sched = (sched_by_job or {}).get(trial["job_id"]) if trial["job_id"] else None
         missing = sched_by_job is not None and trial["job_id"] is not None and sched is None
         rows.append(trial_row(exp_dir, record, trial, sched, missing))
+        git = record.get("git") or {}
+        rows[-1]["commit"] = (git.get("commit", "")[:12] + ("+dirty" if git.get("dirty") else "")) or None
     add_scaling(rows)
     return record, rows
+
+
+def efficiency_hint(row: dict) -> str:
+    """Plain advice where a trial used under a quarter of what it asked for."""
+    import math
+
+    hints = []
+    cpus, used = row.get("cpus"), row.get("cpus_used")
+    if cpus and used is not None and cpus >= 2 and used < cpus / 4:
+        hints.append(f"asked for {cpus} CPUs, used {used:.1f} on average: ask for {max(1, math.ceil(used * 1.5))}")
+    req, peak = row.get("mem_req_mb"), row.get("mem_peak_mb")
+    if req and peak and peak < req / 4:
+        hints.append(
+            f"asked for {req / 1024:.0f}G of memory, the peak was {peak / 1024:.1f}G: "
+            f"ask for {max(1, math.ceil(peak * 1.5 / 1024))}G"
+        )
+    gpu = row.get("gpu_util")
+    if gpu is not None and gpu < 25:
+        hints.append(f"the GPU was {gpu:.0f}% busy on average: a smaller GPU, or more work per step (batch size)")
+    return "; ".join(hints)
+
+
+def add_efficiency(rows: list, by_job: dict) -> None:
+    """Join what accounting says each job used (backend.efficiency) into the rows, with hints."""
+    for row in rows:
+        used = by_job.get(row.get("job_id")) or {}
+        row.update({k: used.get(k) for k in ("cpus", "cpus_used", "cpu_efficiency", "mem_peak_mb", "mem_req_mb")})
+        row["hint"] = efficiency_hint(row)
 
 
 def add_scaling(rows: list) -> None:
@@ -238,6 +269,14 @@ def fmt(key: str, value) -> str:
         return f"{value:.1f}" if _finite(value) else "-"
     if key in ("images_per_s",):
         return f"{value:,.0f}" if _finite(value) else "-"
+    if key == "cpu_efficiency":
+        return f"{100 * value:.0f}%"
+    if key == "cpus_used":
+        return f"{value:.1f}"
+    if key in ("mem_peak_mb", "mem_req_mb"):
+        return f"{value / 1024:.1f}G" if value >= 1024 else f"{value:.0f}M"
+    if key == "gpu_util":
+        return f"{value:.0f}%"
     if key in ("core_hours", "gpu_hours"):
         return f"{value:.3f}"
     if key == "epochs_done":
@@ -258,6 +297,11 @@ HEADERS = {
     "gpu_hours": "GPU-h",
     "ttt_speedup": "ttt speedup",
     "ttt_efficiency": "ttt eff.",
+    "cpu_efficiency": "CPU eff.",
+    "cpus_used": "CPUs used",
+    "mem_peak_mb": "mem peak",
+    "mem_req_mb": "mem asked",
+    "gpu_util": "GPU busy",
 }
 
 

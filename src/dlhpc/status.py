@@ -202,6 +202,15 @@ def follow_logs(
         sleep(refresh_s)
 
 
+def efficiency_info(exp_dir: Path) -> dict:
+    """What accounting says each job used (one query): see Backend.efficiency."""
+    from dlhpc.schedulers import backend
+
+    record = results.read_record(exp_dir)
+    ids = job_ids(record)
+    return backend(record["scheduler"]).efficiency(ids, exp_dir) if ids else {}
+
+
 def live_jobs(exp_dir: Path) -> list[str]:
     """Job ids of an experiment that the scheduler still holds (one query)."""
     from dlhpc.states import IN_FLIGHT

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from dlhpc import results, status
+from dlhpc.errors import DlhpcError
 from dlhpc.fsutil import read_json
 
 ERR_TAIL_LINES = 60
@@ -31,8 +32,9 @@ def _python_error(text: str) -> tuple[str, str] | None:
     return (frames[-1] if frames else "", last)
 
 
-def classify(trial: dict, sched: dict, result: dict, err: str, spec: dict) -> tuple[str, str]:
-    """(cause, fix) for one trial."""
+def classify(trial: dict, sched: dict, result: dict, err: str, spec: dict, used: dict | None = None) -> tuple[str, str]:
+    """(cause, fix) for one trial; `used` is what accounting says the job used (Backend.efficiency)."""
+    used = used or {}
     state, raw = trial["state"], (sched.get("raw_state") or "").upper()
     train, res = spec.get("train", {}), spec.get("resources", {})
     error = str(result.get("error") or "")
@@ -44,8 +46,12 @@ def classify(trial: dict, sched: dict, result: dict, err: str, spec: dict) -> tu
     if state == "RUNNING":
         return f"still running (epoch {trial.get('epoch') or 0}/{trial.get('epochs')})", "dlhpc logs EXP --follow"
     oom = re.search(r"exceeded memory limit \((\d+) > (\d+)\)", text)
-    if raw.startswith("OUT_OF_MEMORY") or oom or "oom-kill" in text.lower() or "out of memory" in text.lower():
+    peak_mb, req_mb = used.get("mem_peak_mb"), used.get("mem_req_mb")
+    # killed by SIGKILL with its peak at the request: the scheduler ended it for memory, silently
+    killed_at_limit = str(sched.get("exit_code", "")).endswith(":9") and peak_mb and req_mb and peak_mb >= 0.9 * req_mb
+    if raw.startswith("OUT_OF_MEMORY") or oom or killed_at_limit or "oom-kill" in text.lower():
         peak = f"; it used at least {_mib(int(oom.group(1)))}" if oom else ""
+        peak = peak or (f"; its peak was {_mib(peak_mb * 2**20)}" if peak_mb else "")
         return (
             f"out of memory: asked for resources.mem {res.get('mem')} per node{peak}",
             "raise resources.mem (e.g. --set resources.mem=8G), or fewer ranks per node",
@@ -122,6 +128,10 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
     record = results.read_record(exp_dir)
     info, warnings = status.scheduler_info(exp_dir)
     report = status.collect(exp_dir, info, warnings)
+    try:
+        used = status.efficiency_info(exp_dir)
+    except DlhpcError:
+        used = {}
     out = []
     for trial in report["trials"]:
         if trial_id and trial["trial"] != trial_id:
@@ -137,7 +147,14 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
         cause, fix = (
             (warning, "")
             if trial["state"] == "COMPLETED"
-            else classify(trial, info.get(trial.get("job_id")) or {}, result, _tail(tdir / "job.err"), spec)
+            else classify(
+                trial,
+                info.get(trial.get("job_id")) or {},
+                result,
+                _tail(tdir / "job.err"),
+                spec,
+                used.get(trial.get("job_id")),
+            )
         )
         out.append(
             {

@@ -96,6 +96,11 @@ class Backend(ABC):
         """From one states() row: queue_wait_s, elapsed_s, core_hours, gpu_hours where known."""
         return {}
 
+    def efficiency(self, job_ids: list[str], exp_dir: Path) -> dict:
+        """From accounting, per job: cpus, cpus_used (average), cpu_efficiency, mem_peak_mb,
+        mem_req_mb, where the scheduler records them ({} where it does not)."""
+        return {}
+
     def usage(self, since: str, account: str | None, all_users: bool) -> tuple[list, list]:
         """`dlhpc usage`: one row per dlhpc job element since a date, from the scheduler's accounting:
         job_id, user, account, state, experiment, est_core_hours, est_gpu_hours, core_hours, gpu_hours."""

@@ -373,6 +373,58 @@ def accounting(row: dict) -> dict:
     return out
 
 
+# ---- efficiency -----------------------------------------------------------------------------
+
+EFFICIENCY_FIELDS = ("JobID", "TotalCPU", "MaxRSS", "ReqMem", "AllocTRES", "ElapsedRaw")
+
+
+def _cpu_seconds(text: str) -> float:
+    """sacct's TotalCPU: [D-][HH:]MM:SS[.mmm]."""
+    days, _, rest = text.rpartition("-")
+    parts = [float(p) for p in rest.split(":")] if rest else [0.0]
+    seconds = sum(value * 60**i for i, value in enumerate(reversed(parts)))
+    return seconds + (int(days) * 86400 if days else 0)
+
+
+def _megabytes(text: str) -> float | None:
+    m = re.fullmatch(r"([\d.]+)([KMGT]?)[nc]?", (text or "").strip())
+    if not m:
+        return None
+    return float(m.group(1)) * {"K": 1 / 1024, "": 1 / 2**20, "M": 1, "G": 1024, "T": 2**20}[m.group(2)]
+
+
+def efficiency(job_ids) -> dict:
+    """{job_id: {cpus, cpus_used, cpu_efficiency, mem_peak_mb, mem_req_mb}} from one sacct call
+    over the jobs and their steps (MaxRSS is recorded per step)."""
+    proc = run_command(
+        ["sacct", "-n", "-P", "-j", ",".join(base_ids(job_ids)), "-o", ",".join(EFFICIENCY_FIELDS)], timeout=60
+    )
+    out: dict = {}
+    for line in proc.stdout.splitlines():
+        values = line.split("|")
+        if len(values) != len(EFFICIENCY_FIELDS):
+            continue
+        row = dict(zip(EFFICIENCY_FIELDS, values, strict=True))
+        job, _, step = row["JobID"].partition(".")
+        if "[" in job:
+            continue  # the summary row of elements that never started
+        entry = out.setdefault(job, {"mem_peak_mb": None})
+        if not step:  # the allocation: its TotalCPU covers every step
+            tres = dict(item.split("=", 1) for item in row["AllocTRES"].split(",") if "=" in item)
+            cpus, elapsed = int(tres.get("cpu", 0) or 0), int(row["ElapsedRaw"] or 0)
+            used = _cpu_seconds(row["TotalCPU"]) / elapsed if elapsed else None
+            entry.update(
+                cpus=cpus,
+                cpus_used=used,
+                cpu_efficiency=used / cpus if used is not None and cpus else None,
+                mem_req_mb=_megabytes(row["ReqMem"]),
+            )
+        peak = _megabytes(row["MaxRSS"])
+        if peak is not None:
+            entry["mem_peak_mb"] = max(entry["mem_peak_mb"] or 0, peak)
+    return out
+
+
 # ---- usage ----------------------------------------------------------------------------------
 
 TAG = "dlhpc:"  # every job dlhpc submits carries `--comment=dlhpc:<experiment>:<est core-h>:<est GPU-h>`
@@ -610,3 +662,6 @@ class SlurmBackend(Backend):
 
     def usage(self, since: str, account: str | None, all_users: bool) -> tuple[list, list]:
         return usage_rows(since, account, all_users)
+
+    def efficiency(self, job_ids, exp_dir) -> dict:
+        return efficiency(job_ids)

@@ -65,6 +65,33 @@ def autocast_dtype(precision: str, device: torch.device):
     return None
 
 
+def software(device: torch.device) -> dict:
+    """The versions training ran with on the node (the login node's are in experiment.json)."""
+    out = {"torch": torch.__version__, "cuda": torch.version.cuda}
+    if device.type == "cuda":
+        out["cudnn"] = torch.backends.cudnn.version()
+        try:
+            out["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+        except (AttributeError, RuntimeError):
+            out["nccl"] = None
+    return out
+
+
+def gpu_utilization(device: torch.device) -> float | None:
+    """The driver's busy percentage of this GPU over its last sample period (NVML), where it reports it."""
+    if device.type != "cuda":
+        return None
+    try:
+        return float(torch.cuda.utilization(device))
+    except Exception:  # no NVML binding, or a driver that does not say
+        return None
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 1) if values else None
+
+
 def make_optimizer(cfg: dict, params, device: torch.device, graphed: bool = False):
     """On a GPU the fused kernels (one launch for all parameters). A captured step needs the
     learning rate as a device tensor, so the schedule can change it between graph replays."""
@@ -198,6 +225,7 @@ class Trainer:
             "device": self.device_name(),
             "hostnames": self.denv.hostnames,
             "rank_nodes": self.rank_nodes,
+            "software": software(self.device),
             **fields,
         }
         if self.is_main:
@@ -330,6 +358,7 @@ class Trainer:
                     "world_size": world,
                     "elapsed_s": round(elapsed, 4),
                     "batch_wait_frac": round(fetch_share, 5),
+                    "gpu_util": gpu_utilization(self.device),
                 }
             )
             self.save_checkpoint(
@@ -365,6 +394,7 @@ class Trainer:
             "compile_s": round(compile_s, 3),
             "capture_s": round(capture_s, 3),
             "cuda_graphs": graphed,
+            "gpu_util_mean": _mean([m.get("gpu_util") for m in history]),
             "resumed_from_epoch": resumed_from or None,
         }
         return self.write_result(**result)

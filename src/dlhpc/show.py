@@ -1,0 +1,66 @@
+"""`dlhpc show EXP`: the environment record of an experiment: where its spec came from (and the
+commit of its repository), what it was submitted with, and where each trial ran with what."""
+
+from pathlib import Path
+
+from dlhpc import results
+from dlhpc.fsutil import read_json
+
+
+def environment(exp_dir: Path) -> dict:
+    record = results.read_record(exp_dir)
+    trials = []
+    for trial in record.get("trials", []):
+        result = read_json(exp_dir / trial["id"] / "result.json", {}) or {}
+        trials.append(
+            {
+                "trial": trial["id"],
+                "state": result.get("state"),
+                "rank_nodes": result.get("rank_nodes"),
+                "device": result.get("device"),
+                "software": result.get("software"),
+            }
+        )
+    packages = exp_dir / "environment.txt"
+    return {
+        "experiment": str(exp_dir),
+        "name": record.get("name"),
+        "scheduler": record.get("scheduler"),
+        "created": record.get("created"),
+        "submitted": record.get("submitted"),
+        "spec": record.get("spec_source"),
+        "spec_hash": record.get("spec_hash"),
+        "git": record.get("git"),
+        "host": record.get("host"),
+        "versions": record.get("versions"),
+        "jobs": sorted({str(j.get("job_id", "")).split("_")[0] for j in record.get("jobs", [])}),
+        "packages": str(packages) if packages.is_file() else None,
+        "trials": trials,
+    }
+
+
+def commit_label(git: dict | None) -> str:
+    if not git:
+        return "-"
+    return git["commit"][:12] + (" (with uncommitted changes)" if git.get("dirty") else "")
+
+
+def lines(env: dict) -> list[str]:
+    versions = ", ".join(f"{k} {v}" for k, v in (env["versions"] or {}).items() if v)
+    out = [
+        f"experiment  {env['experiment']}",
+        f"scheduler   {env['scheduler']}   jobs {', '.join(env['jobs']) or '-'}",
+        f"created     {env['created']}   submitted {env['submitted'] or '-'}   from host {env['host'] or '-'}",
+        f"spec        {env['spec']}   hash {env['spec_hash']}",
+        f"commit      {commit_label(env['git'])}" + (f"   in {env['git']['repo']}" if env["git"] else ""),
+        f"versions    {versions}",
+        f"packages    {env['packages'] or '-'}",
+        "trials:",
+    ]
+    for t in env["trials"]:
+        sw = ", ".join(f"{k} {v}" for k, v in (t["software"] or {}).items() if v)
+        out.append(
+            f"  {t['trial']}  {t['state'] or '-':9s}  nodes {', '.join(t['rank_nodes'] or []) or '-'}  "
+            f"{t['device'] or ''}  {sw}"
+        )
+    return out

@@ -1,0 +1,69 @@
+"""Sweeps at scale (issue 13, in part): what each trial used of what it asked for, and the
+environment an experiment was submitted with. Live on the SLURM test cluster."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import wait_finished, write
+
+IDLE_SPEC = """
+name: idle
+model: {name: softmax}
+train: {epochs: 1}
+data: {train_subset: 5000}
+env:
+  setup: ["sleep 15"]            # holds the CPUs without using them
+resources: {scheduler: slurm, cpus_per_task: 2, mem: 6G, time: "00:05:00"}
+"""
+
+
+def git(repo, *args):
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@example.invalid", "-c", "user.name=t", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.mark.slurm
+def test_efficiency_hints_and_the_environment_record(slurm_cluster, dlhpc, tmp_path):
+    repo = tmp_path / "project"
+    spec = write(repo / "idle.yaml", IDLE_SPEC)
+    git(repo, "init", "-q")
+    git(repo, "add", "idle.yaml")
+    git(repo, "commit", "-q", "-m", "spec")
+    write(repo / "idle.yaml", IDLE_SPEC + "# an uncommitted change\n")
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    wait_finished(dlhpc, exp, timeout=180)
+
+    deadline = time.monotonic() + 60  # slurmdbd completes the step records (MaxRSS) after the job ends
+    while True:
+        (row,) = json.loads(dlhpc("summary", exp, "--efficiency", "--json").out)
+        if row["mem_peak_mb"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert row["cpus"] == 2 and row["cpus_used"] < 0.5 and row["cpu_efficiency"] < 0.25, row
+    assert row["mem_req_mb"] == 6144 and 100 < row["mem_peak_mb"] < 1536, row
+    assert "asked for 2 CPUs, used" in row["hint"] and "ask for 1" in row["hint"], row["hint"]
+    assert "asked for 6G of memory, the peak was" in row["hint"], row["hint"]
+    table = dlhpc("summary", exp, "--efficiency")
+    assert "hint: asked for 2 CPUs, used" in table.out
+
+    record = json.loads((exp / "experiment.json").read_text())
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert record["git"] == {"repo": str(repo), "commit": head, "dirty": True}
+    for package in ("dlhpc", "torch", "submitit", "python"):
+        assert record["versions"][package], package
+    assert "torch==" in (exp / "environment.txt").read_text()
+    shown = dlhpc("show", exp)
+    assert shown.code == 0 and f"{head[:12]} (with uncommitted changes)" in shown.out, shown
+    assert "nodes n1" in shown.out or "nodes n2" in shown.out
+    (trial,) = json.loads(dlhpc("show", exp, "--json").out)["trials"]
+    assert trial["rank_nodes"][0] in ("n1", "n2") and trial["software"]["torch"]
+    with_commit = dlhpc("summary", exp, "--commit", "--format", "csv")
+    assert f"{head[:12]}+dirty" in with_commit.out
