@@ -168,3 +168,16 @@ def test_one_failing_rank_stops_the_others(tmp_path):
         env={**os.environ, "PBS_NODEFILE": str(nodefile), "PBS_JOBID": "7.srv"},
     )
     assert proc.returncode == 3 and time.monotonic() - t0 < 20
+
+
+def test_server_limits_are_read_before_submitting(tmp_path, monkeypatch):
+    # a real OpenPBS server's `qstat -B -f` lines (no server here yet: issue 12)
+    server = "Server: pbs1\n    server_state = Active\n    max_array_size = 500\n    max_queued = [u:PBS_GENERIC=200]\n"
+    fake_qstat(tmp_path, monkeypatch, f"if [ \"$1\" = -B ]; then cat <<'EOF'\n{server}EOF\nfi")
+    assert pbs.server_limits() == {"max_array_size": 500, "max_queued_per_user": 200}
+
+    class Plan:
+        trials = [object()] * 300
+
+    (problem,) = pbs.submission_limits(Plan())
+    assert "at most 200 jobs per user (max_queued)" in problem and "adds 300" in problem

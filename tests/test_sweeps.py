@@ -67,3 +67,35 @@ def test_efficiency_hints_and_the_environment_record(slurm_cluster, dlhpc, tmp_p
     assert trial["rank_nodes"][0] in ("n1", "n2") and trial["software"]["torch"]
     with_commit = dlhpc("summary", exp, "--commit", "--format", "csv")
     assert f"{head[:12]}+dirty" in with_commit.out
+
+
+def many(n_lr: int, n_seed: int) -> str:
+    return (
+        f"name: many\nmodel: {{name: softmax}}\ntrain: {{epochs: 1}}\n"
+        f"resources: {{scheduler: slurm, cpus_per_task: 1, mem: 1G, time: '00:05:00'}}\n"
+        f"sweep:\n  train.lr: {[round(0.01 * (i + 1), 2) for i in range(n_lr)]}\n"
+        f"  train.seed: {list(range(n_seed))}\n"
+    )
+
+
+@pytest.mark.slurm
+def test_ten_thousand_trials_are_refused_in_under_two_seconds(slurm_cluster, dlhpc, tmp_path):
+    t0 = time.monotonic()
+    r = dlhpc("submit", write(tmp_path / "many.yaml", many(100, 100)), "--runs-dir", tmp_path / "runs")
+    took = time.monotonic() - t0
+    assert r.code == 2 and took < 2, (took, r)
+    assert "adds 10,010 jobs" in r.err and "at most 10,000 (MaxJobCount)" in r.err and "Fix:" in r.err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slurm
+def test_association_limit_is_known_before_submitting(slurm_cluster, dlhpc, tmp_path):
+    limit = ["sacctmgr", "-i", "modify", "user", "root", "set"]
+    subprocess.run([*limit, "MaxSubmitJobs=5"], check=True, capture_output=True)
+    try:
+        r = dlhpc("submit", write(tmp_path / "eight.yaml", many(4, 2)), "--runs-dir", tmp_path / "runs")
+        assert r.code == 2, r
+        assert "allows 5 submitted jobs (MaxSubmitJobs)" in r.err and "adds 9" in r.err, r.err
+        assert not (tmp_path / "runs").exists()
+    finally:
+        subprocess.run([*limit, "MaxSubmitJobs=-1"], check=True, capture_output=True)

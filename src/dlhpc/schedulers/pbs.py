@@ -93,6 +93,35 @@ def preflight(plan) -> list[str]:
     return sorted(set(problems))
 
 
+def server_limits() -> dict:
+    """max_array_size and the per-user max_queued (u:PBS_GENERIC) from `qstat -B -f`, where set."""
+    try:
+        out = run_command(["qstat", "-B", "-f"], timeout=20, check=False).stdout
+    except CommandError:
+        return {}
+    limits = {}
+    m = re.search(r"^\s*max_array_size\s*=\s*(\d+)", out, re.MULTILINE)
+    if m:
+        limits["max_array_size"] = int(m.group(1))
+    m = re.search(r"^\s*max_queued\s*=\s*\[u:PBS_GENERIC=(\d+)\]", out, re.MULTILINE)
+    if m:
+        limits["max_queued_per_user"] = int(m.group(1))
+    return limits
+
+
+def submission_limits(plan) -> list[str]:
+    """The server's per-user queued-job limit, against the jobs this submission adds (array
+    subjobs count); arrays are already split at max_array_size (max_array)."""
+    limit = server_limits().get("max_queued_per_user")
+    adding = len(plan.trials)
+    if limit is not None and adding > limit:
+        return [
+            f"the PBS server queues at most {limit:,} jobs per user (max_queued) and this submission adds "
+            f"{adding:,}. Fix: submit fewer trials at once (split the sweep), or wait for your queued jobs to end"
+        ]
+    return []
+
+
 def _qstat_ids(job_ids):
     bases = base_ids(job_ids)
     arrays = {j.split("_")[0] for j in job_ids if "_" in j}
@@ -210,7 +239,10 @@ class PBSBackend(Backend):
         return os.environ.get("PBS_JOBID", ""), node_list()
 
     def preflight(self, plan) -> list[str]:
-        return preflight(plan)
+        return submission_limits(plan) + preflight(plan)
+
+    def max_array(self) -> int | None:
+        return server_limits().get("max_array_size") if self.available() else None
 
     def test_only(self, script_text: str, workdir: Path) -> str:
         # qsub has no --test-only; preflight() already checked the queue and its walltime limit

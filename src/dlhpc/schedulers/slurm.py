@@ -157,6 +157,71 @@ def preflight(plan) -> list[str]:
     return sorted(set(problems))
 
 
+def _limit(value: str) -> int | None:
+    return int(value) if value and value.strip().lstrip("-").isdigit() and int(value) >= 0 else None
+
+
+def submission_limits(plan) -> list[str]:
+    """What slurmctld and the accounting limits will refuse, checked before sbatch would sit in its
+    "temporarily unable to accept job" loop: MaxJobCount less the jobs already in the system, and
+    the user's association and QOS limits on submitted jobs. Every array task counts as a job."""
+    import getpass
+
+    user, problems = getpass.getuser(), []
+    adding = len(plan.trials) + len(plan.scripts)  # each array task, and each array's own record
+    queue = run_command(["squeue", "-h", "-r", "-o", "%i|%u"], timeout=20).stdout.splitlines()
+    mine = sum(1 for line in queue if line.endswith(f"|{user}"))
+    fix = (
+        "Fix: submit fewer trials at once (split the sweep, or sweep fewer values), or wait for your queued jobs to end"
+    )
+    max_jobs = _limit(config().get("MaxJobCount", ""))
+    if max_jobs is not None and len(queue) + adding > max_jobs:
+        problems.append(
+            f"this submission adds {adding:,} jobs (one per trial, plus one per array), but the cluster "
+            f"holds at most {max_jobs:,} (MaxJobCount) and has {len(queue):,} already. {fix}"
+        )
+    res = plan.trials[0].data["resources"] if plan.trials else {}
+    try:
+        assocs = run_command(
+            [
+                "sacctmgr",
+                "-n",
+                "-P",
+                "show",
+                "assoc",
+                "where",
+                f"user={user}",
+                "format=Account,MaxSubmitJobs,GrpSubmitJobs,QOS",
+            ],
+            timeout=20,
+        ).stdout.splitlines()
+        qos_rows = run_command(
+            ["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitJobsPerUser,GrpSubmitJobs"], timeout=20
+        ).stdout.splitlines()
+    except CommandError:
+        return problems  # no accounting: slurmctld's own limit is all there is
+    qos_limits = {row.split("|")[0]: row.split("|")[1:] for row in qos_rows if row.count("|") == 2}
+    for row in assocs:
+        account, max_submit, grp_submit, qos_list = (row.split("|") + ["", "", "", ""])[:4]
+        if res.get("account") and account != res["account"]:
+            continue
+        for name, limit in (("MaxSubmitJobs", _limit(max_submit)), ("GrpSubmitJobs", _limit(grp_submit))):
+            if limit is not None and mine + adding > limit:
+                problems.append(
+                    f"your association (account {account}) allows {limit:,} submitted jobs ({name}); you "
+                    f"have {mine:,} and this submission adds {adding:,}. {fix}"
+                )
+        for qos in [res.get("qos")] if res.get("qos") else qos_list.split(","):
+            per_user, grp = (qos_limits.get(qos) or [None, None])[:2]
+            for name, limit in (("MaxSubmitJobsPerUser", _limit(per_user)), ("GrpSubmitJobs", _limit(grp))):
+                if limit is not None and mine + adding > limit:
+                    problems.append(
+                        f"QOS {qos} allows {limit:,} submitted jobs ({name}); you have {mine:,} and this "
+                        f"submission adds {adding:,}. {fix}"
+                    )
+    return sorted(set(problems))
+
+
 def test_only(script_text: str, workdir: Path) -> str:
     """`sbatch --test-only`: SLURM checks partition, account, QOS and limits, queues nothing."""
     path = workdir / f".test-only-{uuid.uuid4().hex}.sh"
@@ -629,7 +694,7 @@ class SlurmBackend(Backend):
         return os.environ.get("SLURM_JOB_ID", ""), expand_hostlist(os.environ.get("SLURM_JOB_NODELIST", ""))
 
     def preflight(self, plan) -> list[str]:
-        return preflight(plan)
+        return submission_limits(plan) + preflight(plan)
 
     def test_only(self, script_text: str, workdir: Path) -> str:
         return test_only(script_text, workdir)
