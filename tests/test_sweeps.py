@@ -99,3 +99,46 @@ def test_association_limit_is_known_before_submitting(slurm_cluster, dlhpc, tmp_
         assert not (tmp_path / "runs").exists()
     finally:
         subprocess.run([*limit, "MaxSubmitJobs=-1"], check=True, capture_output=True)
+
+
+RESUME_SPEC = """
+name: again
+model: {{name: cnn, width: 8}}
+train: {{epochs: {epochs}, batch_size: 64}}
+data: {{train_subset: 6000}}
+resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 2G, time: "00:10:00"}}
+sweep: {{train.seed: [0, 1]}}
+"""
+
+
+@pytest.mark.parametrize("scheduler", ["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_resubmit_runs_failed_trials_again_from_their_checkpoints(request, dlhpc, tmp_path, scheduler):
+    if scheduler == "slurm":
+        request.getfixturevalue("slurm_cluster")
+    spec = write(tmp_path / "again.yaml", RESUME_SPEC.format(epochs=30, scheduler=scheduler))
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    deadline = time.monotonic() + 120
+    while not (exp / "000-6fb706" / "checkpoint.pt").exists():  # the first trial has an epoch to resume from
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert dlhpc("cancel", exp).code == 0
+    cancelled = wait_finished(dlhpc, exp, timeout=120)
+    assert {t["state"] for t in cancelled["trials"]} == {"CANCELLED"}, cancelled
+    first_jobs = [t["job_id"] for t in cancelled["trials"]]
+    # shorter now, so the test ends: the trials' spec.yaml is what a resubmission runs
+    for trial in ("000-6fb706", "001-31606b"):
+        path = exp / trial / "spec.yaml"
+        path.write_text(path.read_text().replace("epochs: 30", "epochs: 3"))
+    again = dlhpc("resubmit", exp, "--failed")
+    assert again.code == 0 and "resubmitted 2 trial(s)" in again.out, again
+    report = wait_finished(dlhpc, exp, timeout=300)
+    assert [t["state"] for t in report["trials"]] == ["COMPLETED", "COMPLETED"], report
+    assert all(t["job_id"] not in first_jobs for t in report["trials"])  # status shows the latest job
+    record = json.loads((exp / "experiment.json").read_text())
+    assert len(record["jobs"]) == 4 and len(record["resubmitted"]) == 1  # every job a trial ever had
+    resumed = json.loads((exp / "000-6fb706" / "result.json").read_text())["resumed_from_epoch"]
+    assert resumed is not None and resumed >= 1  # went on from its checkpoint
+    nothing = dlhpc("resubmit", exp)
+    assert nothing.code == 0 and "nothing to resubmit" in nothing.out

@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_here(p)
     _add_runs_dir(p)
 
+    p = sub.add_parser("resubmit", help="submit some trials of an experiment again; each resumes from its checkpoint")
+    p.add_argument("exp", nargs="?", metavar="EXP")
+    p.add_argument("--failed", action="store_true", help="the trials that failed, timed out or were cancelled")
+    p.add_argument("--missing", action="store_true", help="the trials no scheduler reports (never ran)")
+    p.add_argument("--trials", metavar="ID,...", help="these trials (default: --failed --missing)")
+    _add_here(p)
+    _add_runs_dir(p)
+
     p = sub.add_parser("run", help="run the spec on this machine, in the foreground")
     p.add_argument("spec", metavar="SPEC")
     _add_set(p)

@@ -222,15 +222,72 @@ def _submit_or_roll_back(p, sched) -> list:
         raise
 
 
-def _record_submission(p, sched, jobs):
+def cmd_resubmit(args):
+    """Some trials again, as a new array in the same experiment; each resumes from its checkpoint."""
+    from dlhpc import experiment, status
+    from dlhpc.results import read_record
+    from dlhpc.schedulers import backend
+    from dlhpc.spec import Spec
+
+    exp_dir = _find(args.exp, args)
+    record = read_record(exp_dir)
+    report = status.collect(exp_dir)
+    chosen = _trials_to_resubmit(report, args)
+    busy = [t["trial"] for t in report["trials"] if t["trial"] in chosen and t["state"] in ("PENDING", "RUNNING")]
+    if busy:
+        raise UserError(f"{', '.join(busy)} still queued or running: cancel them first (dlhpc cancel {exp_dir.name})")
+    if not chosen:
+        _out(f"nothing to resubmit in {exp_dir.name}: no trial is failed or missing (see dlhpc status)")
+        return 0
+    spec = Spec(record["spec"], {}, load_spec(None).site, record.get("spec_source") or "<experiment>")
+    sched = backend(record["scheduler"])
+    check_training_here(spec, args.here, "resubmit")
+    p = experiment.plan_resubmission(exp_dir, chosen, spec, sched.max_array())
+    _preflight(p, sched)
+    experiment.write_resubmission(p)
+    queued: list = []
+    try:
+        jobs = sched.submit(p, queued)
+    except BaseException:
+        if queued:
+            sched.cancel([j["job_id"] for j in queued], exp_dir)
+        raise
+    experiment.update_record(
+        exp_dir,
+        jobs=record.get("jobs", []) + jobs,
+        resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
+    )
+    _record_submission(p, sched, jobs, again=True)
+    return 0
+
+
+def _trials_to_resubmit(report: dict, args) -> list:
+    from dlhpc.states import BAD
+
+    if args.trials:
+        wanted = [t.strip() for t in args.trials.split(",") if t.strip()]
+        known = {t["trial"] for t in report["trials"]}
+        unknown = [t for t in wanted if t not in known]
+        if unknown:
+            raise UserError(
+                f"no trial {', '.join(unknown)} in {report['experiment']}; trials: {', '.join(sorted(known))}"
+            )
+        return wanted
+    failed, missing = args.failed or not args.missing, args.missing or not args.failed
+    return [
+        t["trial"] for t in report["trials"] if (failed and t["state"] in BAD) or (missing and t["state"] == "UNKNOWN")
+    ]
+
+
+def _record_submission(p, sched, jobs, again=False):
     from dlhpc import experiment
     from dlhpc.schedulers.base import base_ids
 
-    experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    _out(
-        f"submitted {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched.name}: "
-        f"{', '.join(base_ids(j['job_id'] for j in jobs))}"
-    )
+    if not again:
+        experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    verb = "resubmitted" if again else "submitted"
+    ids = ", ".join(base_ids(j["job_id"] for j in jobs))
+    _out(f"{verb} {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched.name}: {ids}")
     if sched.submitted_note:
         _out(sched.submitted_note)
     _out(f"experiment: {p.exp_dir}")

@@ -28,6 +28,10 @@ class Plan:
     exp_dir: Path
     scripts: list = field(default_factory=list)  # one Script per job (single job or array)
     max_array: int | None = None
+    first_script: int = 0  # a resubmission numbers its scripts after the experiment's earlier ones
+
+    def script_name(self, i: int) -> str:
+        return f"job-{self.first_script + i}.sh"
 
     @property
     def scheduler(self) -> str:
@@ -111,7 +115,7 @@ def materialize(p: Plan) -> Plan:
         (p.exp_dir / "logs").mkdir()
         script_of = {}
         for i, script in enumerate(p.scripts):
-            name = f"job-{i}.sh"
+            name = p.script_name(i)
             atomic_write_text(p.exp_dir / name, script.text, mode=0o755)
             for tid in script.trial_ids:
                 script_of[tid] = name
@@ -129,6 +133,32 @@ def materialize(p: Plan) -> Plan:
         shutil.rmtree(p.exp_dir, ignore_errors=True)
         raise
     return p
+
+
+def plan_resubmission(exp_dir: Path, trial_ids: list, spec: Spec, max_array: int | None = None) -> Plan:
+    """A plan for some trials of an existing experiment, as they were resolved at submit
+    (their spec.yaml), with scripts numbered after the ones already there. Trials resume from
+    their checkpoints when they run."""
+    record = read_json(exp_dir / "experiment.json", {}) or {}
+    known = {t["id"]: t for t in record.get("trials", [])}
+    trials = []
+    for tid in trial_ids:
+        import yaml
+
+        data = yaml.safe_load((exp_dir / tid / "spec.yaml").read_text())
+        trials.append(sweep.Trial(known[tid]["index"], tid, known[tid].get("params", {}), data))
+    p = plan(spec, exp_dir, max_array=max_array, trials=trials)
+    p.first_script = len(list(exp_dir.glob("job-*.sh")))
+    return p
+
+
+def write_resubmission(p: Plan) -> None:
+    """Write the new scripts and point the trials at them (the run directory exists already)."""
+    for i, script in enumerate(p.scripts):
+        atomic_write_text(p.exp_dir / p.script_name(i), script.text, mode=0o755)
+        for tid in script.trial_ids:
+            info = read_json(p.exp_dir / tid / "trial.json", {}) or {}
+            atomic_write_json(p.exp_dir / tid / "trial.json", {**info, "script": p.script_name(i)})
 
 
 def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:

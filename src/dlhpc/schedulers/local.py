@@ -40,10 +40,10 @@ def plan_jobs(plan, runner_pid: int) -> list[dict]:
     """The job entries of experiment.json for a plan run by this runner."""
     jobs = []
     for i, script in enumerate(plan.scripts):
-        base = f"local-{runner_pid}.{i}"
+        base = f"local-{runner_pid}.{plan.first_script + i}"
         for k, tid in enumerate(script.trial_ids):
             job_id = f"{base}_{k}" if len(script.trial_ids) > 1 else base
-            jobs.append({"job_id": job_id, "trial": tid, "script": f"job-{i}.sh"})
+            jobs.append({"job_id": job_id, "trial": tid, "script": plan.script_name(i)})
     return jobs
 
 
@@ -57,7 +57,9 @@ class Runner:
     def __init__(self, exp_dir: Path, jobs: list, on_epoch=None, on_trial_end=None, poll_s: float = 0.25):
         self.exp_dir, self.jobs, self.poll_s = Path(exp_dir), jobs, poll_s
         self.on_epoch, self.on_trial_end = on_epoch, on_trial_end
-        self.book = {"runner_pid": os.getpid(), "jobs": {}}
+        # a resubmission's runner keeps what earlier runners of the experiment recorded
+        earlier = read_json(self.exp_dir / JOBS_FILE, {}) or {}
+        self.book = {"runner_pid": os.getpid(), "jobs": earlier.get("jobs", {})}
 
     def _write(self):
         atomic_write_json(self.exp_dir / JOBS_FILE, self.book)

@@ -85,7 +85,7 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
             with executor.batch():
                 submitted = [executor.submit(p) for p in payloads]
         jobs += [
-            {"job_id": job.job_id, "trial": tid, "script": f"job-{i}.sh"}
+            {"job_id": job.job_id, "trial": tid, "script": plan.script_name(i)}
             for tid, job in zip(script.trial_ids, submitted, strict=True)
         ]
     return jobs
