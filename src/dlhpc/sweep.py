@@ -64,6 +64,16 @@ def count_trials(spec) -> int:
     return math.prod(len(v) for v in spec.sweep.values()) if spec.sweep else 1
 
 
+def _copy(node):
+    """A spec's data is dicts, lists and plain values: copying them directly is several times
+    faster than copy.deepcopy, which a 10,000-trial sweep feels."""
+    if isinstance(node, dict):
+        return {k: _copy(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_copy(v) for v in node]
+    return node
+
+
 def expand(spec) -> list[Trial]:
     """Every combination of the swept values, in the order the spec lists them."""
     base = copy.deepcopy(spec.data)
@@ -73,7 +83,7 @@ def expand(spec) -> list[Trial]:
     width = max(3, len(str(len(combos) - 1)))
     trials = []
     for index, combo in enumerate(combos):
-        data = copy.deepcopy(base)
+        data = _copy(base)
         params = {}
         for key, value in zip(keys, combo, strict=True):
             parts = key.split(".")

@@ -1,0 +1,91 @@
+"""Sweeps at scale on a live SLURM cluster: how long submit, status and summary take for 100,
+1,000 and 10,000 trials, and how many scheduler calls each makes.
+
+    DLHPC_DATA=/path/to/mnist .venv/bin/python benchmarks/scale.py [--sizes 100,1000,10000]
+
+Every scheduler command dlhpc runs goes through a counting shim put first on PATH (it logs,
+then runs the real command). The experiments are cancelled right after they are measured.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SCHEDULER_COMMANDS = ("sbatch", "squeue", "sacct", "scontrol", "scancel", "sacctmgr", "sinfo")
+
+
+def shims(folder: Path, log: Path) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SCHEDULER_COMMANDS:
+        real = shutil.which(name)
+        if real:
+            (folder / name).write_text(f'#!/bin/bash\necho "{name} $*" >> {log}\nexec {real} "$@"\n')
+            (folder / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+def spec_text(n: int) -> str:
+    seeds = max(1, n // 100)
+    lrs = [round(0.001 * (i + 1), 3) for i in range(n // seeds)]
+    return (
+        f"name: scale{n}\nmodel: {{name: softmax}}\ntrain: {{epochs: 1}}\ndata: {{train_subset: 1000}}\n"
+        f"resources: {{scheduler: slurm, cpus_per_task: 1, mem: 1G, time: '00:05:00', array_parallelism: 2}}\n"
+        f"sweep:\n  train.lr: {lrs}\n  train.seed: {list(range(seeds))}\n"
+    )
+
+
+def timed(argv, env, log: Path) -> tuple[float, int, subprocess.CompletedProcess]:
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - t0
+    calls = (len(log.read_text().splitlines()) if log.exists() else 0) - before
+    return took, calls, proc
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="100,1000,10000")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dlhpc-scale-"))
+    log = work / "calls.log"
+    env = shims(work / "bin", log)
+    dlhpc = [sys.executable, "-m", "dlhpc"]
+    rows = []
+    for n in map(int, args.sizes.split(",")):
+        spec = work / f"scale{n}.yaml"
+        spec.write_text(spec_text(n))
+        runs = work / f"runs{n}"
+        took, calls, proc = timed([*dlhpc, "submit", str(spec), "--runs-dir", str(runs)], env, log)
+        row = {"trials": n, "submit_s": round(took, 2), "submit_calls": calls, "submitted": proc.returncode == 0}
+        if proc.returncode != 0:
+            row["refused"] = proc.stderr.strip().splitlines()[-1][:160]
+        else:
+            (exp,) = runs.iterdir()
+            for command in ("status", "summary"):
+                took, calls, out = timed([*dlhpc, command, str(exp), "--json"], env, log)
+                row[f"{command}_s"], row[f"{command}_calls"] = round(took, 2), calls
+                row[f"{command}_rows"] = len(
+                    json.loads(out.stdout)["trials"] if command == "status" else json.loads(out.stdout)
+                )
+            subprocess.run([*dlhpc, "cancel", str(exp)], env=env, capture_output=True)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\n{'trials':>7} {'submit s':>9} {'calls':>6} {'status s':>9} {'calls':>6} {'summary s':>10} {'calls':>6}")
+    for r in rows:
+        print(
+            f"{r['trials']:>7} {r['submit_s']:>9} {r['submit_calls']:>6} {r.get('status_s', '-')!s:>9} "
+            f"{r.get('status_calls', '-')!s:>6} {r.get('summary_s', '-')!s:>10} {r.get('summary_calls', '-')!s:>6}"
+            + (f"   refused: {r['refused']}" if "refused" in r else "")
+        )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
