@@ -9,7 +9,7 @@ from pathlib import Path
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.guard import check_training_here
 from dlhpc.spec import load_spec
-from dlhpc.states import BAD
+from dlhpc.states import BAD, IN_FLIGHT
 
 
 def _out(text: str) -> None:
@@ -233,7 +233,7 @@ def cmd_resubmit(args):
     record = read_record(exp_dir)
     report = status.collect(exp_dir)
     chosen = _trials_to_resubmit(report, args)
-    busy = [t["trial"] for t in report["trials"] if t["trial"] in chosen and t["state"] in ("PENDING", "RUNNING")]
+    busy = [t["trial"] for t in report["trials"] if t["trial"] in chosen and t["state"] in IN_FLIGHT]
     if busy:
         raise UserError(f"{', '.join(busy)} still queued or running: cancel them first (dlhpc cancel {exp_dir.name})")
     if not chosen:
@@ -262,8 +262,6 @@ def cmd_resubmit(args):
 
 
 def _trials_to_resubmit(report: dict, args) -> list:
-    from dlhpc.states import BAD
-
     if args.trials:
         wanted = [t.strip() for t in args.trials.split(",") if t.strip()]
         known = {t["trial"] for t in report["trials"]}

@@ -141,10 +141,10 @@ def plan_resubmission(exp_dir: Path, trial_ids: list, spec: Spec, max_array: int
     their checkpoints when they run."""
     record = read_json(exp_dir / "experiment.json", {}) or {}
     known = {t["id"]: t for t in record.get("trials", [])}
+    import yaml
+
     trials = []
     for tid in trial_ids:
-        import yaml
-
         data = yaml.safe_load((exp_dir / tid / "spec.yaml").read_text())
         trials.append(sweep.Trial(known[tid]["index"], tid, known[tid].get("params", {}), data))
     p = plan(spec, exp_dir, max_array=max_array, trials=trials)

@@ -51,34 +51,35 @@ def figure_html(exp_dir: Path) -> str:
     return f'<img class="figure" alt="learning curves" src="data:image/png;base64,{data}">'
 
 
-def environment_html(record: dict, rows: list, exp_dir: Path) -> str:
-    from dlhpc.fsutil import read_json
+def environment_html(record: dict, exp_dir: Path) -> str:
+    """The environment record as `dlhpc show` gives it (show.environment), as tables."""
+    from dlhpc import show
 
+    env = show.environment(exp_dir)
     facts = {
-        "experiment": str(exp_dir),
-        "scheduler": record.get("scheduler"),
-        "created": record.get("created"),
-        "submitted": record.get("submitted"),
-        "spec": record.get("spec_source"),
-        "spec hash": record.get("spec_hash"),
-        "versions": ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items() if v),
-        "jobs": ", ".join(sorted({str(j.get("job_id", "")).split("_")[0] for j in record.get("jobs", [])})) or "-",
+        "experiment": env["experiment"],
+        "scheduler": env["scheduler"],
+        "created": env["created"],
+        "submitted": env["submitted"],
+        "spec": env["spec"],
+        "spec hash": env["spec_hash"],
+        "commit": show.commit_label(env["git"]),
+        "versions": ", ".join(f"{k} {v}" for k, v in (env["versions"] or {}).items() if v),
+        "jobs": ", ".join(env["jobs"]) or "-",
     }
     items = "".join(
         f"<tr><th>{html.escape(k)}</th><td class='text'>{html.escape(str(v))}</td></tr>" for k, v in facts.items()
     )
-    hosts = []
-    for row in rows:
-        result = read_json(exp_dir / row["trial"] / "result.json", {}) or {}
-        nodes = ", ".join(result.get("rank_nodes") or []) or "-"
-        hosts.append(
-            f"<tr><td class='text'>{html.escape(row['trial'])}</td><td class='text'>{html.escape(nodes)}"
-            f"</td><td class='text'>{html.escape(str(result.get('device') or '-'))}</td></tr>"
-        )
+    hosts = "".join(
+        f"<tr><td class='text'>{html.escape(t['trial'])}</td>"
+        f"<td class='text'>{html.escape(', '.join(t['rank_nodes'] or []) or '-')}</td>"
+        f"<td class='text'>{html.escape(str(t['device'] or '-'))}</td></tr>"
+        for t in env["trials"]
+    )
     spec = html.escape(json.dumps(record.get("spec") or {}, indent=2))
     return (
         f"<table id='environment'>{items}</table><h3>Where each trial ran</h3><table id='hosts'><tr><th>trial"
-        f"</th><th>rank nodes</th><th>device</th></tr>{''.join(hosts)}</table><h3>Resolved spec</h3><pre>{spec}</pre>"
+        f"</th><th>rank nodes</th><th>device</th></tr>{hosts}</table><h3>Resolved spec</h3><pre>{spec}</pre>"
     )
 
 
@@ -96,7 +97,7 @@ def build(exp_dir: Path) -> str:
 <h2>Learning curves</h2>
 {figure_html(exp_dir)}
 <h2>Environment</h2>
-{environment_html(record, rows, exp_dir)}
+{environment_html(record, exp_dir)}
 <p><small>Written by dlhpc report; accuracies in %, times in seconds.</small></p>
 </body></html>
 """

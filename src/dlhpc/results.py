@@ -121,9 +121,14 @@ def read_record(exp_dir: Path) -> dict:
     return record
 
 
+def latest_jobs(record: dict) -> dict:
+    """{trial id: its latest job id}: experiment.json keeps every job a trial had, oldest first."""
+    return {j.get("trial"): j.get("job_id") for j in record.get("jobs", []) if j.get("job_id")}
+
+
 def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[dict, list]:
     record = read_record(exp_dir)
-    job_of = {j.get("trial"): j.get("job_id") for j in record.get("jobs", [])}
+    job_of = latest_jobs(record)
     rows = []
     for trial in record.get("trials", []):
         trial = dict(trial, job_id=job_of.get(trial["id"]))

@@ -28,7 +28,8 @@ class Backoff:
 
 
 def job_ids(record: dict) -> list[str]:
-    return sorted({j["job_id"] for j in record.get("jobs", []) if j.get("job_id")})
+    """The jobs that hold the trials now (a resubmitted trial's earlier jobs are history)."""
+    return sorted(set(results.latest_jobs(record).values()))
 
 
 def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
@@ -180,7 +181,7 @@ def follow_logs(
     offsets = {f: 0 for f in files}
     backoff = Backoff(clock)
     backoff.asked(changed=True)  # the files answer first; the scheduler only after MIN_S
-    job_id = next((j["job_id"] for j in results.read_record(exp_dir).get("jobs", []) if j.get("trial") == trial), None)
+    job_id = results.latest_jobs(results.read_record(exp_dir)).get(trial)
     while True:
         for f in files:
             if f.exists():
