@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the tests need and run them: .venv, the SLURM test cluster (as root), pytest.
+# Install everything the tests need and run them: .venv, the SLURM and OpenPBS test clusters (as root), pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 if [ "$(id -u)" = 0 ]; then
   # a real browser for the report test (Debian's chromium, headless)
   command -v chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }
-  scripts/slurm-cluster.sh up
+  scripts/testcluster.sh up
 else
   echo "not root: the live SLURM/PBS tests will be skipped" >&2
 fi

@@ -53,10 +53,10 @@ def dlhpc(tmp_path):
 
 def slurm_up() -> tuple[bool, str]:
     if shutil.which("sinfo") is None:
-        return False, "SLURM is not installed (run scripts/slurm-cluster.sh up as root)"
+        return False, "SLURM is not installed (run scripts/testcluster.sh up as root)"
     proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
     if proc.returncode != 0 or "idle" not in proc.stdout and "mix" not in proc.stdout and "alloc" not in proc.stdout:
-        return False, "no live SLURM cluster (run scripts/slurm-cluster.sh up as root)"
+        return False, "no live SLURM cluster (run scripts/testcluster.sh up as root)"
     return True, ""
 
 

@@ -2,6 +2,7 @@
 summary, dry-run and preflight refusals, cancel."""
 
 import json
+import socket
 import subprocess
 import time
 
@@ -62,6 +63,12 @@ resources: {scheduler: slurm, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem
     result = json.loads(next((tmp_path / "runs").glob("*/*/result.json")).read_text())
     assert result["world_size"] == 2 and result["nodes"] == 2
     assert sorted(result["rank_nodes"]) == ["n1", "n2"], result
+    # two hosts with two addresses: each rank reached rank 0 from its own host's address, and
+    # rank 0 advertised its routable address, not a name or a loopback
+    addresses = [socket.gethostbyname(node) for node in result["rank_nodes"]]
+    assert result["rank_addresses"] == addresses and len(set(addresses)) == 2, result
+    assert result["rendezvous"].rsplit(":", 1)[0] == addresses[0], result
+    assert result["test_acc"] > 0.85, result
 
 
 def test_dry_run_with_wrong_partition_is_refused(slurm_cluster, dlhpc, tmp_path):

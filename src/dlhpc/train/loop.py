@@ -213,7 +213,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.amp_dtype = autocast_dtype(self.cfg["precision"], self.device)
-        self.rank_nodes = [dist_env.node_name()]
+        self.rank_nodes, self.rank_addresses, self.rendezvous = [dist_env.node_name()], [], ""
 
     # ---- files (rank 0 only) ----
     def write_result(self, **fields) -> dict:
@@ -225,6 +225,8 @@ class Trainer:
             "device": self.device_name(),
             "hostnames": self.denv.hostnames,
             "rank_nodes": self.rank_nodes,
+            "rank_addresses": self.rank_addresses,
+            "rendezvous": self.rendezvous or None,
             "software": software(self.device),
             **fields,
         }
@@ -244,8 +246,10 @@ class Trainer:
     # ---- the run ----
     def run(self) -> dict:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        dist_env.init_process_group(self.denv, backend, self.trial_dir)
-        self.rank_nodes = dist_env.gather_node_names(self.denv)
+        self.rendezvous = dist_env.init_process_group(self.denv, backend, self.trial_dir)
+        self.rank_nodes, self.rank_addresses = dist_env.gather_node_names(
+            self.denv, dist_env.local_address(self.denv, self.rendezvous)
+        )
         try:
             return self._train()
         except BaseException as exc:
