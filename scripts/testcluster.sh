@@ -310,9 +310,11 @@ mom_running() {  # a pbs_mom in the host's network namespace
   ip netns pids "$1" 2>/dev/null | xargs -r ps -o comm= -p 2>/dev/null | grep -qx pbs_mom
 }
 
-mom_config() {  # shared filesystem: copy output files in place, never scp. Returns 1 if changed.
+# Shared filesystem: copy output files in place, never scp. Sample each job's use every 1-2 s
+# (sites poll every 10-120 s; test jobs last seconds). Returns 1 if the config changed.
+mom_config() {
   local want
-  want=$(printf '$clienthost %s\n$usecp *:/ /' "${HOSTS[0]}")
+  want=$(printf '$clienthost %s\n$usecp *:/ /\n$min_check_poll 1\n$max_check_poll 2' "${HOSTS[0]}")
   mkdir -p "$1/mom_priv"
   [ "$(cat "$1/mom_priv/config" 2>/dev/null)" = "$want" ] && return 0
   echo "$want" >"$1/mom_priv/config"
@@ -322,7 +324,10 @@ mom_config() {  # shared filesystem: copy output files in place, never scp. Retu
 pbs_up() {
   local head=${HOSTS[0]}
   pbs_conf "$head" /var/spool/pbs 1 >/etc/pbs.conf
-  mom_config /var/spool/pbs || pkill -HUP -x pbs_mom || true  # a running mom rereads its config
+  local changed=0
+  mom_config /var/spool/pbs || changed=1
+  for h in "${HOSTS[@]:1}"; do [ ! -d "/var/spool/pbs-$h/mom_priv" ] || mom_config "/var/spool/pbs-$h" || changed=1; done
+  [ "$changed" = 0 ] || pkill -HUP -x pbs_mom || true  # a running mom rereads its config
   if ! pbs_server_up; then
     on_host "$head" "$PBS/libexec/pbs_init.d" start >/dev/null 2>&1 || true
     if ! pbs_server_up; then  # a first start can leave no server: create its database once

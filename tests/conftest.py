@@ -70,6 +70,31 @@ def slurm_cluster():
     return True
 
 
+PBS_BIN = Path(os.environ.get("DLHPC_PBS_BIN", "/opt/pbs/bin"))
+
+
+def pbs_up() -> tuple[bool, str]:
+    qstat = PBS_BIN / "qstat"
+    if not qstat.exists():
+        return False, f"OpenPBS is not installed in {PBS_BIN.parent} (run scripts/testcluster.sh up as root)"
+    proc = subprocess.run([str(qstat), "-B"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return False, f"no live PBS server ({(proc.stderr or proc.stdout).strip()}; run scripts/testcluster.sh up)"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def pbs_cluster() -> dict:
+    """The live OpenPBS test cluster; returns the environment whose PATH finds its commands first
+    (Debian's Slurm Torque wrappers own /usr/bin/qsub)."""
+    ok, why = pbs_up()
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run against the live OpenPBS cluster: " + why)
+        pytest.skip(why)
+    return {"PATH": f"{PBS_BIN}:{os.environ['PATH']}"}
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -54,6 +54,46 @@ def test_openpbs_json_states(tmp_path, monkeypatch):
     assert used["elapsed_s"] == 62 and used["core_hours"] == 4 * 62 / 3600 and used["gpu_hours"] == 62 / 3600
 
 
+def test_openpbs_efficiency_and_its_own_exit_codes(tmp_path, monkeypatch):
+    # a user's finished jobs as OpenPBS 23.06 records them (the live tests run as root, whose
+    # processes the mom does not sample)
+    data = {
+        "Jobs": {
+            "7[0].srv": {
+                "job_state": "F",
+                "Exit_status": 0,
+                "resources_used": {"cput": "00:10:00", "mem": "1048576kb", "walltime": "00:20:00"},
+                "Resource_List": {"ncpus": 8, "mem": "16gb"},
+            },
+            "7[1].srv": {"job_state": "F", "Exit_status": -29, "resources_used": {"walltime": "01:00:00"}},
+            "7[2].srv": {"job_state": "F", "Exit_status": 271},
+            "8.srv": {
+                "job_state": "F",
+                "Exit_status": -27,
+                "resources_used": {"cput": "00:00:00", "mem": "0kb", "walltime": "00:00:03"},
+                "Resource_List": {"ncpus": 1, "mem": "2gb"},
+            },
+        }
+    }
+    fake_qstat(tmp_path, monkeypatch, f"cat <<'EOF'\n{json.dumps(data)}\nEOF")
+    states, _ = pbs.states(["7_0", "7_1", "7_2", "8"])
+    assert [states[j]["state"] for j in ("7_0", "7_1", "7_2", "8")] == [
+        "COMPLETED",
+        "TIMEOUT",
+        "CANCELLED",
+        "OUT_OF_MEMORY",
+    ]
+    used = pbs.efficiency(["7_0", "8"])
+    assert used["7_0"] == {
+        "cpus": 8,
+        "cpus_used": 0.5,
+        "cpu_efficiency": 0.5 / 8,
+        "mem_peak_mb": 1024.0,
+        "mem_req_mb": 16384.0,
+    }
+    assert used["8"]["cpus_used"] is None and used["8"]["mem_peak_mb"] is None  # never sampled
+
+
 def test_torque_plain_states(tmp_path, monkeypatch):
     table = (
         "Job ID                    Name             User            Time Use S Queue\n"

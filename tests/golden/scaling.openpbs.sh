@@ -22,7 +22,9 @@ export OMP_NUM_THREADS=1
 export DLHPC_CPUS_PER_TASK=1
 export SUBMITIT_EXECUTOR=pbs
 # One rank per task on every node listed in $PBS_NODEFILE; rendezvous on the first node.
-<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 1 -- <python> -u -m submitit.core._submit /runs/scaling-19700101-000000/.submitit
+# PBS sends no warning before the walltime: the launcher sends the ranks USR2 signal_margin_s
+# before it, as SLURM's --signal does, so they checkpoint and requeue (qrerun).
+<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 1 --walltime 00:20:00 --signal-margin 120 -- <python> -u -m submitit.core._submit /runs/scaling-19700101-000000/.submitit
 
 # ---- next job script ----
 #!/bin/bash
@@ -49,7 +51,9 @@ export OMP_NUM_THREADS=1
 export DLHPC_CPUS_PER_TASK=1
 export SUBMITIT_EXECUTOR=pbs
 # One rank per task on every node listed in $PBS_NODEFILE; rendezvous on the first node.
-<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 2 -- <python> -u -m submitit.core._submit /runs/scaling-19700101-000000/.submitit
+# PBS sends no warning before the walltime: the launcher sends the ranks USR2 signal_margin_s
+# before it, as SLURM's --signal does, so they checkpoint and requeue (qrerun).
+<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 2 --walltime 00:20:00 --signal-margin 120 -- <python> -u -m submitit.core._submit /runs/scaling-19700101-000000/.submitit
 
 # ---- next job script ----
 #!/bin/bash
@@ -76,7 +80,9 @@ export OMP_NUM_THREADS=1
 export DLHPC_CPUS_PER_TASK=1
 export SUBMITIT_EXECUTOR=pbs
 # One rank per task on every node listed in $PBS_NODEFILE; rendezvous on the first node.
-<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 1 -- <python> -u -m submitit.core._submit /runs/scaling-19700101-000000/.submitit
+# PBS sends no warning before the walltime: the launcher sends the ranks USR2 signal_margin_s
+# before it, as SLURM's --signal does, so they checkpoint and requeue (qrerun).
+<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 1 --walltime 00:20:00 --signal-margin 120 -- <python> -u -m submitit.core._submit /runs/scaling-19700101-000000/.submitit
 
 # ---- next job script ----
 #!/bin/bash
@@ -103,4 +109,6 @@ export OMP_NUM_THREADS=1
 export DLHPC_CPUS_PER_TASK=1
 export SUBMITIT_EXECUTOR=pbs
 # One rank per task on every node listed in $PBS_NODEFILE; rendezvous on the first node.
-<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 2 -- <python> -u -m submitit.core._submit /runs/scaling-19700101-000000/.submitit
+# PBS sends no warning before the walltime: the launcher sends the ranks USR2 signal_margin_s
+# before it, as SLURM's --signal does, so they checkpoint and requeue (qrerun).
+<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 2 --walltime 00:20:00 --signal-margin 120 -- <python> -u -m submitit.core._submit /runs/scaling-19700101-000000/.submitit

@@ -24,4 +24,6 @@ export OMP_NUM_THREADS=2
 export DLHPC_CPUS_PER_TASK=2
 export SUBMITIT_EXECUTOR=pbs
 # One rank per task on every node listed in $PBS_NODEFILE; rendezvous on the first node.
-<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 1 -- <python> -u -m submitit.core._submit /runs/sweep-lr-19700101-000000/.submitit
+# PBS sends no warning before the walltime: the launcher sends the ranks USR2 signal_margin_s
+# before it, as SLURM's --signal does, so they checkpoint and requeue (qrerun).
+<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 1 --walltime 00:20:00 --signal-margin 120 -- <python> -u -m submitit.core._submit /runs/sweep-lr-19700101-000000/.submitit

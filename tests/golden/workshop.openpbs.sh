@@ -5,7 +5,7 @@
 #PBS -l select=1:ncpus=2:mpiprocs=1:mem=4gb
 #PBS -l place=scatter
 #PBS -l walltime=00:30:00
-#PBS -J 0-3
+#PBS -J 0-3%4
 #PBS -j oe
 #PBS -r y
 #PBS -v DLHPC_TAG=dlhpc:workshop:1:0
@@ -24,4 +24,6 @@ export OMP_NUM_THREADS=2
 export DLHPC_CPUS_PER_TASK=2
 export SUBMITIT_EXECUTOR=pbs
 # One rank per task on every node listed in $PBS_NODEFILE; rendezvous on the first node.
-<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 1 -- <python> -u -m submitit.core._submit /runs/workshop-19700101-000000/.submitit
+# PBS sends no warning before the walltime: the launcher sends the ranks USR2 signal_margin_s
+# before it, as SLURM's --signal does, so they checkpoint and requeue (qrerun).
+<python> -u -m dlhpc.schedulers.pbs_launch --tasks-per-node 1 --walltime 00:30:00 --signal-margin 120 -- <python> -u -m submitit.core._submit /runs/workshop-19700101-000000/.submitit

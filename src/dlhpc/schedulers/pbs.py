@@ -36,6 +36,10 @@ STATES = {
 }
 
 
+# OpenPBS's own exit codes for a job it ended (src/include/job.h), and signals + 256
+EXIT_STATES = {-29: "TIMEOUT", -27: "OUT_OF_MEMORY", -26: "OUT_OF_MEMORY", 265: "CANCELLED", 271: "CANCELLED"}
+
+
 def map_state(letter: str, exit_status=None) -> str:
     state = STATES.get((letter or "").strip().upper()[:1], "UNKNOWN")
     if state == "COMPLETED" and exit_status not in (None, "", 0, "0"):
@@ -43,8 +47,8 @@ def map_state(letter: str, exit_status=None) -> str:
             code = int(exit_status)
         except (TypeError, ValueError):
             return "UNKNOWN"
-        # PBS: 271 = killed by qdel (SIGTERM + 256); negative = never ran; other non-zero = failed
-        return "CANCELLED" if code in (271, 265) else "FAILED"
+        # 271 = killed by qdel (SIGTERM + 256), -29 = walltime; other non-zero = failed
+        return EXIT_STATES.get(code, "FAILED")
     return state
 
 
@@ -64,37 +68,127 @@ def parse_job_id(output: str) -> str:
 # ---- the dlhpc verbs --------------------------------------------------------------------------
 
 
-def preflight(plan) -> list[str]:
-    """Queue names and walltime limits from `qstat -Q -f` when the server offers them."""
+def queues() -> dict:
+    """{queue: {enabled, started, max_walltime, type}} from `qstat -Q -f` (OpenPBS and Torque
+    print the same `key = value` lines); {} where the server (or a wrapper) lists none."""
     try:
         out = run_command(["qstat", "-Q", "-f"], timeout=20, check=False).stdout
     except CommandError:
-        return []
-    queues, current = {}, None
+        return {}
+    found, current = {}, None
     for line in out.splitlines():
         m = re.match(r"^Queue:\s*(\S+)", line)
         if m:
-            current = queues.setdefault(m.group(1), {})
-        elif current is not None and "resources_max.walltime" in line:
-            current["max_walltime"] = line.split("=", 1)[1].strip()
-    if not queues:
-        return []  # a server (or wrapper) that does not list queues: let qsub decide
-    problems = []
+            current = found.setdefault(m.group(1), {})
+            continue
+        key, eq, value = line.strip().partition(" = ")
+        if current is None or not eq:
+            continue
+        if key == "resources_max.walltime":
+            current["max_walltime"] = value.strip()
+        elif key in ("enabled", "started"):
+            current[key] = value.strip().lower() == "true"
+        elif key == "queue_type":
+            current["type"] = value.strip()
+    if any("enabled" in q for q in found.values()):  # OpenPBS omits false ones: unset means not
+        for q in found.values():
+            q.setdefault("enabled", False)
+            q.setdefault("started", False)
+    return found
+
+
+def nodes() -> list[dict] | None:
+    """Each execution node's size from `pbsnodes -a -F json` (OpenPBS): name, ncpus, mem_mb,
+    ngpus, state; None where pbsnodes does not answer so (Torque, wrappers)."""
+    try:
+        proc = run_command(["pbsnodes", "-a", "-F", "json"], timeout=20, check=False)
+        data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
+    except (CommandError, json.JSONDecodeError):
+        return None
+    if not data:
+        return None
+    found = []
+    for name, node in (data.get("nodes") or {}).items():
+        avail = node.get("resources_available") or {}
+        found.append(
+            {
+                "name": name,
+                "ncpus": int(avail.get("ncpus") or 0),
+                "mem_mb": _megabytes(avail.get("mem")),
+                "ngpus": int(avail.get("ngpus") or 0),
+                "state": node.get("state", ""),
+            }
+        )
+    return found
+
+
+def chunk(res: dict) -> dict:
+    """What one node of the job asks for (the template's select chunk)."""
+    from dlhpc.schema import mem_megabytes
+    from dlhpc.spec import tasks_per_node
+
+    tasks = tasks_per_node(res)
+    return {
+        "ncpus": tasks * res["cpus_per_task"],
+        "mem_mb": mem_megabytes(res["mem"]),
+        "ngpus": res["gpus_per_node"] or 0,
+    }
+
+
+def fit_problems(res: dict, sizes: list[dict]) -> list[str]:
+    """Whether `nodes` nodes of the cluster can each hold one chunk of the job."""
+    usable = [n for n in sizes if not any(bad in n["state"] for bad in ("offline", "down", "unknown"))]
+    want = chunk(res)
+    fits = [
+        n
+        for n in usable
+        if n["ncpus"] >= want["ncpus"]
+        and n["ngpus"] >= want["ngpus"]
+        and (n["mem_mb"] is None or n["mem_mb"] >= want["mem_mb"])
+    ]
+    if len(fits) >= res["nodes"]:
+        return []
+    biggest = ", ".join(
+        f"{n['name']}: {n['ncpus']} CPUs, {n['ngpus']} GPUs, {(n['mem_mb'] or 0) / 1024:.0f}G" for n in usable[:4]
+    )
+    return [
+        f"each of {res['nodes']} node(s) must hold {want['ncpus']} CPUs, {want['ngpus']} GPUs and "
+        f"{want['mem_mb'] / 1024:.1f}G (tasks_per_node x cpus_per_task, gpus_per_node, mem), and "
+        f"{len(fits)} of the {len(usable)} usable PBS node(s) can ({biggest or 'none usable'}). "
+        f"Fix: ask for less per node, or for fewer nodes"
+    ]
+
+
+def queue_problems(res: dict, found: dict) -> list[str]:
+    q = res["partition"]
+    if not q or not found:
+        return []  # the server's default queue, or a server that does not list its queues
+    if q not in found:
+        return [f"queue {q!r} does not exist (queues: {', '.join(sorted(found))}); set resources.partition"]
+    info, problems = found[q], []
+    if info.get("enabled") is False or info.get("started") is False:
+        what = " and ".join(k for k in ("enabled", "started") if info.get(k) is False)
+        problems.append(f"queue {q!r} is not {what}: it would not take or run the jobs; ask the admins, or use another")
+    if info.get("max_walltime") and parse_time(res["time"]) > parse_time(info["max_walltime"]):
+        problems.append(f"resources.time {res['time']} exceeds queue {q!r}'s limit {info['max_walltime']}")
+    return problems
+
+
+def preflight(plan) -> list[str]:
+    """The queue (exists, enabled and started, walltime) and the nodes (a chunk fits), as the
+    server reports them, before anything is queued."""
+    found, sizes, problems = queues(), nodes(), []
+    default = server_limits().get("default_queue", "") if found else ""
     for trial in plan.trials:
         res = trial.data["resources"]
-        q = res["partition"]
-        if q and q not in queues:
-            problems.append(
-                f"queue {q!r} does not exist (queues: {', '.join(sorted(queues))}); set resources.partition"
-            )
-        elif q and queues[q].get("max_walltime"):
-            if parse_time(res["time"]) > parse_time(queues[q]["max_walltime"]):
-                problems.append(f"resources.time {res['time']} exceeds queue {q!r}'s limit {queues[q]['max_walltime']}")
+        problems += queue_problems({**res, "partition": res["partition"] or default}, found)
+        if sizes:
+            problems += fit_problems(res, sizes)
     return sorted(set(problems))
 
 
 def server_limits() -> dict:
-    """max_array_size and the per-user max_queued (u:PBS_GENERIC) from `qstat -B -f`, where set."""
+    """max_array_size, the per-user max_queued (u:PBS_GENERIC) and default_queue from `qstat -B -f`, where set."""
     try:
         out = run_command(["qstat", "-B", "-f"], timeout=20, check=False).stdout
     except CommandError:
@@ -106,6 +200,9 @@ def server_limits() -> dict:
     m = re.search(r"^\s*max_queued\s*=\s*\[u:PBS_GENERIC=(\d+)\]", out, re.MULTILINE)
     if m:
         limits["max_queued_per_user"] = int(m.group(1))
+    m = re.search(r"^\s*default_queue\s*=\s*(\S+)", out, re.MULTILINE)
+    if m:
+        limits["default_queue"] = m.group(1)
     return limits
 
 
@@ -128,31 +225,53 @@ def _qstat_ids(job_ids):
     return [b + "[]" if b in arrays else b for b in bases]
 
 
+def qstat_json(job_ids):
+    """OpenPBS: one `qstat -x -f -t -F json` over the jobs (history included, -t: each array
+    element); None where the server or a wrapper does not speak JSON (Torque)."""
+    ids = _qstat_ids(job_ids)
+    if not ids:
+        return {}
+    try:
+        proc = run_command(["qstat", "-x", "-f", "-t", "-F", "json", *ids], timeout=30, check=False)
+        return json.loads(proc.stdout).get("Jobs") or {} if proc.stdout.strip().startswith("{") else None
+    except (CommandError, json.JSONDecodeError):
+        return None
+
+
+def _dlhpc_id(full_id: str):
+    """'12[3].server' → '12_3', '12.server' → '12', the array itself ('12[].server') → None."""
+    m = re.match(r"(\d+)(?:\[(\d*)\])?", full_id)
+    if not m or m.group(2) == "":
+        return None
+    return m.group(1) + (f"_{m.group(2)}" if m.group(2) else "")
+
+
 def states(job_ids) -> tuple[dict, list]:
-    """OpenPBS: `qstat -x -f -F json` (finished jobs too). Torque and wrappers: plain `qstat`."""
+    """OpenPBS: `qstat -x -f -t -F json` (finished jobs too). Torque and wrappers: plain `qstat`."""
     warnings, out = [], {}
     ids = _qstat_ids(job_ids)
-    try:
-        proc = run_command(["qstat", "-x", "-f", "-F", "json", *ids], timeout=30, check=False)
-        data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
-    except (CommandError, json.JSONDecodeError):
-        data = None
+    data = qstat_json(job_ids)
     if data is not None:
-        for full_id, job in (data.get("Jobs") or {}).items():
-            m = re.match(r"(\d+)(?:\[(\d+)\])?", full_id)
-            if not m:
+        for full_id, job in data.items():
+            jid = _dlhpc_id(full_id)
+            if jid is None:
                 continue
-            jid = m.group(1) + (f"_{m.group(2)}" if m.group(2) else "")
             used, asked = job.get("resources_used") or {}, job.get("Resource_List") or {}
+            state = map_state(job.get("job_state"), job.get("Exit_status"))
+            if state == "COMPLETED" and str(job.get("substate")) == "91":  # finished by qdel
+                state = "CANCELLED"
             out[jid] = {
-                "state": map_state(job.get("job_state"), job.get("Exit_status")),
+                "state": state,
                 "raw_state": job.get("job_state"),
+                "exit_status": job.get("Exit_status"),
                 "elapsed": used.get("walltime"),
                 "submit": job.get("qtime"),
                 "start": job.get("stime"),
+                "end": job.get("obittime") if job.get("job_state") in ("F", "X") else None,
                 "ncpus": asked.get("ncpus"),
                 "ngpus": asked.get("ngpus"),
                 "nodes": job.get("exec_host"),
+                "restarts": max(0, int(job.get("run_count") or 1) - 1),
             }
             if out[jid]["state"] == "PENDING":  # the scheduler's own words, and its estimate where it has one
                 out[jid]["pending_reason"] = job.get("comment") or ("held" if job.get("job_state") == "H" else None)
@@ -201,6 +320,41 @@ def accounting(row: dict) -> dict:
     return out
 
 
+def _megabytes(value) -> float | None:
+    """PBS sizes: '4gb', '1048576kb', '512mb', '123b'."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(b|w)?\s*$", str(value or "").lower())
+    if not m:
+        return None
+    scale = {"": 1 / 2**20, "k": 1 / 1024, "m": 1, "g": 1024, "t": 2**20, "p": 2**30}[m.group(2)]
+    return float(m.group(1)) * scale * (8 if m.group(3) == "w" else 1)
+
+
+def efficiency(job_ids) -> dict:
+    """{job_id: {cpus, cpus_used, cpu_efficiency, mem_peak_mb, mem_req_mb}} from the server's
+    record of each job (resources_used: cput, mem, walltime), in one qstat call."""
+    out = {}
+    for full_id, job in (qstat_json(job_ids) or {}).items():
+        jid = _dlhpc_id(full_id)
+        used, asked = job.get("resources_used") or {}, job.get("Resource_List") or {}
+        if jid is None or not used:
+            continue
+        cpus = int(asked.get("ncpus") or 0)
+        elapsed = parse_time(used["walltime"]) if used.get("walltime") else 0
+        peak = _megabytes(used.get("mem"))
+        # a mom that never sampled the job (it skips root's processes; a job shorter than its
+        # poll interval) reports 0 kb: unknown, not idle
+        sampled = bool(peak)
+        busy = parse_time(used["cput"]) / elapsed if sampled and used.get("cput") and elapsed else None
+        out[jid] = {
+            "cpus": cpus,
+            "cpus_used": busy,
+            "cpu_efficiency": busy / cpus if busy is not None and cpus else None,
+            "mem_peak_mb": peak if sampled else None,
+            "mem_req_mb": _megabytes(asked.get("mem")),
+        }
+    return out
+
+
 def doctor_checks(spec) -> list[Check]:
     missing = commands_missing(("qsub", "qstat", "qdel"))
     checks = [
@@ -211,6 +365,32 @@ def doctor_checks(spec) -> list[Check]:
             "run on the cluster's login node, or load the PBS module",
         )
     ]
+    if missing:
+        return checks
+    try:
+        server = run_command(["qstat", "-B"], timeout=20).stdout.strip().splitlines()
+        name = server[-1].split()[0] if server else "?"
+        checks.append(Check("PBS server", True, f"{name} answers"))
+    except CommandError as exc:
+        checks.append(Check("PBS server", False, str(exc).splitlines()[0], "qstat -B must answer: is the server up?"))
+        return checks
+    res = spec.data["resources"]
+    found, limits = queues(), server_limits()
+    queue = res["partition"] or limits.get("default_queue", "")
+    if queue:
+        problems = queue_problems({**res, "partition": queue}, found)
+        info = found.get(queue, {})
+        detail = problems[0] if problems else f"enabled, started, max walltime {info.get('max_walltime') or 'none'}"
+        checks.append(Check(f"queue {queue}", not problems, detail, "set resources.partition" if problems else ""))
+    sizes = nodes()
+    if sizes:
+        problems = fit_problems(res, sizes)
+        free = sum(1 for n in sizes if n["state"] == "free")
+        detail = problems[0] if problems else f"{res['nodes']} node(s) of {len(sizes)} fit ({free} free now)"
+        checks.append(Check("resources fit", not problems, detail, "" if not problems else "ask for less"))
+    checks.append(
+        Check("max_array_size", True, str(limits.get("max_array_size", "the server's default (10000 on OpenPBS)")))
+    )
     return checks
 
 
@@ -265,6 +445,9 @@ class PBSBackend(Backend):
 
     def accounting(self, row: dict) -> dict:
         return accounting(row)
+
+    def efficiency(self, job_ids, exp_dir) -> dict:
+        return efficiency(job_ids)
 
     def doctor_checks(self, spec) -> list[Check]:
         return doctor_checks(spec)

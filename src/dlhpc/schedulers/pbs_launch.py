@@ -17,6 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 
 def node_list() -> list[str]:
@@ -53,6 +55,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlhpc.schedulers.pbs_launch")
     parser.add_argument("--tasks-per-node", type=int, default=1)
     parser.add_argument("--nodes", type=int, default=0, help="use the first N hosts (default: all of $PBS_NODEFILE)")
+    parser.add_argument("--walltime", default="", help="the job's walltime (HH:MM:SS), for the warning signal")
+    parser.add_argument("--signal-margin", type=int, default=0, help="send USR2 this many seconds before the walltime")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -65,6 +69,8 @@ def main(argv=None) -> int:
         "DLHPC_PBS_NUM_TASKS": str(world),
         "DLHPC_PBS_NUM_NODES": str(len(hosts)),
         "DLHPC_PBS_NODELIST": ",".join(hosts),
+        # one id per launch: a rerun job keeps its PBS id, and must not meet its earlier run's ranks
+        "DLHPC_LAUNCH_ID": f"{os.getpid()}-{time.time_ns()}",
     }
     procs = []
     for node_index, host in enumerate(hosts):
@@ -89,14 +95,34 @@ def main(argv=None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
         signal.signal(sig, forward)
+
+    def warn():
+        # only the ranks on this node (a task-manager client may die of USR2); rank 0 is here,
+        # and it checkpoints and requeues the whole job
+        for p in procs[:per_node]:
+            if p.poll() is None:
+                p.send_signal(signal.SIGUSR2)
+
+    warn_at = warning_delay(args.walltime, args.signal_margin)
+    if warn_at is not None:
+        timer = threading.Timer(warn_at, warn)
+        timer.daemon = True
+        timer.start()
     return wait_all(procs)
+
+
+def warning_delay(walltime: str, margin: int) -> float | None:
+    """Seconds from now until the warning signal: margin before the walltime (at least 1)."""
+    if not walltime or margin <= 0:
+        return None
+    from dlhpc.schema import parse_time
+
+    return max(1.0, parse_time(walltime) - margin)
 
 
 def wait_all(procs, poll_s: float = 0.2) -> int:
     """Like srun --kill-on-bad-exit: when one rank fails, stop the others (they would wait in a
     collective until the walltime) and return the failure's exit code."""
-    import time
-
     while True:
         codes = [p.poll() for p in procs]
         failed = next((c for c in codes if c not in (None, 0)), None)

@@ -33,7 +33,25 @@ class PBSJobEnvironment(job_environment.JobEnvironment):
         return [h for h in os.environ.get("DLHPC_PBS_NODELIST", "").split(",") if h] or [self.hostname]
 
     def _requeue(self, countdown: int) -> None:
-        run_command(["qrerun", os.environ.get("PBS_JOBID", self.raw_job_id)], timeout=60)
+        run_command([pbs_command("qrerun"), os.environ.get("PBS_JOBID", self.raw_job_id)], timeout=60)
+
+
+def pbs_command(name: str) -> str:
+    """A PBS client command, as seen from inside a job: the job's PATH is the mom's, which need not
+    hold PBS's bin (or may hold another tool's `qrerun`), so first the PBS_EXEC that pbs.conf
+    names, as PBS's own scripts do; then PATH and the submitter's PATH (PBS_O_PATH)."""
+    conf = os.environ.get("PBS_CONF_FILE", "/etc/pbs.conf")
+    try:
+        with open(conf) as f:
+            for line in f:
+                key, _, value = line.strip().partition("=")
+                candidate = os.path.join(value.strip(), "bin", name)
+                if key == "PBS_EXEC" and os.access(candidate, os.X_OK):
+                    return candidate
+    except OSError:
+        pass
+    search = os.pathsep.join(filter(None, (os.environ.get("PATH"), os.environ.get("PBS_O_PATH"))))
+    return shutil.which(name, path=search) or name
 
 
 class PBSInfoWatcher(core.InfoWatcher):

@@ -159,7 +159,7 @@ def _published_store(denv: DistEnv, trial_dir: Path, timeout_s: float, connect_s
 
     import torch.distributed as dist
 
-    tag = f"{denv.job_id or 'job'}-{denv.restart}".replace("/", "_")
+    tag = f"{denv.job_id or 'job'}-{os.environ.get('DLHPC_LAUNCH_ID') or denv.restart}".replace("/", "_")
     path = Path(trial_dir) / f".rendezvous-{tag}"
     timeout = datetime.timedelta(seconds=timeout_s)
     if denv.rank == 0:
