@@ -7,6 +7,8 @@ if [ "$(id -u)" = 0 ]; then
   # a real browser for the report test (Debian's chromium, headless)
   command -v chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }
   scripts/testcluster.sh up
+  # the clusters are up: from here a live test whose cluster is down fails instead of skipping
+  export DLHPC_CLUSTERS_UP=1
 else
   echo "not root: the live SLURM/PBS tests will be skipped" >&2
 fi

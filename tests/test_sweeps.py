@@ -1,5 +1,6 @@
-"""Sweeps at scale (issue 13, in part): what each trial used of what it asked for, and the
-environment an experiment was submitted with. Live on the SLURM test cluster."""
+"""Sweeps at scale: what each trial used of what it asked for, the environment an experiment was
+submitted with, limits known before submitting, packing, resubmission. Live on the SLURM test
+cluster (and local)."""
 
 import json
 import subprocess
@@ -8,6 +9,7 @@ import time
 import pytest
 
 from conftest import wait_finished, write
+from test_reliability import release_if_requeued, scontrol_job
 
 IDLE_SPEC = """
 name: idle
@@ -81,11 +83,78 @@ def many(n_lr: int, n_seed: int) -> str:
 @pytest.mark.slurm
 def test_ten_thousand_trials_are_refused_in_under_two_seconds(slurm_cluster, dlhpc, tmp_path):
     t0 = time.monotonic()
-    r = dlhpc("submit", write(tmp_path / "many.yaml", many(100, 100)), "--runs-dir", tmp_path / "runs")
+    spec = write(tmp_path / "many.yaml", many(100, 100))
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--set", "resources.trials_per_task=1")
     took = time.monotonic() - t0
     assert r.code == 2 and took < 2, (took, r)
-    assert "adds 10,010 jobs" in r.err and "at most 10,000 (MaxJobCount)" in r.err and "Fix:" in r.err
+    assert "adds 10,010 jobs" in r.err and "at most 10,000 jobs (MaxJobCount)" in r.err and "Fix:" in r.err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slurm
+def test_ten_thousand_trials_are_packed_to_fit_when_left_open(slurm_cluster, dlhpc, tmp_path):
+    spec = write(tmp_path / "many.yaml", many(100, 100))
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--dry-run")
+    assert r.code == 0, r
+    assert "would add 10,010 jobs, but the cluster holds at most 10,000 jobs (MaxJobCount)" in r.out, r.out
+    assert "each array task runs 2 trials one after another (5,000 tasks, walltime 00:10:00 each)" in r.out
+    assert r.out.count("accepted: sbatch: Job") == 5 and "nothing was queued" in r.out  # sbatch --test-only
+
+
+PACKED = """
+name: packed
+model: {{name: cnn, width: 8}}
+train: {{epochs: {epochs}, batch_size: 64}}
+data: {{train_subset: 3000}}
+resources: {{scheduler: slurm, cpus_per_task: 1, mem: 2G, time: "00:05:00", trials_per_task: 2}}
+sweep: {{train.seed: [0, 1, 2]}}
+"""
+
+
+@pytest.mark.slurm
+def test_packed_trials_keep_their_own_files_and_a_requeue_skips_finished_ones(slurm_cluster, dlhpc, tmp_path):
+    r = dlhpc("submit", write(tmp_path / "packed.yaml", PACKED.format(epochs=20)), "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    assert "#SBATCH --array=0-1%2" in (exp / "job-0.sh").read_text()  # 3 trials in 2 tasks
+    assert "#SBATCH --time=00:10:00" in (exp / "job-0.sh").read_text()  # two trials' time
+    record = json.loads((exp / "experiment.json").read_text())
+    by_trial = {j["trial"]: j for j in record["jobs"]}
+    first, second, third = (t["id"] for t in record["trials"])
+    assert by_trial[first]["job_id"] == by_trial[second]["job_id"] != by_trial[third]["job_id"]
+    assert (by_trial[first]["task_position"], by_trial[second]["task_position"]) == (0, 1)
+
+    # while the task trains its first trial, the second waits in it, and says so
+    deadline = time.monotonic() + 120
+    while not (exp / first / "metrics.jsonl").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    rows = {t["trial"]: t for t in json.loads(dlhpc("status", exp, "--json").out)["trials"]}
+    assert rows[first]["state"] == "RUNNING" and rows[second]["state"] == "PENDING", rows
+    assert "waiting for the trials before it in its task" in rows[second]["why_pending"], rows
+
+    # requeue the task once its second trial has an epoch: the first is not trained again
+    job = by_trial[second]["job_id"]
+    while not (exp / second / "checkpoint.pt").exists():
+        assert time.monotonic() < deadline + 120
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    while scontrol_job(job).get("Restarts") != "1" or scontrol_job(job).get("JobState") != "RUNNING":
+        assert time.monotonic() < deadline + 300, scontrol_job(job)
+        release_if_requeued(job)  # SLURM holds a requeued job ~2 min: not here
+        time.sleep(0.5)
+    report = wait_finished(dlhpc, exp, timeout=300)
+    assert [t["state"] for t in report["trials"]] == ["COMPLETED"] * 3, report
+    for trial in (first, second, third):
+        epochs = [json.loads(line)["epoch"] for line in (exp / trial / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == list(range(1, 21)), (trial, epochs)  # every epoch exactly once
+        assert json.loads((exp / trial / "result.json").read_text())["state"] == "COMPLETED"
+    assert (exp / first / "job.out").read_text().count(f"trial {first} starting, 1 of 2") == 1
+    assert (exp / second / "job.out").read_text().count(f"trial {second} starting, 2 of 2") == 2
+    assert json.loads((exp / second / "result.json").read_text())["resumed_from_epoch"] >= 1
+    rows = json.loads(dlhpc("summary", exp, "--json").out)
+    shared = [row["core_hours"] for row in rows if row["trial"] in (first, second)]
+    assert shared[0] == shared[1] > 0  # the task's hours, shared by its two trials
 
 
 @pytest.mark.slurm

@@ -167,6 +167,7 @@ def cmd_submit(args):
     check_training_here(p.spec, args.here, "submit")
     _prepare_data(p.trials, may_fetch=sched.runs_here and not args.dry_run)
     _check_cost(p, args)
+    p = _pack_to_fit(p, sched)
     _preflight(p, sched)
     if args.dry_run:
         return _dry_run(p, sched)
@@ -174,6 +175,16 @@ def cmd_submit(args):
     jobs = _submit_or_roll_back(p, sched)
     _record_submission(p, sched, jobs)
     return 0
+
+
+def _packing_of(record: dict, trial_ids: list) -> int | None:
+    """The trials per task these trials had when they were last submitted (a packing chosen at
+    submit is not in their spec), so a resubmission packs them alike."""
+    from dlhpc.results import latest_entries
+
+    entries = latest_entries(record)
+    sizes = [entries.get(t, {}).get("task_size") or 1 for t in trial_ids]
+    return max(sizes) if sizes and max(sizes) > 1 else None
 
 
 def _check_cost(p, args):
@@ -187,6 +198,35 @@ def _check_cost(p, args):
             f"estimated cost {estimate['cost']:.2f} {estimate['unit']} exceeds the limit of {limit:g} "
             "(--max-cost or the site's max_cost); ask for fewer trials, nodes or less time"
         )
+
+
+def _pack_to_fit(p, sched):
+    """Where the trials as one job each would break a limit on the number of jobs (SLURM's
+    MaxJobCount or submit limits, PBS's max_queued) and the spec leaves trials_per_task open,
+    pack just enough trials into each array task to fit, and say so."""
+    import math
+
+    from dlhpc import experiment
+
+    if sched.runs_here or not p.trials or any(t.data["resources"]["trials_per_task"] for t in p.trials):
+        return p
+    adding = experiment.jobs_added(p.trials, p.max_array, None)
+    room, limit = sched.job_headroom(p)
+    if room is None or adding <= room or room < 2:
+        return p  # fits, or nothing known, or no room at all: preflight says what to do
+    k = max(2, math.ceil(len(p.trials) / room))
+    while k < len(p.trials) and experiment.jobs_added(p.trials, p.max_array, k) > room:
+        k += 1
+    packed = experiment.plan(p.spec, p.exp_dir, max_array=p.max_array, trials=p.trials, trials_per_task=k)
+    packed.first_script = p.first_script
+    tasks = sum(len(s.tasks) for s in packed.scripts)
+    time_limit = experiment.packed_time(p.trials[0].data["resources"]["time"], k)
+    _out(
+        f"packing: {len(p.trials):,} trials as one job each would add {adding:,} jobs, but {limit}; so each "
+        f"array task runs {k} trials one after another ({tasks:,} tasks, walltime {time_limit} each). "
+        "Set resources.trials_per_task to choose"
+    )
+    return packed
 
 
 def _preflight(p, sched):
@@ -242,7 +282,8 @@ def cmd_resubmit(args):
     spec = Spec(record["spec"], {}, load_spec(None).site, record.get("spec_source") or "<experiment>")
     sched = backend(record["scheduler"])
     check_training_here(spec, args.here, "resubmit")
-    p = experiment.plan_resubmission(exp_dir, chosen, spec, sched.max_array())
+    p = experiment.plan_resubmission(exp_dir, chosen, spec, sched.max_array(), _packing_of(record, chosen))
+    p = _pack_to_fit(p, sched)
     _preflight(p, sched)
     experiment.write_resubmission(p)
     queued: list = []

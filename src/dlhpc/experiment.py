@@ -28,6 +28,7 @@ class Plan:
     exp_dir: Path
     scripts: list = field(default_factory=list)  # one Script per job (single job or array)
     max_array: int | None = None
+    trials_per_task: int | None = None  # chosen at submit where a scheduler limit needs packing
     first_script: int = 0  # a resubmission numbers its scripts after the experiment's earlier ones
 
     def script_name(self, i: int) -> str:
@@ -56,8 +57,10 @@ def runs_root(spec: Spec) -> Path:
     return Path(os.path.expanduser(spec.data["runs_dir"])).absolute()
 
 
-def job_groups(trials, max_array: int | None = None) -> list[list]:
-    """Trials that ask for the same resources share one job array; arrays are cut at max_array."""
+def job_groups(trials, max_array: int | None = None, trials_per_task: int | None = None) -> list[list]:
+    """Trials that ask for the same resources share one job array, as tasks of
+    `trials_per_task` trials each (one, unless packed); arrays are cut at max_array tasks.
+    Returns [array: [task: [trial, ...], ...], ...]."""
     groups: dict = {}
     for trial in trials:
         d = trial.data
@@ -65,21 +68,52 @@ def job_groups(trials, max_array: int | None = None) -> list[list]:
         groups.setdefault(key, []).append(trial)
     out = []
     for members in groups.values():
-        step = max_array or len(members)
-        out.extend(members[i : i + step] for i in range(0, len(members), step))
+        k = pack_size(members[0].data["resources"], trials_per_task)
+        tasks = [members[i : i + k] for i in range(0, len(members), k)]
+        step = max_array or len(tasks)
+        out.extend(tasks[i : i + step] for i in range(0, len(tasks), step))
     return out
 
 
-def plan(spec: Spec, exp_dir: Path | None = None, max_array: int | None = None, trials=None) -> Plan:
+def pack_size(resources: dict, override: int | None = None) -> int:
+    """Trials per array task: the spec's trials_per_task, else the submit-time choice, else 1.
+    A backend that runs the trials on this machine runs them one after another anyway."""
+    from dlhpc.schedulers import backend
+
+    if backend(resources["scheduler"]).runs_here:
+        return 1
+    return int(resources.get("trials_per_task") or override or 1)
+
+
+def jobs_added(trials, max_array: int | None, trials_per_task: int | None) -> int:
+    """The jobs a scheduler counts for a plan: each array task, plus each array's own record."""
+    groups = job_groups(trials, max_array, trials_per_task)
+    return sum(len(g) for g in groups) + sum(1 for g in groups if len(g) > 1)
+
+
+def packed_time(time_limit: str, k: int) -> str:
+    """A task's walltime: k trials' one after another."""
+    from dlhpc.schema import format_time, parse_time
+
+    return time_limit if k <= 1 else format_time(parse_time(time_limit) * k)
+
+
+def plan(
+    spec: Spec, exp_dir: Path | None = None, max_array: int | None = None, trials=None, trials_per_task=None
+) -> Plan:
     """Trials and their job scripts for an experiment directory (not created here)."""
     trials = trials if trials is not None else sweep.expand(spec)
     exp_dir = exp_dir or runs_root(spec) / f"{spec.data['name']}-{timestamp()}"
-    p = Plan(spec, trials, exp_dir, max_array=max_array)
+    p = Plan(spec, trials, exp_dir, max_array=max_array, trials_per_task=trials_per_task)
     digest, command = spec.hash(), submitit_command(exp_dir / SUBMITIT_DIR)
-    for group in job_groups(trials, max_array):
-        p.scripts.append(
-            render_script(group[0].data, [t.id for t in group], exp_dir, command, site=spec.site, spec_digest=digest)
-        )
+    for group in job_groups(trials, max_array, trials_per_task):
+        data = group[0][0].data
+        k = max(len(task) for task in group)
+        if k > 1:
+            data = {**data, "resources": {**data["resources"], "time": packed_time(data["resources"]["time"], k)}}
+        tasks = [[t.id for t in task] for task in group] if k > 1 else None
+        ids = [task[0].id for task in group]
+        p.scripts.append(render_script(data, ids, exp_dir, command, site=spec.site, spec_digest=digest, tasks=tasks))
     return p
 
 
@@ -109,7 +143,7 @@ def materialize(p: Plan) -> Plan:
     """Write the run directory for a plan. If the name was taken, re-plan under the new name."""
     final = reserve_dir(p.exp_dir)
     if final != p.exp_dir:  # the scripts name the directory: render them again for the new one
-        p = plan(p.spec, final, max_array=p.max_array, trials=p.trials)
+        p = plan(p.spec, final, max_array=p.max_array, trials=p.trials, trials_per_task=p.trials_per_task)
     try:
         (p.exp_dir / SUBMITIT_DIR).mkdir()
         (p.exp_dir / "logs").mkdir()
@@ -135,7 +169,9 @@ def materialize(p: Plan) -> Plan:
     return p
 
 
-def plan_resubmission(exp_dir: Path, trial_ids: list, spec: Spec, max_array: int | None = None) -> Plan:
+def plan_resubmission(
+    exp_dir: Path, trial_ids: list, spec: Spec, max_array: int | None = None, trials_per_task=None
+) -> Plan:
     """A plan for some trials of an existing experiment, as they were resolved at submit
     (their spec.yaml), with scripts numbered after the ones already there. Trials resume from
     their checkpoints when they run."""
@@ -147,7 +183,7 @@ def plan_resubmission(exp_dir: Path, trial_ids: list, spec: Spec, max_array: int
     for tid in trial_ids:
         data = yaml.safe_load((exp_dir / tid / "spec.yaml").read_text())
         trials.append(sweep.Trial(known[tid]["index"], tid, known[tid].get("params", {}), data))
-    p = plan(spec, exp_dir, max_array=max_array, trials=trials)
+    p = plan(spec, exp_dir, max_array=max_array, trials=trials, trials_per_task=trials_per_task)
     p.first_script = len(list(exp_dir.glob("job-*.sh")))
     return p
 

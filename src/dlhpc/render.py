@@ -108,7 +108,12 @@ def load_template(ref: str, site: dict | None = None) -> jinja2.Template:
 class Script:
     text: str
     template: str  # the file the script came from
-    trial_ids: list
+    trial_ids: list  # every trial the script runs
+    tasks: list = None  # the trial ids each job (array task) runs, in order; one each unless packed
+
+    def __post_init__(self):
+        if self.tasks is None:
+            self.tasks = [[tid] for tid in self.trial_ids]
 
 
 def render_script(
@@ -120,8 +125,13 @@ def render_script(
     site=None,
     spec_digest: str | None = None,
     python: str | None = None,
+    tasks: list | None = None,
 ) -> Script:
-    """Render the job script for trials that share one resource request (an array if > 1)."""
+    """Render the job script for trials that share one resource request (an array if > 1).
+    Packed (`tasks`: lists of trial ids, run one after another by each array task), the script
+    knows each task by its first trial, whose job.out receives the task's own output."""
+    if tasks is not None:
+        trial_ids = [task[0] for task in tasks]
     sched = backend(data["resources"]["scheduler"])
     template = load_template(template_ref(data), site)
     context = {
@@ -151,6 +161,8 @@ def render_script(
         text = template.render(context)
     except jinja2.TemplateError as exc:
         raise UserError(_template_error(exc, template)) from None
+    if tasks is not None:
+        return Script(text, template.filename or template.name, [t for task in tasks for t in task], tasks)
     return Script(text, template.filename or template.name, list(trial_ids))
 
 

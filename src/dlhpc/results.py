@@ -121,20 +121,47 @@ def read_record(exp_dir: Path) -> dict:
     return record
 
 
+def latest_entries(record: dict) -> dict:
+    """{trial id: its latest job entry}: experiment.json keeps every job a trial had, oldest first."""
+    return {j.get("trial"): j for j in record.get("jobs", []) if j.get("job_id")}
+
+
 def latest_jobs(record: dict) -> dict:
-    """{trial id: its latest job id}: experiment.json keeps every job a trial had, oldest first."""
-    return {j.get("trial"): j.get("job_id") for j in record.get("jobs", []) if j.get("job_id")}
+    """{trial id: its latest job id}."""
+    return {trial: entry["job_id"] for trial, entry in latest_entries(record).items()}
+
+
+def packed_view(sched: dict | None, entry: dict, started: bool) -> dict | None:
+    """What the scheduler says of a packed task, as it applies to one of its trials: a trial
+    still waiting for the ones before it is PENDING, not RUNNING, and the task's hours are
+    shared by its trials."""
+    size = entry.get("task_size") or 1
+    if not sched or size <= 1:
+        return sched
+    view = dict(sched)
+    if sched.get("state") == "RUNNING" and not started:
+        view.update(state="PENDING", pending_reason=f"waiting for the trials before it in its task ({size} trials)")
+    for key in ("core_hours", "gpu_hours"):
+        if view.get(key) is not None:
+            view[key] = view[key] / size
+    return view
 
 
 def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[dict, list]:
     record = read_record(exp_dir)
-    job_of = latest_jobs(record)
+    entry_of = latest_entries(record)
     rows = []
     for trial in record.get("trials", []):
-        trial = dict(trial, job_id=job_of.get(trial["id"]))
+        entry = entry_of.get(trial["id"]) or {}
+        trial = dict(trial, job_id=entry.get("job_id"))
         sched = (sched_by_job or {}).get(trial["job_id"]) if trial["job_id"] else None
         missing = sched_by_job is not None and trial["job_id"] is not None and sched is None
+        if entry.get("task_size"):
+            tdir = exp_dir / trial["id"]
+            sched = packed_view(sched, entry, (tdir / "metrics.jsonl").exists() or (tdir / "result.json").exists())
         rows.append(trial_row(exp_dir, record, trial, sched, missing))
+        if sched and rows[-1]["state"] == "PENDING" and sched.get("pending_reason"):
+            rows[-1]["why_pending"] = sched["pending_reason"]
         git = record.get("git") or {}
         rows[-1]["commit"] = (git.get("commit", "")[:12] + ("+dirty" if git.get("dirty") else "")) or None
     add_scaling(rows)

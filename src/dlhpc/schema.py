@@ -310,6 +310,7 @@ SCHEMA = {
         "qos": Optional(WORD),
         "constraint": Optional(CONSTRAINT),
         "array_parallelism": Int(16, 1, 1_000_000),
+        "trials_per_task": Optional(Int(None, 1, 100_000)),
         "pbs_flavor": Choice("openpbs", ("openpbs", "torque")),
         "signal_margin_s": Int(120, 10, 3600),
         "timeout_requeues": Int(3, 0, 1000),
@@ -431,6 +432,9 @@ DOCS = {
     "resources.qos": "SLURM quality of service.",
     "resources.constraint": "SLURM node features (`--constraint`).",
     "resources.array_parallelism": "At most this many trials of a sweep run at once (the array's `%N`).",
+    "resources.trials_per_task": "Trials run one after another in each array task (packing many short trials into "
+    "fewer jobs; the task's walltime is this many times `time`). null: one, or as many as a scheduler limit on "
+    "the number of jobs requires (said at submit). Ignored by the local scheduler.",
     "resources.pbs_flavor": "PBS only: `openpbs` (PBS Pro / OpenPBS) or `torque`.",
     "resources.signal_margin_s": "Seconds before the time limit at which the job is told to checkpoint and requeue.",
     "resources.timeout_requeues": "Requeues allowed on reaching the time limit (preemptions are not counted).",

@@ -56,6 +56,7 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
     trials = []
     for r in rows:
         sched = info.get(r.get("job_id")) or {}
+        pending = r["state"] == "PENDING"
         trials.append(
             {
                 "trial": r["trial"],
@@ -67,7 +68,7 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
                 "test_acc": r.get("test_acc"),
                 "params": {k: r[k] for k in record.get("swept_keys", []) if k in r},
                 "flags": r.get("flags") or None,
-                "why_pending": sched.get("pending_reason") if r["state"] == "PENDING" else None,
+                "why_pending": (r.get("why_pending") or sched.get("pending_reason")) if pending else None,
                 "est_start": sched.get("est_start") if r["state"] == "PENDING" else None,
             }
         )

@@ -96,6 +96,11 @@ class Backend(ABC):
         """From one states() row: queue_wait_s, elapsed_s, core_hours, gpu_hours where known."""
         return {}
 
+    def job_headroom(self, plan) -> tuple[int | None, str]:
+        """How many more jobs (array tasks count) the scheduler takes from this user now, and the
+        limit that sets it; (None, "") where nothing is known. Submit packs trials to fit."""
+        return None, ""
+
     def efficiency(self, job_ids: list[str], exp_dir: Path) -> dict:
         """From accounting, per job: cpus, cpus_used (average), cpu_efficiency, mem_peak_mb,
         mem_req_mb, where the scheduler records them ({} where it does not)."""

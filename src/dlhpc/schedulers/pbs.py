@@ -6,6 +6,7 @@ same shape as SLURM's; pbs_launch computes the same id inside the job, so submit
 element's pickle.
 """
 
+import functools
 import json
 import os
 import re
@@ -188,6 +189,16 @@ def preflight(plan) -> list[str]:
 
 
 def server_limits() -> dict:
+    """server_limits_now, asked once per command and PATH (submit asks it four ways)."""
+    return dict(_server_limits_for(os.environ.get("PATH", "")))
+
+
+@functools.lru_cache(maxsize=4)
+def _server_limits_for(_path: str) -> tuple:
+    return tuple(server_limits_now().items())
+
+
+def server_limits_now() -> dict:
     """max_array_size, the per-user max_queued (u:PBS_GENERIC) and default_queue from `qstat -B -f`, where set."""
     try:
         out = run_command(["qstat", "-B", "-f"], timeout=20, check=False).stdout
@@ -209,12 +220,15 @@ def server_limits() -> dict:
 def submission_limits(plan) -> list[str]:
     """The server's per-user queued-job limit, against the jobs this submission adds (array
     subjobs count); arrays are already split at max_array_size (max_array)."""
+    from dlhpc.experiment import jobs_added
+
     limit = server_limits().get("max_queued_per_user")
-    adding = len(plan.trials)
+    adding = jobs_added(plan.trials, plan.max_array, plan.trials_per_task)
     if limit is not None and adding > limit:
         return [
             f"the PBS server queues at most {limit:,} jobs per user (max_queued) and this submission adds "
-            f"{adding:,}. Fix: submit fewer trials at once (split the sweep), or wait for your queued jobs to end"
+            f"{adding:,}. Fix: pack trials (resources.trials_per_task), submit fewer trials at once (split the "
+            f"sweep), or wait for your queued jobs to end"
         ]
     return []
 
@@ -423,6 +437,10 @@ class PBSBackend(Backend):
 
     def max_array(self) -> int | None:
         return server_limits().get("max_array_size") if self.available() else None
+
+    def job_headroom(self, plan) -> tuple[int | None, str]:
+        limit = server_limits().get("max_queued_per_user")
+        return (limit, f"the PBS server queues at most {limit:,} jobs per user (max_queued)") if limit else (None, "")
 
     def test_only(self, script_text: str, workdir: Path) -> str:
         # qsub has no --test-only; preflight() already checked the queue and its walltime limit

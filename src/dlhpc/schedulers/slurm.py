@@ -161,26 +161,30 @@ def _limit(value: str) -> int | None:
     return int(value) if value and value.strip().lstrip("-").isdigit() and int(value) >= 0 else None
 
 
-def submission_limits(plan) -> list[str]:
-    """What slurmctld and the accounting limits will refuse, checked before sbatch would sit in its
-    "temporarily unable to accept job" loop: MaxJobCount less the jobs already in the system, and
-    the user's association and QOS limits on submitted jobs. Every array task counts as a job."""
+_JOB_LIMITS: dict = {}
+
+
+def job_limits(res: dict) -> list[tuple[int, int, str]]:
+    """job_limits_now, asked once per command (submit's packing choice and its preflight share it)."""
+    key = (res.get("account"), res.get("qos"))
+    if key not in _JOB_LIMITS:
+        _JOB_LIMITS[key] = job_limits_now(res)
+    return _JOB_LIMITS[key]
+
+
+def job_limits_now(res: dict) -> list[tuple[int, int, str]]:
+    """Limits on the number of jobs in the system, as (limit, jobs already counted against it,
+    what it is): MaxJobCount, and where accounting is on, the user's association and QOS limits
+    on submitted jobs (MaxSubmitJobs, GrpSubmitJobs, MaxSubmitJobsPerUser). Every array task
+    counts as a job. One squeue and two sacctmgr calls."""
     import getpass
 
-    user, problems = getpass.getuser(), []
-    adding = len(plan.trials) + len(plan.scripts)  # each array task, and each array's own record
+    user, limits = getpass.getuser(), []
     queue = run_command(["squeue", "-h", "-r", "-o", "%i|%u"], timeout=20).stdout.splitlines()
     mine = sum(1 for line in queue if line.endswith(f"|{user}"))
-    fix = (
-        "Fix: submit fewer trials at once (split the sweep, or sweep fewer values), or wait for your queued jobs to end"
-    )
     max_jobs = _limit(config().get("MaxJobCount", ""))
-    if max_jobs is not None and len(queue) + adding > max_jobs:
-        problems.append(
-            f"this submission adds {adding:,} jobs (one per trial, plus one per array), but the cluster "
-            f"holds at most {max_jobs:,} (MaxJobCount) and has {len(queue):,} already. {fix}"
-        )
-    res = plan.trials[0].data["resources"] if plan.trials else {}
+    if max_jobs is not None:
+        limits.append((max_jobs, len(queue), "the cluster holds at most {limit:,} jobs (MaxJobCount) and has {used:,}"))
     try:
         assocs = run_command(
             [
@@ -199,27 +203,44 @@ def submission_limits(plan) -> list[str]:
             ["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitJobsPerUser,GrpSubmitJobs"], timeout=20
         ).stdout.splitlines()
     except CommandError:
-        return problems  # no accounting: slurmctld's own limit is all there is
+        return limits  # no accounting: slurmctld's own limit is all there is
     qos_limits = {row.split("|")[0]: row.split("|")[1:] for row in qos_rows if row.count("|") == 2}
     for row in assocs:
         account, max_submit, grp_submit, qos_list = (row.split("|") + ["", "", "", ""])[:4]
         if res.get("account") and account != res["account"]:
             continue
         for name, limit in (("MaxSubmitJobs", _limit(max_submit)), ("GrpSubmitJobs", _limit(grp_submit))):
-            if limit is not None and mine + adding > limit:
-                problems.append(
-                    f"your association (account {account}) allows {limit:,} submitted jobs ({name}); you "
-                    f"have {mine:,} and this submission adds {adding:,}. {fix}"
-                )
+            if limit is not None:
+                what = f"your association (account {account}) allows {{limit:,}} submitted jobs ({name})"
+                limits.append((limit, mine, what + "; you have {used:,}"))
         for qos in [res.get("qos")] if res.get("qos") else qos_list.split(","):
             per_user, grp = (qos_limits.get(qos) or [None, None])[:2]
             for name, limit in (("MaxSubmitJobsPerUser", _limit(per_user)), ("GrpSubmitJobs", _limit(grp))):
-                if limit is not None and mine + adding > limit:
-                    problems.append(
-                        f"QOS {qos} allows {limit:,} submitted jobs ({name}); you have {mine:,} and this "
-                        f"submission adds {adding:,}. {fix}"
-                    )
-    return sorted(set(problems))
+                if limit is not None:
+                    what = f"QOS {qos} allows {{limit:,}} submitted jobs ({name})"
+                    limits.append((limit, mine, what + "; you have {used:,}"))
+    return limits
+
+
+def submission_limits(plan, limits=None) -> list[str]:
+    """What slurmctld and the accounting limits will refuse, checked before sbatch would sit in its
+    "temporarily unable to accept job" loop."""
+    from dlhpc.experiment import jobs_added
+
+    res = plan.trials[0].data["resources"] if plan.trials else {}
+    adding = jobs_added(plan.trials, plan.max_array, plan.trials_per_task)
+    fix = (
+        "Fix: pack trials (resources.trials_per_task), submit fewer trials at once (split the sweep, or sweep "
+        "fewer values), or wait for your queued jobs to end"
+    )
+    return sorted(
+        {
+            f"this submission adds {adding:,} jobs (one per array task, plus one per array), but "
+            f"{what.format(limit=limit, used=used)}. {fix}"
+            for limit, used, what in (limits if limits is not None else job_limits(res))
+            if used + adding > limit
+        }
+    )
 
 
 def test_only(script_text: str, workdir: Path) -> str:
@@ -695,6 +716,11 @@ class SlurmBackend(Backend):
 
     def preflight(self, plan) -> list[str]:
         return submission_limits(plan) + preflight(plan)
+
+    def job_headroom(self, plan) -> tuple[int | None, str]:
+        res = plan.trials[0].data["resources"] if plan.trials else {}
+        room = [(limit - used, what.format(limit=limit, used=used)) for limit, used, what in job_limits(res)]
+        return min(room) if room else (None, "")
 
     def test_only(self, script_text: str, workdir: Path) -> str:
         return test_only(script_text, workdir)

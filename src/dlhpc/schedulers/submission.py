@@ -61,31 +61,38 @@ class RenderedScriptMixin:
 
 
 def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
-    """Queue every script of a materialised plan: one TrainJob per trial, an array per script.
+    """Queue every script of a materialised plan: one callable per array task (a TrainJob, or a
+    PackedTrainJob running several trials in turn), an array per script.
     make_executor(folder, script_text, submit_cwd, max_num_timeout, timeout_min) → executor.
     `queued` fills as jobs are accepted, so a caller can cancel them if a later script fails."""
     from dlhpc.experiment import SUBMITIT_DIR
-    from dlhpc.train.job import TrainJob
+    from dlhpc.train.job import PackedTrainJob, TrainJob
 
     data_of = {t.id: t.data for t in plan.trials}
     jobs = queued if queued is not None else []
     for i, script in enumerate(plan.scripts):
         res = data_of[script.trial_ids[0]]["resources"]
+        packed = any(len(task) > 1 for task in script.tasks)
         executor = make_executor(
             plan.exp_dir / SUBMITIT_DIR,
             script.text,
             plan.exp_dir / "logs",
             res["timeout_requeues"],
-            max(1, parse_time(res["time"]) // 60),
+            max(1, parse_time(res["time"]) * max(len(task) for task in script.tasks) // 60),
         )
-        payloads = [TrainJob(plan.exp_dir / tid) for tid in script.trial_ids]
+        payloads = [
+            PackedTrainJob([plan.exp_dir / tid for tid in task]) if packed else TrainJob(plan.exp_dir / task[0])
+            for task in script.tasks
+        ]
         if len(payloads) == 1:
             submitted = [executor.submit(payloads[0])]
         else:
             with executor.batch():
                 submitted = [executor.submit(p) for p in payloads]
-        jobs += [
-            {"job_id": job.job_id, "trial": tid, "script": plan.script_name(i)}
-            for tid, job in zip(script.trial_ids, submitted, strict=True)
-        ]
+        for task, job in zip(script.tasks, submitted, strict=True):
+            for position, tid in enumerate(task):
+                entry = {"job_id": job.job_id, "trial": tid, "script": plan.script_name(i)}
+                if packed:  # several trials, one after another, in this job
+                    entry.update(task_position=position, task_size=len(task))
+                jobs.append(entry)
     return jobs
