@@ -284,3 +284,16 @@ resources: {{cpus_per_task: 1, mem: 2G, time: "00:05:00"}}
     assert f"HOSTILE=[{hostile}]" in out
     for root in (tmp_path, weird, exp, exp / "logs", Path.cwd()):
         assert not list(root.glob("SENTINEL*")), root
+
+
+def test_after_and_the_report_job(pbs_cluster, dlhpc, tmp_path):
+    from test_sweeps import chain
+
+    first, second = chain(dlhpc, tmp_path, "pbs", env=pbs_cluster)
+    ids = [json.loads((exp / "experiment.json").read_text())["jobs"][0]["job_id"] for exp in (first, second)]
+    parse = lambda s: time.mktime(time.strptime(s, "%a %b %d %H:%M:%S %Y"))  # noqa: E731
+    ends = [parse(job["obittime"]) for job in finished_elements(ids[0])]
+    starts = [parse(job["stime"]) for job in finished_elements(ids[1])]
+    assert min(starts) >= max(ends), (starts, ends)  # second began after first ended
+    (array,) = [job for jid, job in qstat_jobs(ids[1]).items() if "[]" in jid]
+    assert f"-W depend=afterok:{ids[0].split('_')[0]}[]" in array["Submit_arguments"], array["Submit_arguments"]

@@ -211,3 +211,69 @@ def test_resubmit_runs_failed_trials_again_from_their_checkpoints(request, dlhpc
     assert resumed is not None and resumed >= 1  # went on from its checkpoint
     nothing = dlhpc("resubmit", exp)
     assert nothing.code == 0 and "nothing to resubmit" in nothing.out
+
+
+CHAIN = """
+name: {name}
+model: {{name: softmax}}
+train: {{epochs: 1}}
+data: {{train_subset: 2000}}
+env: {{setup: ["{setup}"]}}
+resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 2G, time: "00:05:00", report: true}}
+sweep: {{train.seed: [0, 1]}}
+"""
+
+
+def chain(dlhpc, tmp_path, scheduler, env=None):
+    """first (two trials), then second --after first; both with a report job. Returns the dirs."""
+
+    def submit(name, *extra, setup="sleep 6"):
+        spec = write(tmp_path / f"{name}.yaml", CHAIN.format(name=name, setup=setup, scheduler=scheduler))
+        r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", *extra, env=env)
+        assert r.code == 0, r
+        return r, next((tmp_path / "runs").glob(f"{name}-*"))
+
+    _, first = submit("first")
+    r, second = submit("second", "--after", "first")
+    assert "--after: starts when 2 job(s) of first-" in r.out and "(afterok)" in r.out, r.out
+    for exp in (first, second):
+        deadline = time.monotonic() + 180
+        while not (exp / "curves.png").exists():  # written by the report job, nobody watching
+            assert time.monotonic() < deadline, exp
+            time.sleep(1)
+        table = (exp / "summary.md").read_text()
+        assert table.count("| COMPLETED |") == 2, table
+        assert len((exp / "summary.csv").read_text().splitlines()) == 3
+    assert json.loads((second / "experiment.json").read_text())["report_job"]
+
+    # afterok on a failed experiment would never start: refused; --after-any takes it
+    _, broken = submit("broken", setup="exit 3")
+    wait_finished(lambda *a: dlhpc(*a, env=env), broken, timeout=120)
+    spec = write(tmp_path / "third.yaml", CHAIN.format(name="third", setup="true", scheduler=scheduler))
+    refused = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--after", "broken", env=env)
+    assert refused.code == 2 and "did not complete (FAILED)" in refused.err and "--after-any" in refused.err
+    taken = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--after", "broken", "--after-any", env=env)
+    assert taken.code == 0 and "ended already; nothing to wait for" in taken.out, taken
+    return first, second
+
+
+@pytest.mark.slurm
+def test_after_and_the_report_job_on_slurm(slurm_cluster, dlhpc, tmp_path):
+    first, second = chain(dlhpc, tmp_path, "slurm")
+    ids = [
+        json.loads((exp / "experiment.json").read_text())["jobs"][0]["job_id"].split("_")[0] for exp in (first, second)
+    ]
+    rows = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,Start,End", "-j", ",".join(ids)], capture_output=True, text=True
+    ).stdout.splitlines()
+    ends = [r.split("|")[2] for r in rows if r.startswith(ids[0] + "_")]
+    starts = [r.split("|")[1] for r in rows if r.startswith(ids[1] + "_")]
+    assert len(ends) == len(starts) == 2 and min(starts) >= max(ends), rows  # second began after first ended
+
+
+def test_report_files_from_a_local_run(dlhpc, tmp_path):
+    spec = write(tmp_path / "local.yaml", CHAIN.format(name="here", setup="true", scheduler="local"))
+    r = dlhpc("run", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    assert (exp / "curves.png").stat().st_size > 1000 and (exp / "summary.md").read_text().count("| COMPLETED |") == 2

@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.add_argument("--dry-run", action="store_true", help="render and ask the scheduler, queue nothing")
     p.add_argument("--max-cost", type=float, metavar="N", help="refuse if the estimated cost exceeds N")
+    p.add_argument(
+        "--after",
+        action="append",
+        metavar="EXP|JOBID",
+        help="start only when these jobs (an experiment's, or job ids) have ended well (afterok); repeatable",
+    )
+    p.add_argument("--after-any", action="store_true", help="with --after: when they have ended, however (afterany)")
     _add_here(p)
     _add_runs_dir(p)
 
@@ -138,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add what each trial used of what it asked for (CPU, memory, GPU), with hints",
     )
+    p.add_argument("--save", action="store_true", help="write summary.md, summary.csv and curves.png into EXP")
     _add_json(p)
     _add_runs_dir(p)
 

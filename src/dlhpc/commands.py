@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -168,13 +169,82 @@ def cmd_submit(args):
     _prepare_data(p.trials, may_fetch=sched.runs_here and not args.dry_run)
     _check_cost(p, args)
     p = _pack_to_fit(p, sched)
+    p.submit_args = _dependency(args, sched)
     _preflight(p, sched)
     if args.dry_run:
         return _dry_run(p, sched)
     p = experiment.materialize(p)
     jobs = _submit_or_roll_back(p, sched)
     _record_submission(p, sched, jobs)
+    _chain_report(p, sched, jobs)
     return 0
+
+
+def _dependency(args, sched) -> list:
+    """--after EXP|JOBID (repeatable, comma lists too) → the scheduler's dependency arguments.
+    An experiment stands for the latest job of each of its trials. Jobs that have all ended
+    already need no dependency (and SLURM forgets finished jobs); afterok on one that failed
+    would never start, so that is refused."""
+    from dlhpc.results import latest_jobs, read_record
+    from dlhpc.states import FINISHED
+
+    if not args.after:
+        if args.after_any:
+            raise UserError("--after-any goes with --after EXP|JOBID")
+        return []
+    kind = "afterany" if args.after_any else "afterok"
+    job_ids, sources = [], []
+    for ref in (r.strip() for item in args.after for r in item.split(",")):
+        if not ref:
+            continue
+        if re.fullmatch(r"\d+(_\d+)?", ref):
+            job_ids.append(ref)
+            sources.append(f"job {ref}")
+            continue
+        exp_dir = _find(ref, args)
+        record = read_record(exp_dir)
+        if record.get("scheduler") != sched.name:
+            raise UserError(
+                f"--after {ref}: that experiment ran on {record.get('scheduler')}, this one goes to {sched.name}"
+            )
+        ids = sorted(set(latest_jobs(record).values()))
+        if not ids:
+            raise UserError(f"--after {ref}: the experiment has no jobs (was it submitted?)")
+        job_ids += ids
+        sources.append(exp_dir.name)
+    states, _ = sched.states(job_ids, Path.cwd(), False)
+    ended = {j: (states.get(j) or {}).get("state") for j in job_ids}
+    if kind == "afterok":
+        bad = sorted(j for j, s in ended.items() if s in FINISHED - {"COMPLETED"})
+        if bad:
+            raise UserError(
+                f"--after: job(s) {', '.join(bad[:5])} did not complete ({ended[bad[0]]}), so afterok would never "
+                "start this submission. Fix: --after-any, or resubmit those trials first (dlhpc resubmit)"
+            )
+    waiting = [j for j, s in ended.items() if s not in FINISHED]
+    if not waiting:
+        _out(f"--after: {', '.join(sources)} ended already; nothing to wait for")
+        return []
+    _out(f"--after: starts when {len(waiting)} job(s) of {', '.join(sources)} have ended ({kind})")
+    return sched.dependency_args(kind, waiting)
+
+
+def _chain_report(p, sched, jobs):
+    """resources.report: a small job, afterany on all of the experiment's jobs, writes
+    summary.md, summary.csv and curves.png into the experiment directory."""
+    import shutil
+
+    from dlhpc import experiment, summaryfiles
+
+    res = p.trials[0].data["resources"] if p.trials else {}
+    if not res.get("report") or sched.runs_here:
+        return  # the local runner writes them itself when it is done
+    tool = shutil.which(sched.submit_command) if sched.submit_command else None
+    script = summaryfiles.report_script(p.exp_dir, str(Path(tool).parent) if tool else None)
+    after = sorted({j["job_id"] for j in jobs})
+    job_id = sched.submit_followup(script, after, f"{p.spec.data['name']}-report", res, p.exp_dir)
+    experiment.update_record(p.exp_dir, report_job=job_id)
+    _out(f"report: job {job_id} writes summary.md, summary.csv and curves.png into the experiment when it ends")
 
 
 def _packing_of(record: dict, trial_ids: list) -> int | None:
@@ -359,7 +429,7 @@ def cmd_run(args):
     after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
     from dlhpc import experiment
     from dlhpc.progress import progress_for
-    from dlhpc.schedulers.local import LocalBackend, Runner, plan_jobs
+    from dlhpc.schedulers.local import LocalBackend, Runner, plan_jobs, write_report_if_asked
 
     spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + [f"resources.scheduler={LocalBackend.name}"])
     check_training_here(spec, args.here, "run")
@@ -373,6 +443,7 @@ def cmd_run(args):
     console.print(f"experiment [bold]{p.exp_dir}[/] — {len(p.trials)} trial(s)")
     with progress_for(console, p.trials) as progress:
         codes = Runner(p.exp_dir, jobs, on_epoch=progress.epoch, on_trial_end=progress.trial_end).run()
+    write_report_if_asked(p.exp_dir)
     from dlhpc.results import columns, experiment_rows, rich_table
 
     record, rows = experiment_rows(p.exp_dir)
@@ -419,6 +490,15 @@ def _find(ref, args):
 def cmd_summary(args):
     from dlhpc import results, status
 
+    if args.save:
+        from dlhpc import summaryfiles
+
+        if len(args.exps) > 1:
+            raise UserError("summary --save writes into one experiment: name one EXP (or none for the latest)")
+        exp_dir = _find(args.exps[0] if args.exps else None, args)
+        for path in summaryfiles.save(exp_dir, accounting=not args.no_accounting):
+            _out(f"wrote {path}")
+        return 0
     refs = args.exps or [None]
     all_rows, swept = [], []
     warnings = []

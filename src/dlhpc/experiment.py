@@ -29,6 +29,7 @@ class Plan:
     scripts: list = field(default_factory=list)  # one Script per job (single job or array)
     max_array: int | None = None
     trials_per_task: int | None = None  # chosen at submit where a scheduler limit needs packing
+    submit_args: list = field(default_factory=list)  # for the submit command (a dependency: --after)
     first_script: int = 0  # a resubmission numbers its scripts after the experiment's earlier ones
 
     def script_name(self, i: int) -> str:

@@ -311,6 +311,7 @@ SCHEMA = {
         "constraint": Optional(CONSTRAINT),
         "array_parallelism": Int(16, 1, 1_000_000),
         "trials_per_task": Optional(Int(None, 1, 100_000)),
+        "report": Bool(False),
         "pbs_flavor": Choice("openpbs", ("openpbs", "torque")),
         "signal_margin_s": Int(120, 10, 3600),
         "timeout_requeues": Int(3, 0, 1000),
@@ -435,6 +436,8 @@ DOCS = {
     "resources.trials_per_task": "Trials run one after another in each array task (packing many short trials into "
     "fewer jobs; the task's walltime is this many times `time`). null: one, or as many as a scheduler limit on "
     "the number of jobs requires (said at submit). Ignored by the local scheduler.",
+    "resources.report": "Write summary.md, summary.csv and curves.png into the experiment when all its jobs have "
+    "ended: a small one-core job the scheduler starts afterany (the local runner writes them when it is done).",
     "resources.pbs_flavor": "PBS only: `openpbs` (PBS Pro / OpenPBS) or `torque`.",
     "resources.signal_margin_s": "Seconds before the time limit at which the job is told to checkpoint and requeue.",
     "resources.timeout_requeues": "Requeues allowed on reaching the time limit (preemptions are not counted).",

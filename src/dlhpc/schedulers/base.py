@@ -26,6 +26,7 @@ class Check:
 
 class Backend(ABC):
     name: str = ""
+    submit_command: str = ""  # the command that queues a job (sbatch, qsub); none for local
     # Shell expressions the job template needs: the job's id and this array element's index.
     job_id_expr: str = ""
     array_index_expr: str = "0"
@@ -95,6 +96,19 @@ class Backend(ABC):
     def accounting(self, row: dict) -> dict:
         """From one states() row: queue_wait_s, elapsed_s, core_hours, gpu_hours where known."""
         return {}
+
+    # ---- dependencies ----
+    def dependency_args(self, kind: str, job_ids: list[str]) -> list[str]:
+        """Submit-command arguments that hold a job until `job_ids` end: kind "afterok" (all
+        succeeded) or "afterany" (all ended, however)."""
+        from dlhpc.errors import UserError
+
+        raise UserError(f"--after needs a batch scheduler; {self.name} runs its trials in order anyway")
+
+    def submit_followup(self, script: Path, after: list[str], name: str, resources: dict, exp_dir: Path) -> str:
+        """Queue a small one-core job (the experiment's report) to run when `after` have all ended;
+        returns its id."""
+        raise NotImplementedError
 
     def job_headroom(self, plan) -> tuple[int | None, str]:
         """How many more jobs (array tasks count) the scheduler takes from this user now, and the

@@ -317,7 +317,18 @@ def main(argv=None):
         Runner(exp_dir, read_json(queue, [])).run()
     except Cancelled:
         return 143
+    write_report_if_asked(exp_dir)
     return 0
+
+
+def write_report_if_asked(exp_dir: Path) -> None:
+    """resources.report: the summary files, once every trial has run (what a batch scheduler's
+    afterany report job does)."""
+    record = read_json(exp_dir / "experiment.json", {}) or {}
+    if (record.get("spec") or {}).get("resources", {}).get("report"):
+        from dlhpc import summaryfiles
+
+        summaryfiles.save(exp_dir)
 
 
 if __name__ == "__main__":

@@ -410,6 +410,7 @@ def doctor_checks(spec) -> list[Check]:
 
 class PBSBackend(Backend):
     name = "pbs"
+    submit_command = "qsub"
     # Torque sets PBS_ARRAYID and OpenPBS PBS_ARRAY_INDEX; PBS-on-SLURM wrappers set neither.
     job_id_expr = "${PBS_JOBID:-${SLURM_JOB_ID:-}}"
     array_index_expr = "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"
@@ -454,6 +455,28 @@ class PBSBackend(Backend):
 
     def states(self, job_ids, exp_dir, details=False) -> tuple[dict, list]:
         return states(job_ids)
+
+    def dependency_args(self, kind: str, job_ids: list[str]) -> list[str]:
+        return ["-W", f"depend={kind}:{':'.join(_qstat_ids(job_ids))}"]
+
+    def submit_followup(self, script, after, name, resources, exp_dir) -> str:
+        argv = ["qsub", *self.dependency_args("afterany", after), "-N", name[:230]]
+        one_core = (
+            ["-l", "nodes=1:ppn=1", "-l", "mem=2gb"]
+            if resources.get("pbs_flavor") == "torque"
+            else [
+                "-l",
+                "select=1:ncpus=1:mem=2gb",
+            ]
+        )
+        argv += [*one_core, "-l", "walltime=00:15:00", "-j", "oe"]
+        argv += ["-o", f"{exp_dir / 'logs'}/"]
+        if resources.get("partition"):
+            argv += ["-q", resources["partition"]]
+        if resources.get("account"):
+            argv += ["-A", resources["account"]]
+        out = run_command([*argv, str(script)], timeout=60, cwd=exp_dir / "logs").stdout
+        return parse_job_id(out)
 
     def cancel(self, job_ids, exp_dir) -> list[str]:
         ids = _qstat_ids(job_ids)

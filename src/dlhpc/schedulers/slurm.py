@@ -698,6 +698,7 @@ def job_check(spec) -> list[Check]:
 
 class SlurmBackend(Backend):
     name = "slurm"
+    submit_command = "sbatch"
     job_id_expr = "${SLURM_JOB_ID}"
     array_index_expr = "${SLURM_ARRAY_TASK_ID:-0}"
 
@@ -735,6 +736,18 @@ class SlurmBackend(Backend):
 
     def states(self, job_ids, exp_dir, details=False) -> tuple[dict, list]:
         return states(job_ids, details)
+
+    def dependency_args(self, kind: str, job_ids: list[str]) -> list[str]:
+        return [f"--dependency={kind}:{':'.join(base_ids(job_ids))}"]
+
+    def submit_followup(self, script, after, name, resources, exp_dir) -> str:
+        argv = ["sbatch", *self.dependency_args("afterany", after), f"--job-name={name}"]
+        argv += ["--ntasks=1", "--cpus-per-task=1", "--mem=2G", "--time=00:15:00", "--kill-on-invalid-dep=no"]
+        argv += [f"--output={exp_dir / 'logs' / (name + '-%j.out')}"]
+        for key in ("partition", "account", "qos"):
+            if resources.get(key):
+                argv.append(f"--{key}={resources[key]}")
+        return parse_job_id(run_command([*argv, str(script)], timeout=60, cwd=exp_dir / "logs").stdout)
 
     def cancel(self, job_ids, exp_dir) -> list[str]:
         bases = base_ids(job_ids)

@@ -21,6 +21,7 @@ class RenderedScriptMixin:
     def _use_script(self, script_text: str, submit_cwd, timeout_min: int):
         self._script_text, self._submit_cwd, self._timeout_min = script_text, submit_cwd, timeout_min
         self._throttling = 0.0  # a handful of arrays, not thousands of single jobs
+        self.submit_args: list[str] = []  # e.g. a dependency (submit --after), before the script
 
     def _make_submission_file_text(self, command, uid):
         if command != self._submitit_command_str:
@@ -52,7 +53,9 @@ class RenderedScriptMixin:
         uid = uuid.uuid4().hex
         path = submitit_utils.JobPaths.get_first_id_independent_folder(self.folder) / f".submission_file_{uid}.sh"
         path.write_text(self._make_submission_file_text(command, uid))
-        proc = run_command(self._make_submission_command(path), timeout=60, cwd=self._submit_cwd)
+        argv = self._make_submission_command(path)
+        argv = [argv[0], *self.submit_args, *argv[1:]]
+        proc = run_command(argv, timeout=60, cwd=self._submit_cwd)
         job = self.job_class(
             folder=self.folder, job_id=self._get_job_id_from_submission_command(proc.stdout), tasks=[0]
         )
@@ -80,6 +83,7 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
             res["timeout_requeues"],
             max(1, parse_time(res["time"]) * max(len(task) for task in script.tasks) // 60),
         )
+        executor.submit_args = list(plan.submit_args)
         payloads = [
             PackedTrainJob([plan.exp_dir / tid for tid in task]) if packed else TrainJob(plan.exp_dir / task[0])
             for task in script.tasks

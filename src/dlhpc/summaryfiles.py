@@ -1,0 +1,49 @@
+"""An experiment's results as files beside it: summary.md, summary.csv and curves.png.
+
+Written by `dlhpc summary EXP --save`, and with `resources.report: true` by a small job that
+the scheduler starts when every job of the experiment has ended (afterany), so the results exist
+without anyone watching from the login node. The local runner writes them when it is done.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+REPORT_SCRIPT = "report.sh"
+
+
+def save(exp_dir: Path, accounting: bool = True) -> list[Path]:
+    """Write the three files (atomically each); returns their paths."""
+    from dlhpc import plot, results, status
+    from dlhpc.fsutil import atomic_write_text
+
+    info, _warnings = status.scheduler_info(exp_dir, details=False) if accounting else (None, [])
+    record, rows = results.experiment_rows(exp_dir, info)
+    cols = results.columns(rows, record.get("swept_keys", [])) + ["flags"]
+    written = []
+    for name, text in (
+        ("summary.md", f"# {exp_dir.name}\n\n" + results.render_markdown(rows, cols)),
+        ("summary.csv", results.render_csv(rows, cols)),
+    ):
+        atomic_write_text(exp_dir / name, text)
+        written.append(exp_dir / name)
+    plot.plot_experiment(exp_dir, exp_dir / "curves.png")
+    return written + [exp_dir / "curves.png"]
+
+
+def report_script(exp_dir: Path, scheduler_bin: str | None) -> Path:
+    """The report job's script: this Python, `dlhpc summary EXP --save`. A compute node's PATH
+    may lack the scheduler's commands that the summary asks (or find another tool's), so the
+    folder they were found in on the login node comes first."""
+    from dlhpc.fsutil import atomic_write_text
+
+    lines = [
+        "#!/bin/bash",
+        "# Written by dlhpc: the scheduler runs it once every job of this experiment has ended.",
+    ]
+    if scheduler_bin:
+        lines.append(f'export PATH={shlex.quote(scheduler_bin)}:"$PATH"')
+    lines.append(f"exec {shlex.quote(sys.executable)} -m dlhpc summary {shlex.quote(str(exp_dir))} --save")
+    path = exp_dir / REPORT_SCRIPT
+    atomic_write_text(path, "\n".join(lines) + "\n", mode=0o755)
+    return path
