@@ -93,11 +93,12 @@ def test_files_written_by_a_run(tmp_path):
     assert (trial / "checkpoint.pt").is_file()
 
 
-def test_killed_run_resumes_exactly(tmp_path):
-    reference = make_trial(tmp_path / "a", SMALL)
+@pytest.mark.parametrize("sets", [[], ["train.augment=true"]], ids=["plain", "augmented"])
+def test_killed_run_resumes_exactly(tmp_path, sets):
+    reference = make_trial(tmp_path / "a", SMALL, sets)
     expected = train_trial(reference)
 
-    trial = make_trial(tmp_path / "b", SMALL)
+    trial = make_trial(tmp_path / "b", SMALL, sets)
     env = {**os.environ, "DLHPC_CPUS_PER_TASK": "2"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dlhpc.train", str(trial)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -164,3 +165,17 @@ def test_compile_time_is_reported_apart(tmp_path):
     result = train_trial(trial)
     assert result["state"] == "COMPLETED" and result["compile_s"] > 0
     assert result["time_to_target_s"] < result["compile_s"]  # compiling happens before the clock starts
+
+
+def test_augmentation_is_applied_and_seeded(tmp_path):
+    from dlhpc.train.augment import Augment
+
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, :, 10:18, 12:16] = 1.0  # a bar, so a shift or a turn shows
+    a = Augment(2, 10, 0.1, seed=7)
+    assert torch.equal(a(x, 3, 5), Augment(2, 10, 0.1, seed=7)(x, 3, 5))  # the same step: the same batch
+    assert not torch.equal(a(x, 3, 5), a(x, 3, 6)) and not torch.equal(a(x, 3, 5), x)
+    assert torch.allclose(Augment(0, 0, 0, seed=7)(x, 3, 5), x, atol=1e-6)  # nothing asked: nothing changes
+    plain = train_trial(make_trial(tmp_path / "p", SMALL, ["train.epochs=1"]))
+    augmented = train_trial(make_trial(tmp_path / "q", SMALL, ["train.epochs=1", "train.augment=true"]))
+    assert plain["test_loss"] != augmented["test_loss"] and augmented["test_acc"] > 0.85

@@ -290,6 +290,10 @@ SCHEMA = {
         "compile": Bool(False),
         "cuda_graphs": AutoBool("auto"),
         "eval_batch_size": Optional(Int(None, 1, 1_000_000)),
+        "augment": Bool(False),
+        "augment_shift_px": Float(2.0, 0, 8),
+        "augment_rotate_deg": Float(10.0, 0, 45),
+        "augment_scale": Float(0.1, 0, 0.5),
     },
     "data": {
         "name": Choice("mnist", ("mnist",)),
@@ -410,6 +414,11 @@ DOCS = {
     "train.precision": "`auto`: bf16 autocast on GPUs that support it, fp32 on CPUs; `fp32`; `bf16` (also on CPU).",
     "train.target_accuracy": "The test accuracy whose first reaching is recorded as time_to_target_s.",
     "train.stop_at_target": "Stop after the first evaluation at or above target_accuracy (a speed run).",
+    "train.augment": "Randomly shift, rotate and scale each training image, a batch at a time on the device "
+    "(seeded per step: a resumed run sees the same batches). Turns CUDA graphs off under `auto`.",
+    "train.augment_shift_px": "With augment: the largest shift, in pixels, each way.",
+    "train.augment_rotate_deg": "With augment: the largest rotation, in degrees, each way.",
+    "train.augment_scale": "With augment: the largest change of size (0.1: 90% to 110%).",
     "train.ema_decay": "Evaluate an exponential moving average of the weights with this decay (e.g. 0.99); "
     "null evaluates the weights themselves.",
     "train.compile": "`torch.compile` the model before training (the compile time is reported apart, as compile_s).",

@@ -27,6 +27,7 @@ from torch import nn
 from dlhpc.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dlhpc.train import data as mnist
 from dlhpc.train import dist as dist_env
+from dlhpc.train.augment import from_config as augmentation
 from dlhpc.train.models import build, is_convolutional
 from dlhpc.train.step import EagerSteps, GraphedSteps
 
@@ -408,11 +409,14 @@ class Trainer:
         is not falls back to eager with a note rather than failing the run."""
         wanted = self.cfg["cuda_graphs"]
         supported = (
-            GraphedSteps.supported(self.device, self.denv.world_size, self.cfg["optimizer"]) and not self.cfg["compile"]
+            GraphedSteps.supported(self.device, self.denv.world_size, self.cfg["optimizer"])
+            and not self.cfg["compile"]
+            and not self.cfg["augment"]
         )
         if wanted is True and not supported and self.is_main:
             print(
-                "note: train.cuda_graphs needs one CUDA rank, optimizer sgd and compile off; running eager", flush=True
+                "note: train.cuda_graphs needs one CUDA rank, optimizer sgd, compile and augment off; running eager",
+                flush=True,
             )
         return bool(wanted) and supported
 
@@ -478,7 +482,8 @@ class Trainer:
         """One pass over this rank's shard; loss and accuracy summed on the device, synced once."""
         cfg = self.cfg
         idx_all = shard_permutation(n, cfg["seed"], epoch, self.denv.rank, self.denv.world_size).to(self.device)
-        clock = steps.run_epoch(idx_all, after_step)
+        augment = augmentation(cfg, self.denv.rank)
+        clock = steps.run_epoch(idx_all, after_step, (lambda xb, step: augment(xb, epoch, step)) if augment else None)
         stats = torch.stack(
             [steps.loss_sum.float(), steps.correct.float(), torch.tensor(float(len(idx_all)), device=self.device)]
         )

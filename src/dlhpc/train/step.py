@@ -93,8 +93,9 @@ class EagerSteps:
         self.loss_sum += loss.detach() * len(yb)
         self.correct += (out.detach().argmax(1) == yb).sum()
 
-    def run_epoch(self, idx_all, after_step) -> StepClock:
-        """All batches of one epoch; `after_step` runs after each optimizer step (schedule, EMA)."""
+    def run_epoch(self, idx_all, after_step, augment=None) -> StepClock:
+        """All batches of one epoch; `after_step` runs after each optimizer step (schedule, EMA);
+        `augment(xb, step)` transforms each batch (train.augment)."""
         self.model.train()
         self.loss_sum.zero_()
         self.correct.zero_()
@@ -103,6 +104,8 @@ class EagerSteps:
             clock.start(i)
             xb, yb = self.gather(idx_all[start : start + self.bs])
             clock.fetched()
+            if augment is not None:  # arithmetic on the device, like the forward pass: part of the step
+                xb = augment(xb, i)
             self._forward_backward(xb, yb)
             after_step()
             clock.stepped()
@@ -166,7 +169,8 @@ class GraphedSteps(EagerSteps):
             self.graphs.append(graph)
         _restore(model, opt, saved)  # the warm-up steps never happened
 
-    def run_epoch(self, idx_all, after_step) -> StepClock:
+    def run_epoch(self, idx_all, after_step, augment=None) -> StepClock:
+        assert augment is None, "augmentation runs eager (the loop turns graphs off for it)"
         self.model.train()
         self.loss_sum.zero_()
         self.correct.zero_()
