@@ -1,5 +1,6 @@
 """Sweeps at scale on a live SLURM cluster: how long submit, status and summary take for 100,
-1,000 and 10,000 trials, and how many scheduler calls each makes.
+1,000 and 10,000 trials (packed by submit where one job per trial would break MaxJobCount), and
+how many scheduler calls each makes.
 
     DLHPC_DATA=/path/to/mnist .venv/bin/python benchmarks/scale.py [--sizes 100,1000,10000]
 
@@ -64,6 +65,9 @@ def main():
         runs = work / f"runs{n}"
         took, calls, proc = timed([*dlhpc, "submit", str(spec), "--runs-dir", str(runs)], env, log)
         row = {"trials": n, "submit_s": round(took, 2), "submit_calls": calls, "submitted": proc.returncode == 0}
+        packing = [line for line in proc.stdout.splitlines() if line.startswith("packing:")]
+        if packing:
+            row["packed"] = packing[0].split("runs ", 1)[1].split(" trials", 1)[0] + " trials per task"
         if proc.returncode != 0:
             row["refused"] = proc.stderr.strip().splitlines()[-1][:160]
         else:
@@ -83,6 +87,7 @@ def main():
             f"{r['trials']:>7} {r['submit_s']:>9} {r['submit_calls']:>6} {r.get('status_s', '-')!s:>9} "
             f"{r.get('status_calls', '-')!s:>6} {r.get('summary_s', '-')!s:>10} {r.get('summary_calls', '-')!s:>6}"
             + (f"   refused: {r['refused']}" if "refused" in r else "")
+            + (f"   packed: {r['packed']}" if "packed" in r else "")
         )
     shutil.rmtree(work, ignore_errors=True)
 
