@@ -211,13 +211,16 @@ def test_one_failing_rank_stops_the_others(tmp_path):
 
 
 def test_server_limits_are_read_before_submitting(tmp_path, monkeypatch):
-    # a real OpenPBS server's `qstat -B -f` lines (no server here yet: issue 12)
-    server = "Server: pbs1\n    server_state = Active\n    max_array_size = 500\n    max_queued = [u:PBS_GENERIC=200]\n"
+    # an OpenPBS server's `qstat -B -f` lines with limits set (the live test server sets none)
+    server = (
+        "Server: pbs1\n    server_state = Active\n    default_queue = workq\n    max_array_size = 500\n"
+        "    max_queued = [u:PBS_GENERIC=200]\n"
+    )
     fake_qstat(tmp_path, monkeypatch, f"if [ \"$1\" = -B ]; then cat <<'EOF'\n{server}EOF\nfi")
-    assert pbs.server_limits() == {"max_array_size": 500, "max_queued_per_user": 200}
+    assert pbs.server_limits() == {"max_array_size": 500, "max_queued_per_user": 200, "default_queue": "workq"}
+    from dlhpc import experiment
+    from dlhpc.spec import load_spec_text
 
-    class Plan:
-        trials = [object()] * 300
-
-    (problem,) = pbs.submission_limits(Plan())
-    assert "at most 200 jobs per user (max_queued)" in problem and "adds 300" in problem
+    spec = load_spec_text(f"name: q\nresources: {{scheduler: pbs}}\nsweep: {{train.seed: {list(range(300))}}}\n", "q")
+    (problem,) = pbs.submission_limits(experiment.plan(spec, max_array=500, trials_per_task=1))
+    assert "at most 200 jobs per user (max_queued)" in problem and "adds 301" in problem

@@ -162,10 +162,14 @@ def test_association_limit_is_known_before_submitting(slurm_cluster, dlhpc, tmp_
     limit = ["sacctmgr", "-i", "modify", "user", "root", "set"]
     subprocess.run([*limit, "MaxSubmitJobs=5"], check=True, capture_output=True)
     try:
-        r = dlhpc("submit", write(tmp_path / "eight.yaml", many(4, 2)), "--runs-dir", tmp_path / "runs")
+        spec = write(tmp_path / "eight.yaml", many(4, 2))
+        r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--set", "resources.trials_per_task=1")
         assert r.code == 2, r
         assert "allows 5 submitted jobs (MaxSubmitJobs)" in r.err and "adds 9" in r.err, r.err
         assert not (tmp_path / "runs").exists()
+        # left open, submit packs two trials to a task: 4 tasks and the array's record fit in 5
+        packed = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--dry-run")
+        assert packed.code == 0 and "each array task runs 2 trials one after another (4 tasks" in packed.out
     finally:
         subprocess.run([*limit, "MaxSubmitJobs=-1"], check=True, capture_output=True)
 

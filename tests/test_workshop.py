@@ -133,7 +133,7 @@ def test_run_inside_an_allocation_uses_its_nodes(slurm_cluster, tmp_path):
         str(tmp_path / "runs"),
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ranks run on n1, n2" in proc.stdout
     (result,) = (tmp_path / "runs").glob("*/*/result.json")
     result = json.loads(result.read_text())

@@ -88,7 +88,7 @@ def queues() -> dict:
         if key == "resources_max.walltime":
             current["max_walltime"] = value.strip()
         elif key in ("enabled", "started"):
-            current[key] = value.strip().lower() == "true"
+            current[key] = value.strip().lower() in ("true", "yes", "t", "y", "1")
         elif key == "queue_type":
             current["type"] = value.strip()
     if any("enabled" in q for q in found.values()):  # OpenPBS omits false ones: unset means not
