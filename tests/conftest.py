@@ -178,3 +178,20 @@ def wait_finished(dlhpc, exp, timeout=300) -> dict:
             return report
         time.sleep(1)
     raise AssertionError(f"experiment {exp} did not finish in {timeout} s: {r.out}")
+
+
+def uninterrupted(trial: Path, reference: Path) -> dict:
+    """The same trial (its spec.yaml), run start to end on 2 local ranks: what a requeued run's
+    result must equal."""
+    import json
+
+    reference.mkdir()
+    (reference / "spec.yaml").write_text((trial / "spec.yaml").read_text())
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlhpc.train", "--nproc", "2", str(reference)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DLHPC_CPUS_PER_TASK": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((reference / "result.json").read_text())

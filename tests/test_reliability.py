@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, fake_commands, make_experiment, wait_finished, write
+from conftest import DATA, ROOT, fake_commands, make_experiment, uninterrupted, wait_finished, write
 from test_slurm import exp_dir_from
 
 WRITER = textwrap.dedent("""
@@ -266,18 +266,7 @@ resources: {{scheduler: slurm, tasks_per_node: 2, cpus_per_task: 1, mem: 3G, tim
     result = json.loads((trial / "result.json").read_text())
     assert result["resumed_from_epoch"] is not None
 
-    # the same trial, uninterrupted, on 2 local ranks
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    (reference / "spec.yaml").write_text((trial / "spec.yaml").read_text())
-    proc = subprocess.run(
-        [sys.executable, "-m", "dlhpc.train", "--nproc", "2", str(reference)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DLHPC_CPUS_PER_TASK": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    expected = json.loads((reference / "result.json").read_text())
+    expected = uninterrupted(trial, tmp_path / "reference")
     assert result["test_acc"] == expected["test_acc"] and result["test_loss"] == expected["test_loss"]
 
 

@@ -369,6 +369,7 @@ def cmd_resubmit(args):
         resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
     )
     _record_submission(p, sched, jobs, again=True)
+    _chain_report(p, sched, jobs)  # the files written after the first jobs are out of date once these end
     return 0
 
 
