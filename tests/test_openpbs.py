@@ -285,3 +285,33 @@ def test_after_and_the_report_job(pbs_cluster, dlhpc, tmp_path):
     assert min(starts) >= max(ends), (starts, ends)  # second began after first ended
     (array,) = [job for jid, job in qstat_jobs(ids[1]).items() if "[]" in jid]
     assert f"-W depend=afterok:{ids[0].split('_')[0]}[]" in array["Submit_arguments"], array["Submit_arguments"]
+
+
+def test_packed_trials_and_the_servers_queued_limit(pbs, tmp_path):
+    qmgr = str(PBS_BIN / "qmgr")
+    spec = pbs_spec(
+        tmp_path,
+        "pbs-packed",
+        f"""
+model: {{name: softmax}}
+train: {{epochs: 1}}
+data: {{train_subset: 1000, root: {DATA}}}
+resources: {{cpus_per_task: 1, mem: 1G, time: "00:02:00"}}
+sweep: {{train.seed: [0, 1, 2]}}
+""",
+    )
+    runs = f"runs_dir={tmp_path / 'runs'}"
+    subprocess.run([qmgr, "-c", "set server max_queued = [u:PBS_GENERIC=3]"], check=True, capture_output=True)
+    try:
+        one_each = pbs("submit", spec, "--scheduler", "pbs", "--set", runs, "--set", "resources.trials_per_task=1")
+        assert one_each.code == 2 and "queues at most 3 jobs per user (max_queued)" in one_each.err, one_each
+        exp, record = submit(pbs, spec, tmp_path)  # left open: packed to fit
+    finally:
+        subprocess.run([qmgr, "-c", "unset server max_queued"], capture_output=True)
+    assert "#PBS -J 0-1%2" in (exp / "job-0.sh").read_text() and "walltime=00:04:00" in (exp / "job-0.sh").read_text()
+    assert [j.get("task_size") for j in record["jobs"]] == [2, 2, 1]
+    report = wait_finished(pbs, exp, timeout=180)
+    assert [t["state"] for t in report["trials"]] == ["COMPLETED"] * 3, report
+    for trial in record["trials"]:  # each trial kept its own files
+        assert json.loads((exp / trial["id"] / "result.json").read_text())["state"] == "COMPLETED"
+        assert f"trial {trial['id']} starting" in (exp / trial["id"] / "job.out").read_text()

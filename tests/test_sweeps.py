@@ -184,10 +184,20 @@ sweep: {{train.seed: [0, 1]}}
 """
 
 
-@pytest.mark.parametrize("scheduler", ["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+@pytest.mark.parametrize(
+    "scheduler",
+    ["local", pytest.param("slurm", marks=pytest.mark.slurm), pytest.param("pbs", marks=pytest.mark.pbs)],
+)
 def test_resubmit_runs_failed_trials_again_from_their_checkpoints(request, dlhpc, tmp_path, scheduler):
     if scheduler == "slurm":
         request.getfixturevalue("slurm_cluster")
+    if scheduler == "pbs":  # OpenPBS's commands first on PATH
+        env = request.getfixturevalue("pbs_cluster")
+        plain = dlhpc
+
+        def dlhpc(*args, **kwargs):
+            return plain(*args, env=env, **kwargs)
+
     spec = write(tmp_path / "again.yaml", RESUME_SPEC.format(epochs=30, scheduler=scheduler))
     r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
     assert r.code == 0, r
