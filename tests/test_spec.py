@@ -65,8 +65,10 @@ def test_near_miss_choice(dlhpc, tmp_path):
     check_error(dlhpc, tmp_path, "model:\n  name: cnm\n", "did you mean 'cnn'")
 
 
-def test_hidden_only_for_mlp(dlhpc, tmp_path):
-    check_error(dlhpc, tmp_path, "model:\n  name: cnn\n  hidden: [100]\n", "bad.yaml:3", "model.hidden", "only the mlp")
+def test_hidden_only_for_mlp_and_one_for_the_cnn(dlhpc, tmp_path):
+    lenet = "model:\n  name: lenet5\n  hidden: [100]\n"
+    check_error(dlhpc, tmp_path, lenet, "bad.yaml:3", "model.hidden", "only the mlp")
+    check_error(dlhpc, tmp_path, "model:\n  name: cnn\n  hidden: [100, 50]\n", "bad.yaml:3", "one hidden layer")
 
 
 def test_invalid_yaml_has_line_and_column(dlhpc, tmp_path):

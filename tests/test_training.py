@@ -37,6 +37,18 @@ def test_models_map_images_to_ten_logits(name, params):
         assert sum(p.numel() for p in model.parameters()) == params
 
 
+def test_cnn_variants_for_speed():
+    # stride stem: 16 4x4 kernels instead of 16 5x5; hidden 128 and no dropout
+    fast = build({"name": "cnn", "width": 16, "stem": "stride", "hidden": [128], "dropout": 0})
+    plain = build({"name": "cnn", "width": 16, "hidden": None})
+    fast.eval()
+    assert fast(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in fast.modules())
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in list(fast.children())[:2])
+    fewer = sum(p.numel() for p in plain.parameters()) - sum(p.numel() for p in fast.parameters())
+    assert fewer == 16 * (25 - 16) + 800 * 128 + 2 * 128 + 128 * 10
+
+
 def test_data_is_the_real_mnist():
     x_train, y_train, x_test, y_test = mnist.load(DATA, "cpu")
     assert x_train.shape == (60000, 1, 28, 28) and x_test.shape == (10000, 1, 28, 28)

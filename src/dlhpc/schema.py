@@ -269,6 +269,8 @@ SCHEMA = {
         "name": Choice("cnn", MODELS),
         "hidden": Optional(List(Int(None, 1, 65536), min_len=1, max_len=16)),
         "width": Optional(Int(None, 1, 1024)),
+        "stem": Choice("pool", ("pool", "stride")),
+        "dropout": Optional(Float(None, 0, 0.9)),
     },
     "train": {
         "epochs": Int(10, 1, 100_000),
@@ -395,8 +397,12 @@ DOCS = {
     "name": "Names the experiment: its directory is `<runs_dir>/<name>-<date>-<time>`; its jobs carry the name.",
     "model.name": "Which workshop model: `softmax` (a linear layer, softmax regression), `mlp` (hidden layers), "
     "`lenet5` (convolution and pooling), `cnn` (a small fast CNN with batch norm).",
-    "model.hidden": "mlp only: the widths of the hidden layers; null means [200, 100].",
+    "model.hidden": "mlp: the widths of the hidden layers (null: [200, 100]); cnn: the width of its one hidden "
+    "layer, as a one-item list (null: [256]).",
     "model.width": "cnn only: channels of the first convolution (the second has twice as many); null means 32.",
+    "model.stem": "cnn only: `pool` (5x5 convolution, then 2x2 max-pool) or `stride` (one 4x4 convolution of "
+    "stride 2: a quarter of the arithmetic, for speed).",
+    "model.dropout": "cnn only: dropout before the last layer; null means 0.25.",
     "train.epochs": "Passes over the training set.",
     "train.batch_size": "Images per step per DDP rank; the global batch is this times the number of ranks.",
     "train.optimizer": "The optimizer.",

@@ -206,11 +206,18 @@ def _merge(base: dict, layer: dict, prefix, layer_origins, origins):
 def _check_cross_fields(spec: Spec):
     data, origins = spec.data, spec.origins
     swept = spec.sweep
-    if data["model"]["hidden"] is not None and data["model"]["name"] != "mlp" and "model.name" not in swept:
-        raise UserError(
-            f"{where(origins, ('model', 'hidden'))}: only the mlp model has hidden layers "
-            f"(model.name is {data['model']['name']!r}); remove model.hidden or set model.name: mlp"
-        )
+    model, hidden = data["model"]["name"], data["model"]["hidden"]
+    if hidden is not None and "model.name" not in swept:
+        if model not in ("mlp", "cnn"):
+            raise UserError(
+                f"{where(origins, ('model', 'hidden'))}: only the mlp and cnn models have hidden layers "
+                f"(model.name is {model!r}); remove model.hidden or set model.name: mlp"
+            )
+        if model == "cnn" and len(hidden) != 1:
+            raise UserError(
+                f"{where(origins, ('model', 'hidden'))}: the cnn has one hidden layer: give one width, "
+                f"e.g. [256] (got {len(hidden)})"
+            )
 
 
 def _expect_mapping(data, source):

@@ -35,26 +35,36 @@ def lenet5() -> nn.Module:
     )
 
 
-def cnn(width: int = 32) -> nn.Module:
+def cnn(width: int = 32, stem: str = "pool", hidden: int = 256, dropout: float = 0.25) -> nn.Module:
     """Small and fast: two conv blocks with batch norm, then one hidden fully connected layer.
     Each block pools right after its convolution, so batch norm and ReLU run on maps 4x smaller
-    (1.5x faster training, 2.5x faster evaluation on CPU than conv-BN-ReLU-pool)."""
+    (1.5x faster training, 2.5x faster evaluation on CPU than conv-BN-ReLU-pool).
+    stem "stride": the first block is one 4x4 convolution of stride 2 instead of 5x5 + pool
+    (a quarter of its arithmetic and no pooling; for the speedrun)."""
     w1, w2 = width, 2 * width
+    first = (
+        [nn.Conv2d(1, w1, 4, stride=2, bias=False)]
+        if stem == "stride"
+        else [
+            nn.Conv2d(1, w1, 5, bias=False),
+            nn.MaxPool2d(2),
+        ]
+    )  # 28→13 / 28→24→12
+    side = 5  # after the second block either way: 13→11→5 / 12→10→5
     return nn.Sequential(
-        nn.Conv2d(1, w1, 5, bias=False),
-        nn.MaxPool2d(2),
+        *first,
         nn.BatchNorm2d(w1),
-        nn.ReLU(inplace=True),  # 24→12
+        nn.ReLU(inplace=True),
         nn.Conv2d(w1, w2, 3, bias=False),
         nn.MaxPool2d(2),
         nn.BatchNorm2d(w2),
-        nn.ReLU(inplace=True),  # 10→5
-        nn.Flatten(),
-        nn.Linear(w2 * 5 * 5, 256, bias=False),
-        nn.BatchNorm1d(256),
         nn.ReLU(inplace=True),
-        nn.Dropout(0.25),
-        nn.Linear(256, 10),
+        nn.Flatten(),
+        nn.Linear(w2 * side * side, hidden, bias=False),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        *([nn.Dropout(dropout)] if dropout > 0 else []),
+        nn.Linear(hidden, 10),
     )
 
 
@@ -67,7 +77,12 @@ def build(model_cfg: dict) -> nn.Module:
     if name == "lenet5":
         return lenet5()
     if name == "cnn":
-        return cnn(model_cfg.get("width") or 32)
+        return cnn(
+            model_cfg.get("width") or 32,
+            model_cfg.get("stem") or "pool",
+            (model_cfg.get("hidden") or [256])[0],
+            0.25 if model_cfg.get("dropout") is None else model_cfg["dropout"],
+        )
     raise ValueError(f"unknown model {name!r}")
 
 
