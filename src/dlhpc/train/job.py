@@ -16,6 +16,7 @@ class TrainJob:
     def __call__(self):
         from dlhpc.train.loop import train_trial
 
+        _quiet_sigcont()
         return train_trial(self.trial_dir)
 
     def checkpoint(self, *args, **kwargs):
@@ -45,6 +46,7 @@ class PackedTrainJob:
         from dlhpc.fsutil import read_json
         from dlhpc.train.loop import train_trial
 
+        _quiet_sigcont()
         failed, results = [], []
         for position, trial_dir in enumerate(self.trial_dirs):
             if (read_json(Path(trial_dir) / "result.json", {}) or {}).get("state") == "COMPLETED":
@@ -112,6 +114,17 @@ class _output_to:
             os.dup2(saved, fd)
             os.close(saved)
         return False
+
+
+def _quiet_sigcont():
+    """SLURM sends SIGCONT with its time-limit warning (USR2). submitit logs every SIGCONT from
+    its handler; when USR2's handler raises "timed-out too many times" while that log line is
+    being written, the logging module swallows the exception ("--- Logging error ---") and
+    training runs on until SLURM kills it at the limit (TIMEOUT instead of a clean stop; seen
+    in CI). SIGCONT needs no handler: its default action is the right one."""
+    import signal
+
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)
 
 
 def _note_requeue(trial_dir: Path):
