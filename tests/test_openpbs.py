@@ -40,12 +40,13 @@ def qstat_jobs(job_id: str) -> dict:
 
 
 def finished_elements(job_id: str, timeout: float = 60) -> list[dict]:
-    """Each element's record once the server has finished it (a job is E, exiting, for a moment
-    after its result is written)."""
+    """Each element's record once the server has moved the whole job into its history (state F).
+    A job is E, exiting, for a moment after its result is written, and an array's ended elements
+    are X until the array itself ends; every caller waits for a job that has ended as a whole."""
     deadline = time.monotonic() + timeout
     while True:
         elements = [job for jid, job in qstat_jobs(job_id).items() if "[]" not in jid]
-        if all(job["job_state"] in ("F", "X") for job in elements) or time.monotonic() > deadline:
+        if all(job["job_state"] == "F" for job in elements) or time.monotonic() > deadline:
             return elements
         time.sleep(0.5)
 
@@ -134,7 +135,7 @@ def test_cancel_a_running_array(pbs, tmp_path):
     report = wait_finished(pbs, exp, timeout=90)
     assert {t["state"] for t in report["trials"]} == {"CANCELLED"}, report
     elements = finished_elements(record["jobs"][0]["job_id"])
-    assert len(elements) == 2 and all(job["job_state"] in ("F", "X") for job in elements), elements
+    assert len(elements) == 2 and all(job["job_state"] == "F" for job in elements), elements
 
 
 def test_qrerun_resumes_exactly(pbs, tmp_path):
@@ -236,42 +237,12 @@ def test_dry_run_and_doctor_against_the_server(pbs, tmp_path):
 
 
 def test_hostile_values_run_exactly_as_written(pbs, tmp_path):
-    weird = tmp_path / "out put $(touch SENTINEL1) `touch SENTINEL2` ; && % é"
-    hostile = "a b'c\"d$(touch SENTINEL3)`touch SENTINEL4`;x&&y%z é"
-    spec = pbs_spec(
-        tmp_path,
-        "hostile",
-        f"""
-model: {{name: softmax}}
-train: {{epochs: 1, target_accuracy: 0.5}}
-data: {{train_subset: 1000, root: {DATA}}}
-resources: {{cpus_per_task: 1, mem: 2G, time: "00:05:00"}}
-""",
-    )
-    r = pbs(
-        "submit",
-        spec,
-        "--scheduler",
-        "pbs",
-        "--set",
-        f"runs_dir={weird}",
-        "--set",
-        f"env.vars.HOSTILE={hostile}",
-        "--set",
-        "env.setup=['echo \"HOSTILE=[$HOSTILE]\"']",
-    )
-    assert r.code == 0, r
-    exp = Path(exp_dir_from(r.out))
-    assert exp.parent == weird
-    record = json.loads((exp / "experiment.json").read_text())
+    from test_reliability import assert_ran_as_written, submit_hostile
+
+    exp, record = submit_hostile(pbs, tmp_path, "pbs")
     (job,) = qstat_jobs(record["jobs"][0]["job_id"]).values()
     assert job["Job_Name"] == "hostile" and job["Resource_List"]["walltime"] == "00:05:00"
-    report = wait_finished(pbs, exp, timeout=180)
-    assert report["trials"][0]["state"] == "COMPLETED", report
-    out = (exp / record["jobs"][0]["trial"] / "job.out").read_text()
-    assert f"HOSTILE=[{hostile}]" in out
-    for root in (tmp_path, weird, exp, exp / "logs", Path.cwd()):
-        assert not list(root.glob("SENTINEL*")), root
+    assert_ran_as_written(pbs, tmp_path, exp, record, timeout=180)
 
 
 def test_after_and_the_report_job(pbs_cluster, dlhpc, tmp_path):

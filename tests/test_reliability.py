@@ -302,10 +302,13 @@ resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, tim
     assert "raise resources.time, or resources.timeout_requeues" in answer["fix"]
 
 
-@pytest.mark.slurm
-def test_hostile_values_run_exactly_as_written(slurm_cluster, dlhpc, tmp_path):
-    weird = tmp_path / "out put $(touch SENTINEL1) `touch SENTINEL2` ; && % é"
-    hostile = "a b'c\"d$(touch SENTINEL3)`touch SENTINEL4`;x&&y%z é"
+HOSTILE_DIR = "out put $(touch SENTINEL1) `touch SENTINEL2` ; && % é"
+HOSTILE_VALUE = "a b'c\"d$(touch SENTINEL3)`touch SENTINEL4`;x&&y%z é"
+
+
+def submit_hostile(dlhpc, tmp_path, scheduler: str) -> tuple[Path, dict]:
+    """Submit a one-trial softmax spec to `scheduler` whose runs_dir and an env value are full of
+    shell metacharacters, and whose setup line echoes the value back; (experiment, record)."""
     spec = write(
         tmp_path / "h.yaml",
         f"""
@@ -313,31 +316,42 @@ name: hostile
 model: {{name: softmax}}
 train: {{epochs: 1, target_accuracy: 0.5}}
 data: {{train_subset: 1000, root: {DATA}}}
-resources: {{scheduler: slurm, cpus_per_task: 1, mem: 2G, time: "00:05:00"}}
+resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 2G, time: "00:05:00"}}
 """,
     )
+    weird = tmp_path / HOSTILE_DIR
     r = dlhpc(
         "submit",
         spec,
         "--set",
         f"runs_dir={weird}",
         "--set",
-        f"env.vars.HOSTILE={hostile}",
+        f"env.vars.HOSTILE={HOSTILE_VALUE}",
         "--set",
         "env.setup=['echo \"HOSTILE=[$HOSTILE]\"']",
     )
     assert r.code == 0, r
     exp = Path(exp_dir_from(r.out))
     assert exp.parent == weird
-    record = json.loads((exp / "experiment.json").read_text())
-    job = scontrol_job(record["jobs"][0]["job_id"])
-    assert job["JobName"] == "hostile" and job["TimeLimit"] == "00:05:00" and job["NumNodes"] in ("1", "1-1")
-    report = wait_finished(dlhpc, exp)
+    return exp, json.loads((exp / "experiment.json").read_text())
+
+
+def assert_ran_as_written(dlhpc, tmp_path, exp: Path, record: dict, timeout=300):
+    """The hostile trial completed, saw the value intact, and no substitution ran anywhere."""
+    report = wait_finished(dlhpc, exp, timeout=timeout)
     assert report["trials"][0]["state"] == "COMPLETED", report
     out = (exp / record["jobs"][0]["trial"] / "job.out").read_text()
-    assert f"HOSTILE=[{hostile}]" in out
-    for root in (tmp_path, weird, exp, exp / "logs", Path.cwd()):
+    assert f"HOSTILE=[{HOSTILE_VALUE}]" in out
+    for root in (tmp_path, tmp_path / HOSTILE_DIR, exp, exp / "logs", Path.cwd()):
         assert not list(root.glob("SENTINEL*")), root
+
+
+@pytest.mark.slurm
+def test_hostile_values_run_exactly_as_written(slurm_cluster, dlhpc, tmp_path):
+    exp, record = submit_hostile(dlhpc, tmp_path, "slurm")
+    job = scontrol_job(record["jobs"][0]["job_id"])
+    assert job["JobName"] == "hostile" and job["TimeLimit"] == "00:05:00" and job["NumNodes"] in ("1", "1-1")
+    assert_ran_as_written(dlhpc, tmp_path, exp, record)
 
 
 @pytest.mark.slurm

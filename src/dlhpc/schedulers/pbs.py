@@ -461,15 +461,11 @@ class PBSBackend(Backend):
 
     def submit_followup(self, script, after, name, resources, exp_dir) -> str:
         argv = ["qsub", *self.dependency_args("afterany", after), "-N", name[:230]]
-        one_core = (
-            ["-l", "nodes=1:ppn=1", "-l", "mem=2gb"]
-            if resources.get("pbs_flavor") == "torque"
-            else [
-                "-l",
-                "select=1:ncpus=1:mem=2gb",
-            ]
-        )
-        argv += [*one_core, "-l", "walltime=00:15:00", "-j", "oe"]
+        if resources.get("pbs_flavor") == "torque":
+            argv += ["-l", "nodes=1:ppn=1", "-l", "mem=2gb"]
+        else:
+            argv += ["-l", "select=1:ncpus=1:mem=2gb"]
+        argv += ["-l", "walltime=00:15:00", "-j", "oe"]
         argv += ["-o", f"{exp_dir / 'logs'}/"]
         if resources.get("partition"):
             argv += ["-q", resources["partition"]]
