@@ -50,6 +50,7 @@ def test_unknown_top_level_key(dlhpc, tmp_path):
         ("name: '..'\n", "name", "starting with a letter or digit"),
         ("name: '../../etc'\n", "name", "A-Z a-z 0-9"),
         ("model:\n  name: resnet\n", "model.name", "one of softmax, mlp, lenet5, cnn"),
+        ("model:\n  convs_per_block: 4\n", "model.convs_per_block", "integer from 1 to 3"),
         ("resources:\n  scheduler: lsf\n", "resources.scheduler", "one of slurm, pbs, local"),
         ("train:\n  lr: -1\n", "train.lr", "number > 0"),
         ("resources:\n  partition: 'gpu; rm -rf /'\n", "resources.partition", "partition name"),

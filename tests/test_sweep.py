@@ -48,3 +48,12 @@ def test_swept_values_are_normalised():
 def test_sweep_set_from_command_line():
     s = load_spec_text("name: x\n", "s.yaml", sets=["sweep.train.seed=[1,2,3]"])
     assert [t.params["train.seed"] for t in expand(s)] == [1, 2, 3]
+
+
+def test_the_cnns_hidden_width_reaches_its_trials():
+    # found by a search that gave the cnn `hidden: [512]` and trained the default 256 instead
+    spec = "name: wide\nmodel: {name: cnn, hidden: [512]}\nsweep:\n  train.lr: [0.01, 0.1]\n"
+    trials = expand(load_spec_text(spec, "s.yaml"))
+    assert [t.data["model"]["hidden"] for t in trials] == [[512], [512]]
+    swept = "name: both\nmodel: {name: mlp, hidden: [96]}\nsweep:\n  model.name: [mlp, cnn, lenet5]\n"
+    assert [t.data["model"]["hidden"] for t in expand(load_spec_text(swept, "s.yaml"))] == [[96], [96], None]

@@ -49,6 +49,23 @@ def test_cnn_variants_for_speed():
     assert fewer == 16 * (25 - 16) + 800 * 128 + 2 * 128 + 128 * 10
 
 
+def test_deeper_cnn_for_accuracy():
+    # convs_per_block 2: one 3x3 same-size convolution more in each block (w->w, 2w->2w), each with batch norm
+    deeper = build({"name": "cnn", "width": 8, "hidden": None, "convs_per_block": 2})
+    plain = build({"name": "cnn", "width": 8, "hidden": None})
+    deeper.eval()
+    assert deeper(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    convs = [m for m in deeper.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (1, 8, (5, 5)),
+        (8, 8, (3, 3)),
+        (8, 16, (3, 3)),
+        (16, 16, (3, 3)),
+    ]
+    more = sum(p.numel() for p in deeper.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert more == (8 * 8 * 9 + 2 * 8) + (16 * 16 * 9 + 2 * 16)
+
+
 def test_data_is_the_real_mnist():
     x_train, y_train, x_test, y_test = mnist.load(DATA, "cpu")
     assert x_train.shape == (60000, 1, 28, 28) and x_test.shape == (10000, 1, 28, 28)

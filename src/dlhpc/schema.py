@@ -271,6 +271,7 @@ SCHEMA = {
         "width": Optional(Int(None, 1, 1024)),
         "stem": Choice("pool", ("pool", "stride")),
         "dropout": Optional(Float(None, 0, 0.9)),
+        "convs_per_block": Int(1, 1, 3),
     },
     "train": {
         "epochs": Int(10, 1, 100_000),
@@ -403,6 +404,8 @@ DOCS = {
     "model.stem": "cnn only: `pool` (5x5 convolution, then 2x2 max-pool) or `stride` (one 4x4 convolution of "
     "stride 2: a quarter of the arithmetic, for speed).",
     "model.dropout": "cnn only: dropout before the last layer; null means 0.25.",
+    "model.convs_per_block": "cnn only: convolutions per block; each one past the first is a 3x3 convolution "
+    "(same size, same channels) with batch norm and ReLU: a deeper, slower, more accurate cnn.",
     "train.epochs": "Passes over the training set.",
     "train.batch_size": "Images per step per DDP rank; the global batch is this times the number of ranks.",
     "train.optimizer": "The optimizer.",

@@ -74,6 +74,16 @@ def _copy(node):
     return node
 
 
+def _hidden_for(model: dict):
+    """model.hidden as a trial of this model reads it: the mlp's layer widths, the cnn's one hidden
+    width; nothing for the others, nor for a cnn trial of a sweep over model.name whose hidden
+    lists the mlp's layers."""
+    hidden, name = model["hidden"], model["name"]
+    if name == "mlp" or (name == "cnn" and hidden is not None and len(hidden) == 1):
+        return hidden
+    return None
+
+
 def expand(spec) -> list[Trial]:
     """Every combination of the swept values, in the order the spec lists them."""
     base = copy.deepcopy(spec.data)
@@ -93,8 +103,7 @@ def expand(spec) -> list[Trial]:
                 node = node[part]
             node[parts[-1]] = value
             params[key] = value
-        if data["model"]["name"] != "mlp":
-            data["model"]["hidden"] = None  # hidden only means something for mlp trials
+        data["model"]["hidden"] = _hidden_for(data["model"])
         digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:6]
         trials.append(Trial(index, f"{index:0{width}d}-{digest}" if keys else f"{0:0{width}d}-{digest}", params, data))
     return trials

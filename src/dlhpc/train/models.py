@@ -35,12 +35,16 @@ def lenet5() -> nn.Module:
     )
 
 
-def cnn(width: int = 32, stem: str = "pool", hidden: int = 256, dropout: float = 0.25) -> nn.Module:
+def cnn(
+    width: int = 32, stem: str = "pool", hidden: int = 256, dropout: float = 0.25, convs_per_block: int = 1
+) -> nn.Module:
     """Small and fast: two conv blocks with batch norm, then one hidden fully connected layer.
     Each block pools right after its convolution, so batch norm and ReLU run on maps 4x smaller
     (1.5x faster training, 2.5x faster evaluation on CPU than conv-BN-ReLU-pool).
     stem "stride": the first block is one 4x4 convolution of stride 2 instead of 5x5 + pool
-    (a quarter of its arithmetic and no pooling; for the speedrun)."""
+    (a quarter of its arithmetic and no pooling; for the speedrun).
+    convs_per_block > 1: more 3x3 convolutions (padding 1: same size, same channels) after each
+    block, on the pooled maps where they are cheapest (for the most accurate spec)."""
     w1, w2 = width, 2 * width
     first = (
         [nn.Conv2d(1, w1, 4, stride=2, bias=False)]
@@ -51,14 +55,24 @@ def cnn(width: int = 32, stem: str = "pool", hidden: int = 256, dropout: float =
         ]
     )  # 28→13 / 28→24→12
     side = 5  # after the second block either way: 13→11→5 / 12→10→5
+
+    def more(channels):
+        layers = []
+        for _ in range(convs_per_block - 1):
+            layers += [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)]
+            layers.append(nn.ReLU(inplace=True))
+        return layers
+
     return nn.Sequential(
         *first,
         nn.BatchNorm2d(w1),
         nn.ReLU(inplace=True),
+        *more(w1),
         nn.Conv2d(w1, w2, 3, bias=False),
         nn.MaxPool2d(2),
         nn.BatchNorm2d(w2),
         nn.ReLU(inplace=True),
+        *more(w2),
         nn.Flatten(),
         nn.Linear(w2 * side * side, hidden, bias=False),
         nn.BatchNorm1d(hidden),
@@ -82,6 +96,7 @@ def build(model_cfg: dict) -> nn.Module:
             model_cfg.get("stem") or "pool",
             (model_cfg.get("hidden") or [256])[0],
             0.25 if model_cfg.get("dropout") is None else model_cfg["dropout"],
+            model_cfg.get("convs_per_block") or 1,
         )
     raise ValueError(f"unknown model {name!r}")
 
