@@ -59,3 +59,31 @@ def test_site_address_comes_first(monkeypatch):
     monkeypatch.setenv("DLHPC_RENDEZVOUS_ADDR", "ib0-n1")
     denv = dist_env.DistEnv(rank=0, world_size=2, hostnames=["n1", "n2"])
     assert dist_env.advertised_addresses(denv)[0] == "ib0-n1"
+
+
+def _leave_worker(rank, port, out_dir):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    if rank == 1:  # a rank slow to tear down its part, after the barrier
+        destroy = dist.destroy_process_group
+
+        def slow_destroy(*args, **kwargs):
+            time.sleep(1.0)
+            destroy(*args, **kwargs)
+
+        dist.destroy_process_group = slow_destroy
+    dist_env.leave_process_group()
+    (out_dir / f"left-{rank}").write_text(repr(time.time()))
+
+
+def test_rank0_hosting_the_store_leaves_last(tmp_path):
+    # seen once in CI: a finished rank aborted while tearing down gloo as its peers exited
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_leave_worker, args=(closed_port(), tmp_path), nprocs=2, join=True, start_method="spawn")
+    left = {rank: float((tmp_path / f"left-{rank}").read_text()) for rank in (0, 1)}
+    assert left[0] >= left[1] - 0.05, left

@@ -230,10 +230,39 @@ def local_address(denv: DistEnv, rendezvous: str) -> str:
 
 
 def destroy_process_group():
+    """Leave at once (after a failure: the other ranks may be gone, so no barrier)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+LEFT_KEY = "dlhpc/ranks_left"
+
+
+def leave_process_group(wait_s: float = 30.0):
+    """Leave in order after a run every rank finished: all ranks meet at a barrier, then each
+    tears down its part, and rank 0, which hosts the rendezvous store, waits (at most wait_s)
+    until the others say through the store that they are done before it exits. A rank whose
+    peers and store host vanish while it is still tearing down gloo can abort ("terminate called
+    without an active exception", seen once in CI after a completed 2-rank run)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if world == 1:
+        dist.destroy_process_group()
+        return
+    store = dist.distributed_c10d._get_default_store()  # held past the group's end
+    dist.barrier()
+    dist.destroy_process_group()
+    if rank != 0:
+        store.add(LEFT_KEY, 1)
+        return
+    deadline = time.monotonic() + wait_s
+    while store.add(LEFT_KEY, 0) < world - 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def node_name() -> str:

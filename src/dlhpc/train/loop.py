@@ -252,15 +252,20 @@ class Trainer:
             self.denv, dist_env.local_address(self.denv, self.rendezvous)
         )
         try:
-            return self._train()
+            result = self._train()
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 self.write_result(
                     state="FAILED", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)
                 )
-            raise
-        finally:
             dist_env.destroy_process_group()
+            raise
+        try:
+            dist_env.leave_process_group()
+        except Exception as exc:  # the run is complete and saved: a hiccup on the way out must not fail it
+            print(f"note: leaving the process group: {type(exc).__name__}: {exc}", flush=True)
+            dist_env.destroy_process_group()
+        return result
 
     def _train(self) -> dict:
         cfg, world = self.cfg, self.denv.world_size
