@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))  # train_in_process runs from a checkout, installed or not
 DATA = os.environ.get("DLHPC_DATA") or str(ROOT.parent / "shared" / "data" / "mnist")
 
 
@@ -27,6 +28,22 @@ def run_spec(spec: str, *sets: str) -> list[dict]:
         result["metrics"] = [json.loads(line) for line in (tdir / "metrics.jsonl").read_text().splitlines()]
         trials.append(result)
     return trials
+
+
+def train_in_process(spec: str, *sets: str) -> dict:
+    """One trial of a jobs/ spec trained in this process (no CLI, no subprocess: the GPU and search
+    benchmarks time and run many of them); returns its result + metrics, like run_spec."""
+    from dlhpc import experiment
+    from dlhpc.spec import load_spec
+    from dlhpc.train.loop import train_trial
+
+    out = tempfile.mkdtemp(prefix="dlhpc-bench-")
+    loaded = load_spec(ROOT / spec, [f"runs_dir={out}", f"data.root={DATA}", *sets], use_site=False)
+    plan = experiment.materialize(experiment.plan(loaded))
+    tdir = plan.exp_dir / plan.trials[0].id
+    result = train_trial(tdir)
+    result["metrics"] = [json.loads(line) for line in (tdir / "metrics.jsonl").read_text().splitlines()]
+    return result
 
 
 def mean(values):

@@ -19,15 +19,9 @@ import json
 import os
 import platform
 import statistics
-import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
-DATA = os.environ.get("DLHPC_DATA") or str(ROOT.parent / "shared" / "data" / "mnist")
 
 SEEDS = (0, 1, 2)
 # (label, spec, --set values): the shipped specs as they are, then what was tried to go faster.
@@ -56,19 +50,9 @@ SPEED_VARIANTS = [
 
 
 def run_once(spec_path, sets):
-    from dlhpc import experiment
-    from dlhpc.spec import load_spec
-    from dlhpc.train.loop import train_trial
+    from common import train_in_process
 
-    out = tempfile.mkdtemp(prefix="dlhpc-gpu-")
-    spec = load_spec(
-        ROOT / spec_path, [f"runs_dir={out}", f"data.root={DATA}", "resources.gpus_per_node=1", *sets], use_site=False
-    )
-    p = experiment.materialize(experiment.plan(spec))
-    tdir = p.exp_dir / p.trials[0].id
-    result = train_trial(tdir)
-    result["metrics"] = [json.loads(line) for line in (tdir / "metrics.jsonl").read_text().splitlines()]
-    return result
+    return train_in_process(spec_path, "resources.gpus_per_node=1", *sets)
 
 
 def speed_variant(label, spec, sets):

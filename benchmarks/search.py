@@ -17,14 +17,8 @@ import json
 import multiprocessing
 import os
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-DATA = os.environ.get("DLHPC_DATA") or str(ROOT.parent / "shared" / "data" / "mnist")
 
 BEST = "jobs/mnist-best.yaml"
 CNN = "jobs/mnist-cnn.yaml"
@@ -95,26 +89,16 @@ SEARCHES = {
 
 
 def run_once(task):
-    label, spec_path, sets, seed = task
-    from dlhpc import experiment
-    from dlhpc.spec import load_spec
-    from dlhpc.train.loop import train_trial
+    from common import train_in_process
 
-    out = tempfile.mkdtemp(prefix="dlhpc-search-")
+    label, spec_path, sets, seed = task
     gpus = ["resources.gpus_per_node=1"] if os.environ.get("SEARCH_GPU") == "1" else []
-    spec = load_spec(
-        ROOT / spec_path,
-        [f"runs_dir={out}", f"data.root={DATA}", *gpus, *sets, f"train.seed={seed}"],
-        use_site=False,
-    )
-    plan = experiment.materialize(experiment.plan(spec))
-    tdir = plan.exp_dir / plan.trials[0].id
     started = time.perf_counter()
     try:
-        result = train_trial(tdir)
+        result = train_in_process(spec_path, *gpus, *sets, f"train.seed={seed}")
     except BaseException as exc:  # one broken variant must not end the search
         return {"label": label, "seed": seed, "sets": sets, "error": repr(exc)[:500]}
-    accs = [json.loads(line)["test_acc"] for line in (tdir / "metrics.jsonl").read_text().splitlines()]
+    accs = [m["test_acc"] for m in result["metrics"]]
     first_99 = next((i + 1 for i, a in enumerate(accs) if a >= 0.99), None)
     return {
         "label": label,
