@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.guard import check_training_here
-from dlhpc.spec import load_spec
+from dlhpc.spec import literal_set, load_spec
 from dlhpc.states import BAD, IN_FLIGHT
 
 
@@ -26,8 +26,9 @@ def _console(stderr=False):
 
 
 def _runs_sets(args) -> list:
-    """--runs-dir DIR is --set runs_dir=DIR: one resolver (experiment.runs_root) for every command."""
-    return [f"runs_dir={args.runs_dir}"] if getattr(args, "runs_dir", None) else []
+    """--runs-dir DIR is --set runs_dir=DIR, taken literally (a path is not YAML: `0755` stays
+    `0755`, `r #1` keeps its `#1`): one resolver (experiment.runs_root) for every command."""
+    return [literal_set("runs_dir", args.runs_dir)] if getattr(args, "runs_dir", None) else []
 
 
 def _json(data) -> None:
@@ -47,6 +48,8 @@ def cmd_init(args):
     path = Path(args.path)
     if path.exists() and not args.force:
         raise UserError(f"{path} already exists; pick another path or pass --force to overwrite it")
+    if not path.absolute().parent.is_dir():
+        raise UserError(f"{path}: the folder {path.absolute().parent} does not exist; create it first (mkdir -p)")
     text = starter_spec(path.stem, args.model, args.scheduler)
     load_spec_text(text, str(path))  # the starter must itself validate
     atomic_write_text(path, text)
@@ -115,7 +118,7 @@ def _plan(args):
 
 
 def cmd_render(args):
-    from dlhpc.fsutil import atomic_write_text
+    from dlhpc.fsutil import atomic_write_text, user_mode
 
     p = _plan(args)
     if args.out_dir:
@@ -123,7 +126,7 @@ def cmd_render(args):
         out.mkdir(parents=True, exist_ok=True)
         for i, script in enumerate(p.scripts):
             path = out / f"{p.spec.data['name']}-job-{i}.sh"
-            atomic_write_text(path, script.text, mode=0o755)
+            atomic_write_text(path, script.text, mode=user_mode(executable=True))
             _out(f"wrote {path} ({len(script.trial_ids)} trial(s), template {script.template})")
         return 0
     for i, script in enumerate(p.scripts):

@@ -5,6 +5,7 @@
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from dlhpc import environment, sweep
 from dlhpc.errors import UserError
-from dlhpc.fsutil import atomic_write_json, atomic_write_text, read_json
+from dlhpc.fsutil import atomic_write_json, atomic_write_text, current_umask, private_mode, read_json
 from dlhpc.render import render_script
 from dlhpc.spec import Spec, dump_yaml
 
@@ -41,9 +42,11 @@ class Plan:
 
 
 def submitit_command(folder: Path, python: str | None = None) -> str:
-    """The line each task runs: submitit unpickles the trial's TrainJob (from `folder`, the
-    experiment's .submitit/) and calls it. The PBS executor builds its command with it too."""
-    return " ".join([shlex.quote(python or sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    """The line each task runs: after checking that nobody else could have written it,
+    submitit unpickles the trial's TrainJob (from `folder`, the experiment's .submitit/) and
+    calls it (schedulers/job_entry.py). Every submitit-backed executor uses this line."""
+    entry = "-u -m dlhpc.schedulers.job_entry"
+    return " ".join([shlex.quote(python or sys.executable), entry, shlex.quote(str(folder))])
 
 
 def timestamp() -> str:
@@ -118,20 +121,58 @@ def plan(
     return p
 
 
-def reserve_dir(exp_dir: Path) -> Path:
-    """Create the experiment directory atomically; a second submit in the same second gets -2, -3..."""
+DIR_MODES = {"private": 0o700, "group": 0o750}  # `share`; nobody but the owner ever writes
+
+
+def dir_mode(spec_data: dict) -> int:
+    return DIR_MODES[spec_data.get("share") or "private"]
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The existing folder that `mkdir -p folder` would create into, if it creates anything."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            return None
+        probe = probe.parent
+    return None if probe == folder else probe
+
+
+def _make_folders(folder: Path) -> None:
+    """`mkdir -p` whose new folders nobody else can write, whatever the umask (002 is common)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=0o755)
+        except FileExistsError:
+            continue
+        os.chmod(new, 0o755 & ~current_umask())
+
+
+def reserve_dir(exp_dir: Path, mode: int = 0o700) -> Path:
+    """Create the experiment directory atomically, with exactly `mode` whatever the umask; a
+    second submit in the same second gets -2, -3... The runs folder must be one others cannot
+    rearrange (trust.check_runs_folder)."""
+    from dlhpc.trust import check_runs_folder
+
     root = exp_dir.parent
+    created_into = _first_missing(root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        _make_folders(root)
     except OSError as exc:
         raise UserError(
             f"runs folder {root}: cannot create it ({exc.strerror}); set `runs_dir:` (or --runs-dir) to a "
             "writable folder"
         ) from None
+    check_runs_folder(root, created_into)
     candidate, n = exp_dir, 1
     while True:
         try:
-            candidate.mkdir()
+            candidate.mkdir(mode=mode)
+            os.chmod(candidate, mode)  # the umask may have taken bits away from group reading
             return candidate
         except FileExistsError:
             n += 1
@@ -142,28 +183,30 @@ def reserve_dir(exp_dir: Path) -> Path:
 
 def materialize(p: Plan) -> Plan:
     """Write the run directory for a plan. If the name was taken, re-plan under the new name."""
-    final = reserve_dir(p.exp_dir)
+    mode = dir_mode(p.spec.data)
+    final = reserve_dir(p.exp_dir, mode)
     if final != p.exp_dir:  # the scripts name the directory: render them again for the new one
         p = plan(p.spec, final, max_array=p.max_array, trials=p.trials, trials_per_task=p.trials_per_task)
     try:
-        (p.exp_dir / SUBMITIT_DIR).mkdir()
-        (p.exp_dir / "logs").mkdir()
+        (p.exp_dir / SUBMITIT_DIR).mkdir(mode=mode)
+        (p.exp_dir / "logs").mkdir(mode=mode)
         script_of = {}
         for i, script in enumerate(p.scripts):
             name = p.script_name(i)
-            atomic_write_text(p.exp_dir / name, script.text, mode=0o755)
+            atomic_write_text(p.exp_dir / name, script.text, mode=private_mode(executable=True))
             for tid in script.trial_ids:
                 script_of[tid] = name
         for trial in p.trials:
             tdir = p.exp_dir / trial.id
-            tdir.mkdir()
-            atomic_write_text(tdir / "spec.yaml", dump_yaml(trial.data))
+            tdir.mkdir(mode=mode)
+            atomic_write_text(tdir / "spec.yaml", dump_yaml(trial.data), mode=private_mode())
             atomic_write_json(
                 tdir / "trial.json",
                 {"id": trial.id, "index": trial.index, "params": trial.params, "script": script_of[trial.id]},
+                mode=private_mode(),
             )
         write_record(p, jobs=[])
-        atomic_write_text(p.exp_dir / "environment.txt", environment.freeze())
+        atomic_write_text(p.exp_dir / "environment.txt", environment.freeze(), mode=private_mode())
     except BaseException:
         shutil.rmtree(p.exp_dir, ignore_errors=True)
         raise
@@ -192,10 +235,10 @@ def plan_resubmission(
 def write_resubmission(p: Plan) -> None:
     """Write the new scripts and point the trials at them (the run directory exists already)."""
     for i, script in enumerate(p.scripts):
-        atomic_write_text(p.exp_dir / p.script_name(i), script.text, mode=0o755)
+        atomic_write_text(p.exp_dir / p.script_name(i), script.text, mode=private_mode(executable=True))
         for tid in script.trial_ids:
             info = read_json(p.exp_dir / tid / "trial.json", {}) or {}
-            atomic_write_json(p.exp_dir / tid / "trial.json", {**info, "script": p.script_name(i)})
+            atomic_write_json(p.exp_dir / tid / "trial.json", {**info, "script": p.script_name(i)}, mode=private_mode())
 
 
 def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:
@@ -212,36 +255,49 @@ def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:
         **environment.record(p.spec.source),  # versions, git commit of the spec's repository, host
         **(extra or {}),
     }
-    atomic_write_json(p.exp_dir / "experiment.json", record)
+    atomic_write_json(p.exp_dir / "experiment.json", record, mode=private_mode())
 
 
 def update_record(exp_dir: Path, **fields) -> None:
     record = read_json(exp_dir / "experiment.json", {})
     record.update(fields)
-    atomic_write_json(exp_dir / "experiment.json", record)
+    atomic_write_json(exp_dir / "experiment.json", record, mode=private_mode())
+
+
+STAMPED = re.compile(r"(?P<name>.+)-\d{8}-\d{6}(-\d+)?")  # <name>-<date>-<time>[-n], see reserve_dir
 
 
 def find_experiment(ref: str | None, root: Path) -> Path:
-    """EXP is a directory, or a name looked up under the runs folder; none means the latest."""
-    if ref:
-        path = Path(ref)
-        if (path / "experiment.json").is_file():
-            return path
-        matches = (
-            sorted(
-                (d for d in root.glob(f"{ref}*") if (d / "experiment.json").is_file()), key=lambda d: d.stat().st_mtime
-            )
-            if root.is_dir() and "/" not in ref
-            else []
-        )
-        exact = [d for d in matches if d.name == ref]
-        if exact or matches:
-            return (exact or matches)[-1]
-        raise UserError(
-            f"no experiment {ref!r}: not an experiment directory, and no experiment of that name "
-            f"under {root}/ (pass the directory, or see `ls {root}`)"
-        )
-    found = [d for d in root.iterdir() if (d / "experiment.json").is_file()] if root.is_dir() else []
-    if not found:
-        raise UserError(f"no experiments under {root}/; pass an experiment directory, or submit one first")
-    return max(found, key=lambda d: d.stat().st_mtime)
+    """EXP is an experiment directory, the exact name of one under the runs folder, or an
+    experiment's `name` (its newest run); None means the newest experiment. Nothing else: no
+    prefixes or patterns, so `cancel` never reaches an experiment the user did not name."""
+    if ref is None:
+        found = _experiments(root)
+        if not found:
+            raise UserError(f"no experiments under {root}/; pass an experiment directory, or submit one first")
+        return max(found, key=lambda d: d.stat().st_mtime)
+    path = Path(ref)
+    if ref and (path / "experiment.json").is_file():
+        return path
+    if ref and "/" not in ref and ref not in (".", ".."):
+        exact = root / ref
+        if (exact / "experiment.json").is_file():
+            return exact
+        named = [d for d in _experiments(root) if (m := STAMPED.fullmatch(d.name)) and m["name"] == ref]
+        if named:
+            return max(named, key=lambda d: d.stat().st_mtime)
+    raise UserError(
+        f"no experiment {ref!r}: name an experiment directory, or one of these under {root}/: {_candidates(root)}"
+    )
+
+
+def _experiments(root: Path) -> list[Path]:
+    return [d for d in root.iterdir() if (d / "experiment.json").is_file()] if root.is_dir() else []
+
+
+def _candidates(root: Path, shown: int = 10) -> str:
+    names = sorted((d.name for d in _experiments(root)), reverse=True)
+    if not names:
+        return "(none)"
+    more = f" and {len(names) - shown} more (ls {root})" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

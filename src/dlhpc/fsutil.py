@@ -1,7 +1,9 @@
 """Crash-safe file writes: temp file in the same directory, fsync, rename.
 
 A reader (or a job killed mid-write) therefore sees either the old or the new file, never a
-truncated one.
+truncated one. Files get the mode the user's umask gives (like `open`), except inside an
+experiment, whose files are never writable by group or others (`private_mode`): on a shared
+login node a group-writable record, script or pickle is code someone else can change.
 """
 
 import json
@@ -10,8 +12,34 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_bytes(path, data: bytes, mode: int = 0o644) -> None:
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc says it; else set and restore)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def user_mode(executable: bool = False) -> int:
+    """What `open()` (or `chmod +x` of a new file) would give under the user's umask."""
+    return (0o777 if executable else 0o666) & ~current_umask()
+
+
+def private_mode(executable: bool = False) -> int:
+    """A file inside an experiment: the user's umask, and never writable by group or others."""
+    return user_mode(executable) & ~0o022
+
+
+def atomic_write_bytes(path, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` atomically; mode None: what the user's umask gives."""
     path = Path(path)
+    mode = user_mode() if mode is None else mode
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -29,12 +57,12 @@ def atomic_write_bytes(path, data: bytes, mode: int = 0o644) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_text(path, text: str, mode: int = 0o644) -> None:
+def atomic_write_text(path, text: str, mode: int | None = None) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def atomic_write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+def atomic_write_json(path, obj, mode: int | None = None) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", mode)
 
 
 def append_line_atomic(path, line: str) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.sandbox
 
 from dlhpc import __version__
 from dlhpc.cost import trial_hours
@@ -46,7 +47,10 @@ def make_environment(site: dict | None = None, first_dir: Path | None = None) ->
     # "shipped/slurm/default.sh.j2" always means the packaged file, so an override of the same
     # name can extend the original instead of itself.
     loaders.append(jinja2.PrefixLoader({"shipped": jinja2.FileSystemLoader(str(shipped_dir()))}))
-    env = jinja2.Environment(
+    # Templates come from spec authors and site folders, and `render` is a preview people run on
+    # specs others wrote: templates render in Jinja's sandbox (no attribute walks to Python
+    # internals, no mutating the spec), so rendering never runs the template author's code.
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -151,6 +155,7 @@ def render_script(
         "command": command,
         "python": python or sys.executable,
         "site": site or {},
+        "share": data.get("share") or "private",
         # the tag dlhpc finds its jobs by in accounting: experiment and the trial's estimated hours
         "tag": "dlhpc:{}:{:.4g}:{:.4g}".format(data["name"], *trial_hours(data["resources"])),
         # what the job script needs to know of its scheduler (no user input in these)
@@ -159,6 +164,11 @@ def render_script(
     }
     try:
         text = template.render(context)
+    except jinja2.sandbox.SecurityError as exc:
+        raise UserError(
+            f"{_template_error(exc, template)}; templates render in a sandbox and may not reach Python "
+            "internals: use the values dlhpc passes (docs/security.md)"
+        ) from None
     except jinja2.TemplateError as exc:
         raise UserError(_template_error(exc, template)) from None
     if tasks is not None:

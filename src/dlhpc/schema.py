@@ -8,6 +8,7 @@ import math
 import re
 
 from dlhpc.schedulers import NAMES as SCHEDULERS  # names only: imports no backend
+from dlhpc.yamlsource import retyped_text
 
 
 class Invalid(ValueError):
@@ -36,8 +37,8 @@ class Int(Field):
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid(f"must be {self.allowed}, got {_show(value)}")
         if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
-            raise Invalid(f"must be {self.allowed}, got {value}")
-        return value
+            raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+        return int(value)
 
 
 class Float(Field):
@@ -97,11 +98,21 @@ class Choice(Field):
 
 
 class Str(Field):
+    """Text that names something (an account, a path, a value for the job's environment): it must
+    reach the script exactly as typed, so a number YAML read from other text is refused."""
+
     def __init__(self, default, pattern, allowed):
         self.default, self.pattern, self.allowed = default, re.compile(pattern), allowed
 
     def check(self, value):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        typed_as = retyped_text(value)
+        if typed_as is not None:
+            raise Invalid(
+                f'YAML reads {typed_as} as the number {value!r}, not the text you typed; put it in quotes: "{typed_as}"'
+            )
+        if isinstance(value, bool):
+            raise Invalid(f'YAML reads this as {str(value).lower()}, not text; put it in quotes, e.g. "{value}"')
+        if isinstance(value, (int, float)):
             value = str(value)
         if not isinstance(value, str) or not self.pattern.fullmatch(value):
             raise Invalid(f"must be {self.allowed}, got {_show(value)}")
@@ -158,22 +169,22 @@ class Map(Field):
 class Time(Field):
     """SLURM walltime forms: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS → 'D-HH:MM:SS'."""
 
-    allowed = 'a walltime like "00:30:00", "2-00:00:00" or minutes as an integer'
-    _re = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
+    allowed = 'a walltime like "00:30:00", "2-00:00:00" or minutes as an integer, at most 365 days'
+    _re = re.compile(r"(?:(\d{1,3})-)?(\d{1,7})(?::(\d{1,2}))?(?::(\d{1,2}))?")
 
     def __init__(self, default):
         self.default = default
 
     def check(self, value):
         seconds = parse_time(value)
-        if seconds is None or seconds <= 0:
+        if seconds is None or seconds <= 0 or seconds > MAX_TIME_S:
             raise Invalid(f"must be {self.allowed}, got {_show(value)}")
         return format_time(seconds)
 
 
 class Mem(Field):
-    allowed = 'memory like "4G", "500M" or "1T" (per node)'
-    _re = re.compile(r"(\d+)\s*([KMGT]?)B?", re.IGNORECASE)
+    allowed = 'memory like "4G", "500M" or "1T" (per node, at most 64T)'
+    _re = re.compile(r"(\d{1,12})\s*([KMGT]?)B?", re.IGNORECASE)
 
     def __init__(self, default):
         self.default = default
@@ -184,16 +195,21 @@ class Mem(Field):
             if isinstance(value, (str, int)) and not isinstance(value, bool)
             else None
         )
-        if not m or int(m.group(1)) <= 0:
+        mem = m and f"{int(m.group(1))}{(m.group(2) or 'M').upper()}"  # SLURM reads a bare number as MB
+        if not mem or int(m.group(1)) <= 0 or mem_megabytes(mem) > MAX_MEM_MB:
             raise Invalid(f"must be {self.allowed}, got {_show(value)}")
-        return f"{int(m.group(1))}{(m.group(2) or 'M').upper()}"  # SLURM reads a bare number as MB
+        return mem
+
+
+MAX_TIME_S = 365 * 86400  # no scheduler grants more; bounds the arithmetic on hostile input
+MAX_MEM_MB = 64 * 1024 * 1024
 
 
 def parse_time(value):
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value * 60
+        return value * 60 if 0 < value <= MAX_TIME_S // 60 else None
     if not isinstance(value, str):
         return None
     m = Time._re.fullmatch(value.strip())
@@ -240,7 +256,10 @@ def _range_text(kind, lo, hi, lo_open=False):
 
 
 def _show(value):
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print (Python's digit limit)
+        return "a number too long to print"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -333,6 +352,7 @@ SCHEMA = {
     },
     "template": Optional(Str(None, r"[^\x00\n\r]{1,4096}", "a template name (see `dlhpc templates list`) or a path")),
     "runs_dir": PATH,
+    "share": Choice("private", ("private", "group")),
     "sweep": None,  # checked by sweep.py: dotted key -> list
 }
 
@@ -345,6 +365,7 @@ DEFAULTS = {
     "env": {"modules": [], "setup": [], "vars": {}},
     "template": None,
     "runs_dir": "runs",
+    "share": "private",
     "sweep": {},
 }
 
@@ -375,7 +396,7 @@ SITE_SCHEMA = {
     },
 }
 
-SWEEPABLE_EXCLUDED = {"name", "runs_dir", "sweep"}
+SWEEPABLE_EXCLUDED = {"name", "runs_dir", "share", "sweep"}
 # Keys renamed since a release: the message names the new key.
 RENAMED = {"output": "runs_dir"}
 
@@ -467,6 +488,8 @@ DOCS = {
     "template": "Job-script template: a name from `dlhpc templates list` or a file path; null: the scheduler's.",
     "runs_dir": "Folder that holds experiment directories (also `--runs-dir`, $DLHPC_RUNS_DIR or the user "
     "config); relative paths are relative to where dlhpc runs.",
+    "share": "Who may read the experiment directory: `private` (you alone, mode 0700) or `group` (your group may "
+    "read, 0750); nobody but you may ever write in it (docs/security.md).",
     "sweep": "Dotted keys to lists of values; the trials are every combination, run as a job array.",
 }
 

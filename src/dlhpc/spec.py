@@ -228,8 +228,17 @@ def _expect_mapping(data, source):
     return data
 
 
+class Literal(str):
+    """A `--set` value taken as the text it is, not parsed as YAML (`--runs-dir '/x/r #1'`)."""
+
+
+def literal_set(key: str, value: str) -> "Literal":
+    return Literal(f"{key}={value}")
+
+
 def parse_sets(sets) -> tuple:
-    """`--set train.lr=0.1` → a layer {'train': {'lr': 0.1}}; values parsed as YAML."""
+    """`--set train.lr=0.1` → a layer {'train': {'lr': 0.1}}; values parsed as YAML, with the same
+    limits (size, nesting, aliases) and number checks as a spec file. Literal items are not parsed."""
     data: dict = {}
     origins: dict = {}
     for item in sets:
@@ -239,10 +248,7 @@ def parse_sets(sets) -> tuple:
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
             raise UserError(f"--set {item!r}: KEY must be a dotted key like train.lr")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw  # not YAML: take the text as it is
+        value = raw if isinstance(item, Literal) else _set_value(raw, item)
         parts = key.split(".")
         if parts[0] == "sweep" and len(parts) > 1:
             parts = ["sweep", ".".join(parts[1:])]
@@ -257,6 +263,18 @@ def parse_sets(sets) -> tuple:
         node[parts[-1]] = value
         origins[tuple(parts)] = Origin(f"--set {item}")
     return data, origins
+
+
+def _set_value(raw: str, item: str):
+    if not raw.strip():
+        return None
+    try:
+        value, _ = load_text(raw, f"--set {item}")
+    except UserError as exc:
+        if "invalid YAML" not in str(exc):
+            raise  # too big, too deep, an alias bomb: refused as in a file
+        return raw  # not YAML: take the text as it is
+    return value
 
 
 def _validate_site(data, origins) -> dict:

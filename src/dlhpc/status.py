@@ -28,8 +28,12 @@ class Backoff:
 
 
 def job_ids(record: dict) -> list[str]:
-    """The jobs that hold the trials now (a resubmitted trial's earlier jobs are history)."""
-    return sorted(set(results.latest_jobs(record).values()))
+    """The jobs that hold the trials now (a resubmitted trial's earlier jobs are history); only
+    ids of the scheduler's shape (Backend.valid_job_id)."""
+    from dlhpc.schedulers import backend
+
+    sched = backend(record["scheduler"])
+    return sorted({j for j in results.latest_jobs(record).values() if sched.valid_job_id(j)})
 
 
 def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:

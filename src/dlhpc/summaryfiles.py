@@ -15,7 +15,7 @@ REPORT_SCRIPT = "report.sh"
 def save(exp_dir: Path, accounting: bool = True) -> list[Path]:
     """Write the three files (atomically each); returns their paths."""
     from dlhpc import plot, results, status
-    from dlhpc.fsutil import atomic_write_text
+    from dlhpc.fsutil import atomic_write_text, private_mode
 
     info, _warnings = status.scheduler_info(exp_dir, details=False) if accounting else (None, [])
     record, rows = results.experiment_rows(exp_dir, info)
@@ -25,7 +25,7 @@ def save(exp_dir: Path, accounting: bool = True) -> list[Path]:
         ("summary.md", f"# {exp_dir.name}\n\n" + results.render_markdown(rows, cols)),
         ("summary.csv", results.render_csv(rows, cols)),
     ):
-        atomic_write_text(exp_dir / name, text)
+        atomic_write_text(exp_dir / name, text, mode=private_mode())
         written.append(exp_dir / name)
     plot.plot_experiment(exp_dir, exp_dir / "curves.png")
     return written + [exp_dir / "curves.png"]
@@ -35,7 +35,7 @@ def report_script(exp_dir: Path, scheduler_bin: str | None) -> Path:
     """The report job's script: this Python, `dlhpc summary EXP --save`. A compute node's PATH
     may lack the scheduler's commands that the summary asks (or find another tool's), so the
     folder they were found in on the login node comes first."""
-    from dlhpc.fsutil import atomic_write_text
+    from dlhpc.fsutil import atomic_write_text, private_mode
 
     lines = [
         "#!/bin/bash",
@@ -45,5 +45,5 @@ def report_script(exp_dir: Path, scheduler_bin: str | None) -> Path:
         lines.append(f'export PATH={shlex.quote(scheduler_bin)}:"$PATH"')
     lines.append(f"exec {shlex.quote(sys.executable)} -m dlhpc summary {shlex.quote(str(exp_dir))} --save")
     path = exp_dir / REPORT_SCRIPT
-    atomic_write_text(path, "\n".join(lines) + "\n", mode=0o755)
+    atomic_write_text(path, "\n".join(lines) + "\n", mode=private_mode(executable=True))
     return path

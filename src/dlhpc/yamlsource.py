@@ -13,6 +13,41 @@ from dlhpc.errors import UserError
 
 MAX_NODES = 50_000  # far above any honest spec; stops "billion laughs" expansions early
 MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 100  # nesting deeper than any spec; deeper input would exhaust Python's stack
+
+
+class RetypedInt(int):
+    """An int YAML 1.1 read from text that does not say it: `0123` (octal 83), `0x1f`, `1_000`,
+    `12:30` (sexagesimal). Behaves as the int; `raw` keeps the text, so a field that names
+    something (an account, a path) can refuse it instead of sending another value to the scheduler."""
+
+    raw: str
+
+    def __new__(cls, value, raw):
+        obj = super().__new__(cls, value)
+        obj.raw = raw
+        return obj
+
+
+class RetypedFloat(float):
+    """A float YAML read from text that prints differently (`1e3` is 1000.0, `.5` is 0.5)."""
+
+    raw: str
+
+    def __new__(cls, value, raw):
+        obj = super().__new__(cls, value)
+        obj.raw = raw
+        return obj
+
+
+for _dumper in {yaml.SafeDumper, getattr(yaml, "CSafeDumper", yaml.SafeDumper)}:
+    _dumper.add_representer(RetypedInt, yaml.representer.SafeRepresenter.represent_int)
+    _dumper.add_representer(RetypedFloat, yaml.representer.SafeRepresenter.represent_float)
+
+
+def retyped_text(value) -> str | None:
+    """The text YAML turned into `value`, when it would print as something else; else None."""
+    return getattr(value, "raw", None)
 
 
 @dataclass(frozen=True)
@@ -50,6 +85,8 @@ def load_text(text: str, source: str):
         raise UserError(f"{where}: invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{source}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply to be a spec; write it out plainly") from None
     finally:
         loader.dispose()
     origins: dict[tuple, Origin] = {}
@@ -76,6 +113,10 @@ def load_file(path) -> tuple:
 
 def _convert(loader, node, path, origins, source, budget):
     budget.spend()
+    if len(path) > MAX_DEPTH:
+        raise UserError(
+            f"{source}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep; is this a spec?"
+        )
     origins.setdefault(path, Origin(source, node.start_mark.line + 1))
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<:` merge keys
@@ -95,6 +136,17 @@ def _convert(loader, node, path, origins, source, budget):
     if isinstance(node, yaml.SequenceNode):
         return [_convert(loader, item, path + (i,), origins, source, budget) for i, item in enumerate(node.value)]
     try:
-        return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
+        value = loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
         raise UserError(f"{source}:{node.start_mark.line + 1}: invalid value: {exc}") from None
+    return _keep_text(value, node)
+
+
+def _keep_text(value, node):
+    if node.style or isinstance(value, (bool, str)) or value is None:
+        return value  # quoted, or not a number: nothing was reinterpreted as a number
+    if isinstance(value, int) and str(value) != node.value:
+        return RetypedInt(value, node.value)
+    if isinstance(value, float) and repr(value) != node.value:
+        return RetypedFloat(value, node.value)
+    return value

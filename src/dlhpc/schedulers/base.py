@@ -35,6 +35,14 @@ class Backend(ABC):
     runs_here: bool = False
     # Said after a submission, where the scheduler's usual meaning of "submitted" does not hold.
     submitted_note: str = ""
+    # What this scheduler's job ids look like: a job id read back from a run folder is used only
+    # if it matches (and goes after `--`), so a record cannot smuggle options into scancel/qdel.
+    job_id_pattern: str = r"\d+"
+
+    def valid_job_id(self, job_id) -> bool:
+        import re
+
+        return isinstance(job_id, str) and re.fullmatch(self.job_id_pattern, job_id) is not None
 
     # ---- before submitting ----
     def template(self, resources: dict) -> str:

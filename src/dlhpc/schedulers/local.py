@@ -21,8 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from dlhpc import processes
 from dlhpc.errors import CommandError
-from dlhpc.fsutil import atomic_write_json, read_json
+from dlhpc.fsutil import atomic_write_json, current_umask, private_mode, read_json
 from dlhpc.schedulers.base import Backend, Check
 from dlhpc.schema import format_time
 from dlhpc.shell import run_command
@@ -59,10 +60,10 @@ class Runner:
         self.on_epoch, self.on_trial_end = on_epoch, on_trial_end
         # a resubmission's runner keeps what earlier runners of the experiment recorded
         earlier = read_json(self.exp_dir / JOBS_FILE, {}) or {}
-        self.book = {"runner_pid": os.getpid(), "jobs": earlier.get("jobs", {})}
+        self.book = {"runner_pid": os.getpid(), "runner": processes.identity(), "jobs": earlier.get("jobs", {})}
 
     def _write(self):
-        atomic_write_json(self.exp_dir / JOBS_FILE, self.book)
+        atomic_write_json(self.exp_dir / JOBS_FILE, self.book, mode=private_mode())
 
     def _set(self, job_id, **fields):
         self.book["jobs"].setdefault(job_id, {}).update(fields)
@@ -71,6 +72,8 @@ class Runner:
     def run(self) -> dict:
         """{trial id: exit code}; a cancelled runner marks what is left CANCELLED and raises."""
         previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+        # nothing the runner writes in the experiment (logs, records) may be writable by others
+        previous_umask = os.umask(current_umask() | 0o022)
         codes = {}
         try:
             self._write()
@@ -83,6 +86,7 @@ class Runner:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
+            os.umask(previous_umask)
         return codes
 
     def _run_job(self, job) -> int:
@@ -167,23 +171,10 @@ def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 class LocalBackend(Backend):
     name = "local"
     job_id_expr = "${DLHPC_JOB_ID:-local}"
+    job_id_pattern = r"local-\d+\.\d+(_\d+)?"
     array_index_expr = "${DLHPC_ARRAY_INDEX:-0}"
     runs_here = True
     submitted_note = "no scheduler: the trials run one after another in the background on this machine"
@@ -197,7 +188,10 @@ class LocalBackend(Backend):
 
     def submit(self, plan, queued: list) -> list[dict]:
         """Start the detached runner; it works through the jobs after this command returns."""
-        log = open(plan.exp_dir / "logs" / "local-runner.log", "ab")
+        log_fd = os.open(
+            plan.exp_dir / "logs" / "local-runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, private_mode()
+        )
+        log = os.fdopen(log_fd, "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "dlhpc.schedulers.local", str(plan.exp_dir)],
             stdout=log,
@@ -207,20 +201,30 @@ class LocalBackend(Backend):
         )
         jobs = plan_jobs(plan, proc.pid)
         queued.extend(jobs)
+        # who the runner is (PID, start time, owner), before this command returns: status and
+        # cancel trust no other PID (processes.py)
+        book = read_json(plan.exp_dir / JOBS_FILE, {}) or {}
+        book.update(runner_pid=proc.pid, runner=processes.identity(proc.pid))
+        book.setdefault("jobs", {})
+        atomic_write_json(plan.exp_dir / JOBS_FILE, book, mode=private_mode())
         # the runner reads its jobs from here; until then it waits (see main)
-        atomic_write_json(plan.exp_dir / "logs" / "local-queue.json", jobs)
+        atomic_write_json(plan.exp_dir / "logs" / "local-queue.json", jobs, mode=private_mode())
         return jobs
 
     def states(self, job_ids, exp_dir, details=False) -> tuple[dict, list]:
         book = read_json(Path(exp_dir) / JOBS_FILE, {}) or {}
-        alive = pid_alive(book.get("runner_pid")) if book else _queued_runner_alive(exp_dir, job_ids)
+        alive = processes.is_running(book.get("runner"))
         out = {}
         for job_id in job_ids:
             entry = (book.get("jobs") or {}).get(job_id)
             if entry is None:
-                if alive:
-                    out[job_id] = {"state": "PENDING"}
-                continue  # never started and nobody will start it: the scheduler "does not report" it
+                # never started: waiting for a live runner, or never to start (its runner is gone)
+                out[job_id] = (
+                    {"state": "PENDING"}
+                    if alive
+                    else {"state": "FAILED", "reason": "the local runner stopped before the trial started"}
+                )
+                continue
             state = entry.get("state")
             if state == "RUNNING" and not alive:
                 state, entry = "FAILED", {**entry, "reason": "the local runner stopped while the trial ran"}
@@ -246,14 +250,15 @@ class LocalBackend(Backend):
 
     def cancel(self, job_ids, exp_dir) -> list[str]:
         book = read_json(Path(exp_dir) / JOBS_FILE, {}) or {}
-        pid = book.get("runner_pid")
-        if not pid or not pid_alive(pid):
-            return []
-        os.kill(int(pid), signal.SIGTERM)  # the runner stops its job and marks what is left CANCELLED
-        deadline = time.monotonic() + 15
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
         unfinished = [j for j in job_ids if (book.get("jobs") or {}).get(j, {}).get("state") not in FINAL]
+        runner = book.get("runner")
+        # Only the runner this experiment recorded, verified still to be it (processes.py); it
+        # stops its job's process group and marks what is left CANCELLED.
+        if not unfinished or not processes.signal_if_running(runner, signal.SIGTERM):
+            return []
+        deadline = time.monotonic() + 15
+        while processes.is_running(runner) and time.monotonic() < deadline:
+            time.sleep(0.1)
         return unfinished
 
     def accounting(self, row: dict) -> dict:
@@ -296,12 +301,6 @@ def _iso(value):
         return datetime.fromisoformat(value) if value else None
     except ValueError:
         return None
-
-
-def _queued_runner_alive(exp_dir, job_ids) -> bool:
-    """Before the runner wrote its first line: alive if the pid in the job ids is."""
-    pids = {j.split(".")[0].removeprefix("local-") for j in job_ids}
-    return any(pid_alive(p) for p in pids)
 
 
 def main(argv=None):

@@ -413,6 +413,7 @@ class PBSBackend(Backend):
     submit_command = "qsub"
     # Torque sets PBS_ARRAYID and OpenPBS PBS_ARRAY_INDEX; PBS-on-SLURM wrappers set neither.
     job_id_expr = "${PBS_JOBID:-${SLURM_JOB_ID:-}}"
+    job_id_pattern = r"\d+(\[\d*\])?(\.[A-Za-z0-9][A-Za-z0-9.-]*)?"
     array_index_expr = "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"
 
     def template(self, resources: dict) -> str:
@@ -477,7 +478,7 @@ class PBSBackend(Backend):
     def cancel(self, job_ids, exp_dir) -> list[str]:
         ids = _qstat_ids(job_ids)
         if ids:
-            run_command(["qdel", *ids], timeout=60, check=False)
+            run_command(["qdel", "--", *ids], timeout=60, check=False)
         return [i.replace("[]", "") for i in ids]
 
     def accounting(self, row: dict) -> dict:

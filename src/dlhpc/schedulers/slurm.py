@@ -700,6 +700,7 @@ class SlurmBackend(Backend):
     name = "slurm"
     submit_command = "sbatch"
     job_id_expr = "${SLURM_JOB_ID}"
+    job_id_pattern = r"\d+(_\d+)?"
     array_index_expr = "${SLURM_ARRAY_TASK_ID:-0}"
 
     def check(self) -> None:
@@ -752,7 +753,7 @@ class SlurmBackend(Backend):
     def cancel(self, job_ids, exp_dir) -> list[str]:
         bases = base_ids(job_ids)
         if bases:
-            run_command(["scancel", *bases], timeout=60)
+            run_command(["scancel", "--", *bases], timeout=60)
         return bases
 
     def accounting(self, row: dict) -> dict:

@@ -23,6 +23,12 @@ class RenderedScriptMixin:
         self._throttling = 0.0  # a handful of arrays, not thousands of single jobs
         self.submit_args: list[str] = []  # e.g. a dependency (submit --after), before the script
 
+    @property
+    def _submitit_command_str(self) -> str:
+        from dlhpc.experiment import submitit_command
+
+        return submitit_command(self.folder)
+
     def _make_submission_file_text(self, command, uid):
         if command != self._submitit_command_str:
             raise RuntimeError("submitit asked for an unexpected command: " + command)

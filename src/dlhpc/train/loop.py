@@ -451,7 +451,8 @@ class Trainer:
         path = self.trial_dir / CHECKPOINT
         if not path.is_file():
             return fresh
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is tensors and numbers; loading it never runs code, whoever wrote it
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
         if ema is not None and ckpt.get("ema") is not None:
             ema.model.load_state_dict(ckpt["ema"])

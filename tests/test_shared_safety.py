@@ -1,0 +1,232 @@
+"""Safe on a shared login node (issue 22): values reach the script exactly as typed, templates
+render in a sandbox, hostile input is refused with exit 2 and one clear line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write
+
+SLURM_SPEC = "name: acct\nresources: {scheduler: slurm, account: %s}\n"
+
+
+def render(dlhpc, tmp_path, text, *args):
+    spec = write(tmp_path / "exp.yaml", text)
+    return dlhpc("render", spec, *args)
+
+
+def test_an_account_yaml_would_read_as_octal_is_refused_asking_for_quotes(dlhpc, tmp_path):
+    r = render(dlhpc, tmp_path, SLURM_SPEC % "0123")
+    assert r.code == 2, r
+    assert "exp.yaml:2: resources.account: YAML reads 0123 as the number 83" in r.err
+    assert 'put it in quotes: "0123"' in r.err and "Traceback" not in r.err
+
+
+def test_a_quoted_account_reaches_the_script_exactly(dlhpc, tmp_path):
+    r = render(dlhpc, tmp_path, SLURM_SPEC % '"0123"')
+    assert r.code == 0, r
+    assert "#SBATCH --account=0123\n" in r.out
+
+
+def test_a_set_account_is_checked_like_the_file(dlhpc, tmp_path):
+    r = render(dlhpc, tmp_path, SLURM_SPEC % "proj", "--set", "resources.account=0x1F")
+    assert r.code == 2, r
+    assert "--set resources.account=0x1F: resources.account: YAML reads 0x1F as the number 31" in r.err
+
+
+def test_an_env_value_yaml_would_retype_is_refused(dlhpc, tmp_path):
+    r = render(dlhpc, tmp_path, "name: a\nenv: {vars: {RUN_ID: 1_000}}\n")
+    assert r.code == 2, r
+    assert "env.vars: RUN_ID: YAML reads 1_000 as the number 1000" in r.err
+
+
+@pytest.mark.parametrize("runs_dir", ["0755", "r #1"])
+def test_runs_dir_is_taken_as_typed(dlhpc, tmp_path, runs_dir):
+    spec = write(tmp_path / "exp.yaml", "name: a\ntrain: {epochs: 1}\n")
+    r = dlhpc("render", spec, "--runs-dir", tmp_path / runs_dir)
+    assert r.code == 0, r
+    assert f"{tmp_path / runs_dir}/a-" in r.out
+
+
+def test_a_template_reaching_python_internals_is_refused_and_runs_nothing(dlhpc, tmp_path):
+    marker = tmp_path / "pwned"
+    payload = "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}"
+    write(tmp_path / "evil.sh.j2", "#!/bin/bash\n" + payload + "\n")
+    r = render(dlhpc, tmp_path, "name: a\ntemplate: ./evil.sh.j2\n")
+    assert r.code == 2, r
+    assert "evil.sh.j2:2: template error" in r.err and "sandbox" in r.err
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("name: a\nsweep: {train.seed: " + "[" * 3000 + "]" * 3000 + "}\n", "nested too deeply"),
+        ("name: a\nresources: {time: " + "5" * 5000 + "}\n", "bad.yaml:2: invalid value"),
+        ('name: a\nresources: {time: "' + "5" * 5000 + '"}\n', "resources.time: must be a walltime"),
+        ('name: a\nresources: {mem: "' + "5" * 5000 + 'G"}\n', "resources.mem: must be memory"),
+        ('name: a\nresources: {mem: "65T"}\n', "at most 64T"),
+        ('name: a\nresources: {time: "400-00:00:00"}\n', "at most 365 days"),
+    ],
+    ids=["deep-nesting", "long-time-number", "long-time-text", "long-mem", "huge-mem", "year-long-time"],
+)
+def test_hostile_values_get_one_clear_line(dlhpc, tmp_path, text, needle):
+    spec = write(tmp_path / "bad.yaml", text)
+    r = dlhpc("validate", spec)
+    assert r.code == 2, r
+    assert needle in r.err and "Traceback" not in r.err and "internal error" not in r.err, r
+
+
+def test_an_alias_bomb_through_set_is_refused(dlhpc, tmp_path):
+    levels = ['&a ["x","x","x","x","x","x","x","x","x","x"]']
+    levels += [f"&{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(6)]
+    value = "[" + ", ".join(levels) + "]"
+    spec = write(tmp_path / "ok.yaml", "name: a\n")
+    r = dlhpc("validate", spec, "--set", f"env.setup={value}")
+    assert r.code == 2, r
+    assert "expands to more than" in r.err
+
+
+def test_init_into_a_missing_folder_is_refused(dlhpc, tmp_path):
+    r = dlhpc("init", tmp_path / "nowhere" / "my.yaml")
+    assert r.code == 2, r
+    assert "nowhere" in r.err and "does not exist" in r.err and "Traceback" not in r.err
+
+
+def test_init_honours_the_umask(dlhpc, tmp_path):
+    old = os.umask(0o077)
+    try:
+        r = dlhpc("init", tmp_path / "my.yaml")
+    finally:
+        os.umask(old)
+    assert r.code == 0, r
+    assert (tmp_path / "my.yaml").stat().st_mode & 0o777 == 0o600
+
+
+# ---- processes: cancel signals only the runner it verified ---------------------------------------
+
+QUICK = "name: quick\nmodel: {name: softmax}\ntrain: {epochs: 1, batch_size: 256}\ndata: {train_subset: 512}\n"
+
+
+def finished_local_experiment(dlhpc, tmp_path, text=QUICK):
+    spec = write(tmp_path / "quick.yaml", text)
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    watch = dlhpc("status", exp, "--watch", timeout=180)
+    assert watch.code == 0, watch
+    return exp
+
+
+def test_cancel_of_a_finished_local_experiment_signals_nobody(dlhpc, tmp_path):
+    exp = finished_local_experiment(dlhpc, tmp_path)
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        book_path = exp / "logs" / "local-jobs.json"
+        book = json.loads(book_path.read_text())
+        book["runner_pid"] = bystander.pid  # the record now names an unrelated process
+        book["runner"] = {"pid": bystander.pid, "start": 0, "uid": os.getuid()}
+        book_path.write_text(json.dumps(book))
+        r = dlhpc("cancel", exp)
+        assert r.code == 0 and "nothing to cancel" in r.out, r
+        assert bystander.poll() is None  # still alive
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 1])
+def test_a_recorded_pid_that_names_a_process_group_is_never_signalled(dlhpc, tmp_path, pid):
+    from dlhpc import processes
+
+    assert not processes.signal_if_running({"pid": pid, "start": 0, "uid": os.getuid()}, 0)
+
+
+def test_a_reused_pid_is_not_the_recorded_process():
+    from dlhpc import processes
+
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        me = processes.identity(proc.pid)
+        assert processes.is_running(me)
+        assert not processes.is_running({**me, "start": me["start"] - 1})  # same PID, another start
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_trials_of_a_dead_local_runner_end_as_failed(dlhpc, tmp_path):
+    spec = write(tmp_path / "two.yaml", QUICK.replace("epochs: 1", "epochs: 50") + "sweep: {train.seed: [0, 1]}\n")
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    runner = json.loads((exp / "logs" / "local-jobs.json").read_text())["runner"]
+    os.kill(runner["pid"], signal.SIGKILL)
+    watch = dlhpc("status", exp, "--watch", "--json", timeout=60)
+    report = json.loads(dlhpc("status", exp, "--json").out)
+    assert watch.code == 1 and [t["state"] for t in report["trials"]] == ["FAILED", "FAILED"], report
+
+
+# ---- experiment references ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["", "*", "quick-2*", "qui", "../runs"])
+def test_an_experiment_reference_is_exact(dlhpc, tmp_path, ref):
+    exp = finished_local_experiment(dlhpc, tmp_path)
+    r = dlhpc("cancel", ref, "--runs-dir", tmp_path / "runs")
+    assert r.code == 2, r
+    assert f"no experiment {ref!r}" in r.err and exp.name in r.err and "Traceback" not in r.err
+
+
+# ---- who may write an experiment ---------------------------------------------------------------
+
+
+def test_an_experiment_is_private_to_its_owner_under_a_group_umask(dlhpc, tmp_path):
+    old = os.umask(0o002)
+    try:
+        exp = finished_local_experiment(dlhpc, tmp_path)
+    finally:
+        os.umask(old)
+    assert exp.stat().st_mode & 0o777 == 0o700
+    writable = [p for p in exp.rglob("*") if p.stat().st_mode & 0o022]
+    assert writable == [], writable
+
+
+def test_share_group_lets_the_group_read_but_never_write(dlhpc, tmp_path):
+    old = os.umask(0o002)
+    try:
+        exp = finished_local_experiment(dlhpc, tmp_path, QUICK + "share: group\n")
+    finally:
+        os.umask(old)
+    assert exp.stat().st_mode & 0o777 == 0o750
+    assert [p for p in exp.rglob("*") if p.stat().st_mode & 0o022] == []
+
+
+def test_a_runs_folder_others_can_write_is_refused_with_a_fix(dlhpc, tmp_path):
+    shared = tmp_path / "project"
+    shared.mkdir()
+    os.chmod(shared, 0o2775)  # a setgid, group-writable project folder
+    spec = write(tmp_path / "quick.yaml", QUICK)
+    r = dlhpc("submit", spec, "--runs-dir", shared / "runs")
+    assert r.code == 2, r
+    assert f"{shared} is writable by others" in r.err and f"chmod +t {shared}" in r.err
+    assert not (shared / "runs").exists() or not any((shared / "runs").iterdir())
+
+
+def test_a_job_refuses_a_pickle_others_could_have_replaced(tmp_path):
+    folder = tmp_path / "exp" / ".submitit"
+    folder.mkdir(parents=True, mode=0o700)
+    os.chmod(tmp_path / "exp", 0o700)
+    pickle = folder / "77_submitted.pkl"
+    pickle.write_bytes(b"not read")
+    os.chmod(pickle, 0o664)
+    env = {**os.environ, "SLURM_JOB_ID": "77", "SUBMITIT_EXECUTOR": "slurm"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlhpc.schedulers.job_entry", str(folder)], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert f"job pickle {pickle} is writable by its group" in proc.stderr
