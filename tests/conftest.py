@@ -15,6 +15,36 @@ os.environ["DLHPC_DATA"] = str(DATA)
 os.environ.setdefault("DLHPC_SITE", "/nonexistent/site.yaml")  # tests choose their own site file
 
 
+# ---- time budgets, relative to this machine ------------------------------------------------------
+
+# The reference workload's median on the development machine (2 cores, idle): interpreter start,
+# the imports every login-node command pays, and a little arithmetic.
+REFERENCE_WORKLOAD = "import yaml, jinja2, rich.console; sum(i * i for i in range(300000))"
+REFERENCE_S = 0.085
+
+
+@pytest.fixture(scope="session")
+def slowness() -> float:
+    """How many times slower than the development machine this one is now (at least 1): the
+    median of five runs of REFERENCE_WORKLOAD. A budget times this holds on a slower or busier
+    machine (CI's fresh 2-core machines run about half as fast) and never tightens on a faster one."""
+    import statistics
+    import time
+
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", REFERENCE_WORKLOAD], check=True)
+        times.append(time.perf_counter() - t0)
+    return max(1.0, statistics.median(times) / REFERENCE_S)
+
+
+@pytest.fixture
+def budget(slowness):
+    """budget(2.0): two seconds on the development machine, scaled to this one."""
+    return lambda seconds: seconds * slowness
+
+
 class Result:
     def __init__(self, proc):
         self.code, self.out, self.err = proc.returncode, proc.stdout, proc.stderr

@@ -185,7 +185,7 @@ def test_job_environment_reads_the_launch_variables(monkeypatch):
     assert env.local_rank == 1 and env.num_nodes == 2 and env.hostnames == ["a", "b"]
 
 
-def test_one_failing_rank_stops_the_others(tmp_path):
+def test_one_failing_rank_stops_the_others(tmp_path, budget):
     # rank 1 fails at once; rank 0 would otherwise wait (in a collective) until the walltime
     nodefile = write(tmp_path / "nodefile", "node7\n")
     code = "import os, sys, time; sys.exit(3) if os.environ['DLHPC_PBS_RANK'] == '1' else time.sleep(120)"
@@ -207,7 +207,8 @@ def test_one_failing_rank_stops_the_others(tmp_path):
         timeout=60,
         env={**os.environ, "PBS_NODEFILE": str(nodefile), "PBS_JOBID": "7.srv"},
     )
-    assert proc.returncode == 3 and time.monotonic() - t0 < 20
+    assert proc.returncode == 3, proc.stderr
+    assert time.monotonic() - t0 < budget(20)
 
 
 def test_server_limits_are_read_before_submitting(tmp_path, monkeypatch):
