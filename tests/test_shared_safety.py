@@ -230,3 +230,54 @@ def test_a_job_refuses_a_pickle_others_could_have_replaced(tmp_path):
     )
     assert proc.returncode == 3, proc.stderr
     assert f"job pickle {pickle} is writable by its group" in proc.stderr
+
+
+# ---- the site policy governs every submitted script, and nothing else ---------------------------
+
+POLICY_SITE = """resources: {scheduler: slurm}
+site:
+  policy:
+    partitions: [debug]
+    accounts: [proj]
+    max_gpus_per_node: 1
+    required: [resources.account]
+"""
+
+
+def policy_env(tmp_path):
+    return {"DLHPC_SITE": str(write(tmp_path / "site" / "site.yaml", POLICY_SITE))}
+
+
+@pytest.mark.parametrize(
+    "extra,instead",
+    [
+        ("{partition: bigmem}", "Use resources.partition instead"),
+        ("{A: other}", "Use resources.account instead"),
+        ('{gres: "gpu:8"}', "Use resources.gpus_per_node instead"),
+        ('{l: "select=2:ngpus=8"}', "Use resources.nodes instead"),
+    ],
+)
+def test_extra_directives_cannot_override_checked_ones(dlhpc, tmp_path, extra, instead):
+    spec = write(tmp_path / "x.yaml", f"name: x\nresources: {{account: proj, extra: {extra}}}\n")
+    r = dlhpc("render", spec, env=policy_env(tmp_path))
+    assert r.code == 2, r
+    assert "x.yaml:2: resources.extra." in r.err and instead in r.err, r
+
+
+def test_a_local_spec_sweeping_onto_a_cluster_is_held_to_the_policy(dlhpc, tmp_path):
+    spec = write(
+        tmp_path / "x.yaml",
+        "name: x\nresources: {scheduler: local, account: proj, partition: bigmem}\n"
+        "sweep: {resources.scheduler: [slurm]}\n",
+    )
+    r = dlhpc("validate", spec, env=policy_env(tmp_path))
+    assert r.code == 2, r
+    assert "resources.partition 'bigmem' is not allowed by the site policy" in r.err
+
+
+def test_read_only_commands_ignore_a_required_key(dlhpc, tmp_path):
+    exp = finished_local_experiment(dlhpc, tmp_path)
+    env = policy_env(tmp_path)
+    for command in ("status", "summary", "cancel"):
+        r = dlhpc(command, exp.name, "--runs-dir", tmp_path / "runs", env=env)
+        assert r.code == 0, (command, r)

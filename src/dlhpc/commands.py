@@ -337,7 +337,7 @@ def _submit_or_roll_back(p, sched) -> list:
 
 def cmd_resubmit(args):
     """Some trials again, as a new array in the same experiment; each resumes from its checkpoint."""
-    from dlhpc import experiment, status
+    from dlhpc import experiment, policy, status
     from dlhpc.results import read_record
     from dlhpc.schedulers import backend
     from dlhpc.spec import Spec
@@ -352,7 +352,10 @@ def cmd_resubmit(args):
     if not chosen:
         _out(f"nothing to resubmit in {exp_dir.name}: no trial is failed or missing (see dlhpc status)")
         return 0
-    spec = Spec(record["spec"], {}, load_spec(None).site, record.get("spec_source") or "<experiment>")
+    site = load_spec(None, enforce_policy=False)
+    spec = Spec(record["spec"], {}, site.site, record.get("spec_source") or "<experiment>")
+    spec.site_file, spec.site_defaults, spec.site_origins = site.site_file, site.site_defaults, site.site_origins
+    policy.enforce(spec)  # the site's policy today governs what is submitted today
     sched = backend(record["scheduler"])
     check_training_here(spec, args.here, "resubmit")
     p = experiment.plan_resubmission(exp_dir, chosen, spec, sched.max_array(), _packing_of(record, chosen))
@@ -482,7 +485,7 @@ def cmd_status(args):
 def _runs_root(args) -> Path:
     from dlhpc.experiment import runs_root
 
-    return runs_root(load_spec(None, _runs_sets(args)))
+    return runs_root(load_spec(None, _runs_sets(args), enforce_policy=False))
 
 
 def _find(ref, args):
@@ -690,7 +693,7 @@ def cmd_templates(args):
     action = args.templates_command or "list"
     if action == "check":
         return _check_templates(args)
-    site = load_spec(None).site
+    site = load_spec(None, enforce_policy=False).site
     if action == "list":
         for t in render.list_templates(site):
             _out(f"{t['name']:<24} {t['origin']:<8} {t['file']}")
@@ -720,7 +723,7 @@ def _check_templates(args):
         if not Path(args.site).is_file():
             raise UserError(f"--site {args.site}: no such file")
         os.environ["DLHPC_SITE"] = str(Path(args.site).absolute())  # this command checks against that site
-    base = load_spec(None)
+    base = load_spec(None, enforce_policy=False)
     reports = templatecheck.run(args.specs, base.site_defaults, args.scheduler)
     templatecheck.print_reports(reports, _console(), base.site)
     return 1 if any(r.problems for r in reports) else 0
@@ -730,7 +733,7 @@ def cmd_usage(args):
     from dlhpc import usage
     from dlhpc.schedulers import backend
 
-    base = load_spec(None, [f"resources.scheduler={args.scheduler}"] if args.scheduler else [])
+    base = load_spec(None, [f"resources.scheduler={args.scheduler}"] if args.scheduler else [], enforce_policy=False)
     rows, warnings = backend(base.data["resources"]["scheduler"]).usage(args.since, args.account, args.all_users)
     for w in warnings:
         print(f"dlhpc: warning: {w}", file=sys.stderr)

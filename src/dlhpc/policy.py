@@ -3,8 +3,11 @@
 A site file can declare under `site.policy` the partitions, accounts and QOS jobs may use,
 per-trial maxima (nodes, GPUs per node, GPUs in all, walltime, memory), the most trials one
 submission may have, and keys every job must set. A violation names the spec's file:line, the
-rule and the site file's line it came from, and is exit 2. The policy governs cluster jobs: a
-spec that runs on this machine (the local backend) is not held to it.
+rule and the site file's line it came from, and is exit 2. The policy governs what is submitted
+to a cluster (submit, resubmit, render and validate say so first), every trial of a sweep; a
+spec that runs on this machine alone (the local backend) is not held to it, and commands that
+submit nothing (status, summary, cancel...) never consult it. `resources.extra` cannot get
+around it: it may not repeat a directive dlhpc writes (schedulers/directives.py).
 """
 
 from dlhpc.errors import UserError
@@ -106,9 +109,12 @@ def violations(spec) -> list[str]:
 
 
 def enforce(spec) -> None:
+    """Refuse a spec any of whose trials would go to a cluster against the policy (a sweep over
+    resources.scheduler included); local-only specs are not held to it."""
     from dlhpc.schedulers import backend
 
-    if not spec.site.get("policy") or backend(spec.data["resources"]["scheduler"]).runs_here:
+    schedulers = {v for v, _ in _resource_values(spec, "scheduler")}
+    if not spec.site.get("policy") or all(backend(name).runs_here for name in schedulers):
         return
     found = violations(spec)
     if found:

@@ -70,8 +70,10 @@ def user_file() -> Path | None:
     return path if path.is_file() else None
 
 
-def load_spec(path, sets=(), *, use_site=True) -> Spec:
-    """Resolve a spec file through every layer. Raises UserError with file:line on any problem."""
+def load_spec(path, sets=(), *, use_site=True, enforce_policy=True) -> Spec:
+    """Resolve a spec file through every layer. Raises UserError with file:line on any problem.
+    enforce_policy=False for commands that submit nothing (status, summary, cancel...): the
+    site policy governs what is submitted, not what may be read or cancelled."""
     layers = []
     site_settings: dict = {}
     site_layer = (None, {}, {})
@@ -107,9 +109,10 @@ def load_spec(path, sets=(), *, use_site=True) -> Spec:
     layers.append(parse_sets(sets))
     spec = resolve(layers, site_settings, source=str(path) if path else "<defaults>")
     spec.site_file, spec.site_defaults, spec.site_origins = site_layer
-    from dlhpc import policy
+    if enforce_policy:
+        from dlhpc import policy
 
-    policy.enforce(spec)
+        policy.enforce(spec)
     return spec
 
 
@@ -203,7 +206,21 @@ def _merge(base: dict, layer: dict, prefix, layer_origins, origins):
                     origins[sub] = org
 
 
+def _check_extra(spec: Spec):
+    from dlhpc.schedulers.directives import reserved_use
+
+    for key, value in spec.data["resources"]["extra"].items():
+        instead = reserved_use(key, value)
+        if instead:
+            raise UserError(
+                f"{where(spec.origins, ('resources', 'extra', key))}: resources.extra.{key}: dlhpc writes this "
+                f"directive itself, from the spec's checked values; a second one would override them. "
+                f"Use {instead} instead"
+            )
+
+
 def _check_cross_fields(spec: Spec):
+    _check_extra(spec)
     data, origins = spec.data, spec.origins
     swept = spec.sweep
     model, hidden = data["model"]["name"], data["model"]["hidden"]
