@@ -281,3 +281,40 @@ def test_read_only_commands_ignore_a_required_key(dlhpc, tmp_path):
     for command in ("status", "summary", "cancel"):
         r = dlhpc(command, exp.name, "--runs-dir", tmp_path / "runs", env=env)
         assert r.code == 0, (command, r)
+
+
+# ---- correctness: state words and host lists -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["slurm", "pbs", "local"])
+def test_every_state_a_backend_can_report_is_a_dlhpc_state(name):
+    import importlib
+
+    from dlhpc.schedulers import REGISTRY
+    from dlhpc.states import STATES
+
+    module = importlib.import_module(REGISTRY[name].split(":")[0])
+    words = set(getattr(module, "STATES", {}).values()) | set(getattr(module, "EXIT_STATES", {}).values())
+    words |= set(getattr(module, "FINAL", ()))
+    assert words and words <= set(STATES), words - set(STATES)
+
+
+def test_a_pbs_job_killed_for_memory_is_failed_and_says_why():
+    from dlhpc.schedulers.pbs import exit_reason, map_state
+
+    assert map_state("F", "-27") == "FAILED"
+    assert "out of memory" in exit_reason("-27")
+
+
+@pytest.mark.parametrize(
+    "text,hosts",
+    [
+        ("rack[1-2]n[01-02]", ["rack1n01", "rack1n02", "rack2n01", "rack2n02"]),
+        ("n[1-3,7],gpu01", ["n1", "n2", "n3", "n7", "gpu01"]),
+        ("a[08-10]b,c[1,3]", ["a08b", "a09b", "a10b", "c1", "c3"]),
+    ],
+)
+def test_host_lists_expand_like_scontrol(text, hosts):
+    from dlhpc.schedulers.slurm import expand_hostlist
+
+    assert expand_hostlist(text) == hosts

@@ -37,8 +37,20 @@ STATES = {
 }
 
 
-# OpenPBS's own exit codes for a job it ended (src/include/job.h), and signals + 256
-EXIT_STATES = {-29: "TIMEOUT", -27: "OUT_OF_MEMORY", -26: "OUT_OF_MEMORY", 265: "CANCELLED", 271: "CANCELLED"}
+# OpenPBS's own exit codes for a job it ended (src/include/job.h), and signals + 256; every value
+# is one of dlhpc's state words (states.STATES): the reason says the rest
+EXIT_STATES = {-29: "TIMEOUT", -27: "FAILED", -26: "FAILED", 265: "CANCELLED", 271: "CANCELLED"}
+EXIT_REASONS = {
+    -27: "out of memory: the job went over its memory limit (PBS exit -27); ask for more with resources.mem",
+    -26: "out of memory: the job went over its virtual memory limit (PBS exit -26); ask for more with resources.mem",
+}
+
+
+def exit_reason(exit_status) -> str | None:
+    try:
+        return EXIT_REASONS.get(int(exit_status))
+    except (TypeError, ValueError):
+        return None
 
 
 def map_state(letter: str, exit_status=None) -> str:
@@ -287,6 +299,8 @@ def states(job_ids) -> tuple[dict, list]:
                 "nodes": job.get("exec_host"),
                 "restarts": max(0, int(job.get("run_count") or 1) - 1),
             }
+            if exit_reason(job.get("Exit_status")):
+                out[jid]["reason"] = exit_reason(job.get("Exit_status"))
             if out[jid]["state"] == "PENDING":  # the scheduler's own words, and its estimate where it has one
                 out[jid]["pending_reason"] = job.get("comment") or ("held" if job.get("job_state") == "H" else None)
                 out[jid]["est_start"] = (job.get("estimated") or {}).get("start_time")
