@@ -3,13 +3,14 @@ render in a sandbox, hostile input is refused with exit 2 and one clear line."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from conftest import write
+from conftest import fake_commands, write
 
 SLURM_SPEC = "name: acct\nresources: {scheduler: slurm, account: %s}\n"
 
@@ -318,3 +319,51 @@ def test_host_lists_expand_like_scontrol(text, hosts):
     from dlhpc.schedulers.slurm import expand_hostlist
 
     assert expand_hostlist(text) == hosts
+
+
+# ---- races and signals: no record lost ----------------------------------------------------------
+
+
+def test_two_resubmits_at_once_queue_the_failed_trial_once(dlhpc, tmp_path):
+    failing = QUICK + "env: {setup: ['sleep 4; exit 3']}\n"
+    spec = write(tmp_path / "quick.yaml", failing)
+    assert dlhpc("submit", spec, "--runs-dir", tmp_path / "runs").code == 0
+    (exp,) = (tmp_path / "runs").iterdir()
+    assert dlhpc("status", exp, "--watch", timeout=120).code == 1  # the trial failed
+    argv = [sys.executable, "-m", "dlhpc", "resubmit", str(exp)]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = sorted(p.communicate(timeout=120)[0] for p in procs)
+    assert outs[0].startswith("nothing to resubmit") and outs[1].startswith("resubmitted 1 trial(s)"), outs
+    assert sorted(p.name for p in exp.glob("job-*.sh")) == ["job-0.sh", "job-1.sh"]
+    record = json.loads((exp / "experiment.json").read_text())
+    assert len(record["jobs"]) == 2 and len({j["job_id"] for j in record["jobs"]}) == 2
+
+
+@pytest.mark.slurm
+def test_a_job_queued_behind_an_unreadable_answer_keeps_its_folder(slurm_cluster, dlhpc, tmp_path):
+    real = shutil.which("sbatch")
+    env = fake_commands(tmp_path, sbatch=f'{real} "$@" > "{tmp_path}/real-answer"; echo "sbatch: odd answer"')
+    spec = write(tmp_path / "q.yaml", QUICK + "resources: {scheduler: slurm, time: '00:02:00'}\n")
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", env=env)
+    try:
+        assert r.code == 1, r
+        (exp,) = (tmp_path / "runs").iterdir()
+        assert f"so {exp} is kept" in r.err and "Traceback" not in r.err
+        journal = json.loads((exp / "logs" / "submit-journal.json").read_text())
+        assert journal["state"] == "uncertain"
+    finally:
+        job = (tmp_path / "real-answer").read_text().split()[-1]
+        subprocess.run(["scancel", "--", job])
+
+
+def test_the_record_is_completed_from_the_journal(tmp_path):
+    from dlhpc.journal import Journal
+    from dlhpc.results import read_record
+
+    exp = tmp_path / "exp"
+    (exp / "logs").mkdir(parents=True)
+    (exp / "experiment.json").write_text(json.dumps({"name": "x", "scheduler": "slurm", "jobs": [], "trials": []}))
+    journal = Journal(exp, ["job-0.sh"])
+    journal.append({"job_id": "4242_0", "trial": "000-abc", "script": "job-0.sh"})
+    # dlhpc was killed here, before experiment.json was written
+    assert [j["job_id"] for j in read_record(exp)["jobs"]] == ["4242_0"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.guard import check_training_here
+from dlhpc.journal import deferred_signals
 from dlhpc.spec import literal_set, load_spec
 from dlhpc.states import BAD, IN_FLIGHT
 
@@ -177,8 +178,9 @@ def cmd_submit(args):
     if args.dry_run:
         return _dry_run(p, sched)
     p = experiment.materialize(p)
-    jobs = _submit_or_roll_back(p, sched)
-    _record_submission(p, sched, jobs)
+    with deferred_signals():  # Ctrl-C or a closed ssh session waits until the record is written
+        jobs = _submit_or_roll_back(p, sched)
+        _record_submission(p, sched, jobs)
     _chain_report(p, sched, jobs)
     return 0
 
@@ -320,29 +322,59 @@ def _dry_run(p, sched) -> int:
     return 0
 
 
-def _submit_or_roll_back(p, sched) -> list:
-    """Submit every script; if one is refused, cancel what was queued and remove the run
-    directory, so nothing half-runs and nothing half-written is left."""
+def _submit_or_roll_back(p, sched, fresh: bool = True) -> list:
+    """Submit every script, each accepted job written to the journal at once. If one is refused,
+    cancel what was queued and (a fresh experiment) remove the run directory, so nothing
+    half-runs and nothing half-written is left. Where the scheduler may have queued a job dlhpc
+    could not see (a submit command that timed out, an answer it could not read), the folder
+    stays: that job would run in it."""
     import shutil
 
-    queued: list = []
+    from dlhpc.journal import Journal
+
+    queued = Journal(p.exp_dir, [p.script_name(i) for i in range(len(p.scripts))])
     try:
-        return sched.submit(p, queued)
-    except BaseException:
+        jobs = sched.submit(p, queued)
+    except BaseException as exc:
         if queued:
             sched.cancel([j["job_id"] for j in queued], p.exp_dir)
-        shutil.rmtree(p.exp_dir, ignore_errors=True)
+        if not _scheduler_said_no(exc):
+            queued.finish("uncertain", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise DlhpcError(
+                f"{exc}\nThe scheduler may have queued a job that dlhpc could not read back, so {p.exp_dir} is "
+                f"kept (such a job would run in it). Check `{sched.name} queue` (squeue --me / qstat -u $USER) "
+                f"and cancel any job of {p.spec.data['name']!r} you find there."
+            ) from None
+        if fresh:
+            shutil.rmtree(p.exp_dir, ignore_errors=True)
         raise
+    return jobs
+
+
+def _scheduler_said_no(exc) -> bool:
+    """The submit command ran to the end and refused (so it queued nothing unseen)."""
+    from dlhpc.errors import CommandError
+
+    if isinstance(exc, CommandError):
+        return exc.returncode > 0  # not a time-out (-1): the command answered, and refused
+    return isinstance(exc, UserError)
 
 
 def cmd_resubmit(args):
     """Some trials again, as a new array in the same experiment; each resumes from its checkpoint."""
+    from dlhpc.journal import locked
+
+    exp_dir = _find(args.exp, args)
+    with locked(exp_dir):  # a second resubmit waits, then finds these trials queued
+        return _resubmit(exp_dir, args)
+
+
+def _resubmit(exp_dir, args):
     from dlhpc import experiment, policy, status
     from dlhpc.results import read_record
     from dlhpc.schedulers import backend
     from dlhpc.spec import Spec
 
-    exp_dir = _find(args.exp, args)
     record = read_record(exp_dir)
     report = status.collect(exp_dir)
     chosen = _trials_to_resubmit(report, args)
@@ -362,19 +394,14 @@ def cmd_resubmit(args):
     p = _pack_to_fit(p, sched)
     _preflight(p, sched)
     experiment.write_resubmission(p)
-    queued: list = []
-    try:
-        jobs = sched.submit(p, queued)
-    except BaseException:
-        if queued:
-            sched.cancel([j["job_id"] for j in queued], exp_dir)
-        raise
-    experiment.update_record(
-        exp_dir,
-        jobs=record.get("jobs", []) + jobs,
-        resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
-    )
-    _record_submission(p, sched, jobs, again=True)
+    with deferred_signals():
+        jobs = _submit_or_roll_back(p, sched, fresh=False)
+        experiment.update_record(
+            exp_dir,
+            jobs=record.get("jobs", []) + list(jobs),
+            resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
+        )
+        _record_submission(p, sched, jobs, again=True)
     _chain_report(p, sched, jobs)  # the files written after the first jobs are out of date once these end
     return 0
 
@@ -397,10 +424,12 @@ def _trials_to_resubmit(report: dict, args) -> list:
 
 def _record_submission(p, sched, jobs, again=False):
     from dlhpc import experiment
+    from dlhpc.journal import mark_recorded
     from dlhpc.schedulers.base import base_ids
 
     if not again:
-        experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        experiment.update_record(p.exp_dir, jobs=list(jobs), submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    mark_recorded(p.exp_dir)
     verb = "resubmitted" if again else "submitted"
     ids = ", ".join(base_ids(j["job_id"] for j in jobs))
     _out(f"{verb} {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched.name}: {ids}")

@@ -259,9 +259,13 @@ def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:
 
 
 def update_record(exp_dir: Path, **fields) -> None:
-    record = read_json(exp_dir / "experiment.json", {})
-    record.update(fields)
-    atomic_write_json(exp_dir / "experiment.json", record, mode=private_mode())
+    """Change some fields of experiment.json, under the experiment's lock (journal.locked)."""
+    from dlhpc.journal import locked
+
+    with locked(exp_dir):
+        record = read_json(exp_dir / "experiment.json", {})
+        record.update(fields)
+        atomic_write_json(exp_dir / "experiment.json", record, mode=private_mode())
 
 
 STAMPED = re.compile(r"(?P<name>.+)-\d{8}-\d{6}(-\d+)?")  # <name>-<date>-<time>[-n], see reserve_dir

@@ -118,6 +118,11 @@ def read_record(exp_dir: Path) -> dict:
         from dlhpc.errors import UserError
 
         raise UserError(f"{exp_dir}: experiment.json is missing or corrupt; is this an experiment directory?")
+    from dlhpc.journal import unrecorded_jobs
+
+    missed = unrecorded_jobs(exp_dir, record)
+    if missed:  # dlhpc stopped between the scheduler's answer and the record: the journal has them
+        record = {**record, "jobs": record.get("jobs", []) + missed}
     return record
 
 
