@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import fake_commands, write
+from conftest import fake_commands, make_experiment, write
 
 SLURM_SPEC = "name: acct\nresources: {scheduler: slurm, account: %s}\n"
 
@@ -367,3 +367,28 @@ def test_the_record_is_completed_from_the_journal(tmp_path):
     journal.append({"job_id": "4242_0", "trial": "000-abc", "script": "job-0.sh"})
     # dlhpc was killed here, before experiment.json was written
     assert [j["job_id"] for j in read_record(exp)["jobs"]] == ["4242_0"]
+
+
+# ---- secrets and markup -------------------------------------------------------------------------
+
+
+def test_user_text_with_rich_markup_prints_as_written(dlhpc, tmp_path):
+    result = {"state": "FAILED", "error": "RuntimeError: bad [/x] value"}
+    make_experiment(tmp_path / "runs", [("000-aaaaaa", {"train.lr": "[/x]"}, {"result.json": json.dumps(result)})])
+    for command in ("status", "summary"):
+        r = dlhpc(command, "exp", "--runs-dir", tmp_path / "runs")
+        assert r.code == 1 and "internal error" not in r.err, (command, r)
+        assert "[/x]" in r.out, (command, r)
+
+
+def test_env_var_values_stay_out_of_the_shared_report_and_exports(dlhpc, tmp_path):
+    token = "hf_SECRET123"
+    exp = finished_local_experiment(
+        dlhpc, tmp_path, QUICK + f"env: {{vars: {{HF_TOKEN: {token}}}}}\nsweep: {{env.vars: [{{RUN_TAG: a1}}, {{RUN_TAG: b2}}]}}\n"
+    )
+    assert dlhpc("report", exp, "-o", tmp_path / "report.html").code == 0
+    summary = dlhpc("summary", exp, "--format", "json")
+    page = (tmp_path / "report.html").read_text()
+    assert token not in page and "&lt;redacted&gt;" in page
+    assert "a1" not in summary.out and "<redacted>" in summary.out
+    assert token in (exp / "experiment.json").read_text()  # the private record keeps it

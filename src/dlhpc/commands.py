@@ -18,6 +18,13 @@ def _out(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def escape(text: str) -> str:
+    """User-controlled text (a path, a swept value, an error) shown through rich, as written."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _console(stderr=False):
     from rich.console import Console
 
@@ -457,7 +464,7 @@ def _say_where_ranks_run(spec, console):
             f"{len(nodes)}: {', '.join(nodes)}. Fix: --set resources.nodes={len(nodes)}, or ask for "
             f"{wanted} nodes when you allocate"
         )
-    console.print(f"inside {name} allocation {job}: ranks run on {', '.join(nodes[:wanted])}")
+    console.print(escape(f"inside {name} allocation {job}: ranks run on {', '.join(nodes[:wanted])}"))
 
 
 def cmd_run(args):
@@ -476,7 +483,7 @@ def cmd_run(args):
     p = experiment.materialize(p)
     jobs = plan_jobs(p, os.getpid())
     experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    console.print(f"experiment [bold]{p.exp_dir}[/] — {len(p.trials)} trial(s)")
+    console.print(f"experiment [bold]{escape(str(p.exp_dir))}[/] — {len(p.trials)} trial(s)")
     with progress_for(console, p.trials) as progress:
         codes = Runner(p.exp_dir, jobs, on_epoch=progress.epoch, on_trial_end=progress.trial_end).run()
     write_report_if_asked(p.exp_dir)
@@ -486,10 +493,10 @@ def cmd_run(args):
     console.print(rich_table(rows, columns(rows, record.get("swept_keys", [])), title=p.exp_dir.name))
     for r in rows:
         if r.get("flags"):
-            console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
+            console.print(f"[yellow]{escape(r['trial'])}[/]: {escape(str(r['flags']))}")
     failed = [tid for tid, code in codes.items() if code != 0]
     if failed:
-        console.print(f"[red]{len(failed)} trial(s) failed[/]: see {p.exp_dir}/<trial>/job.err")
+        console.print(f"[red]{len(failed)} trial(s) failed[/]: see {escape(str(p.exp_dir))}/<trial>/job.err")
         return 1
     return 0
 
@@ -584,9 +591,9 @@ def cmd_summary(args):
             console.print(results.rich_table(rows, cols))
         for r in rows:
             if r.get("flags"):
-                console.print(f"[yellow]{r['trial']}[/]: {r['flags']}")
+                console.print(f"[yellow]{escape(r['trial'])}[/]: {escape(str(r['flags']))}")
             if r.get("hint"):
-                console.print(f"[cyan]{r['trial']}[/]: hint: {r['hint']}")
+                console.print(f"[cyan]{escape(r['trial'])}[/]: hint: {escape(str(r['hint']))}")
     return 1 if any(r["state"] in BAD for r in rows) else 0
 
 

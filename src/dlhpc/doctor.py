@@ -48,6 +48,7 @@ def _policy_checks(spec) -> list[Check]:
 
 def run(spec_path, sets, job=False) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from dlhpc.spec import load_spec
 
@@ -56,12 +57,12 @@ def run(spec_path, sets, job=False) -> int:
     checks = sched.doctor_checks(spec) + _common_checks(spec, sched) + _policy_checks(spec)
     checks += sched.job_check(spec) if job else []
     console = Console(highlight=False)
-    console.print(f"[bold]dlhpc doctor[/] — scheduler {sched.name}, spec {spec_path or '(defaults)'}")
+    console.print(f"[bold]dlhpc doctor[/] — scheduler {sched.name}, spec {escape(str(spec_path or '(defaults)'))}")
     for c in checks:
         mark = "[green]✓[/]" if c.ok else ("[yellow]![/]" if c.ok is None else "[red]✗[/]")
-        console.print(f" {mark} {c.name}: {c.detail}")
+        console.print(f" {mark} {escape(c.name)}: {escape(str(c.detail))}")
         if not c.ok and c.fix:
-            console.print(f"     fix: {c.fix}")
+            console.print(f"     fix: {escape(str(c.fix))}")
     failed = [c for c in checks if c.ok is False]
     console.print(f"{len(failed)} problem(s)" if failed else "all checks passed")
     return 1 if failed else 0

@@ -10,7 +10,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from dlhpc import results
+from dlhpc import redact, results
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -76,7 +76,7 @@ def environment_html(record: dict, exp_dir: Path) -> str:
         f"<td class='text'>{html.escape(str(t['device'] or '-'))}</td></tr>"
         for t in env["trials"]
     )
-    spec = html.escape(json.dumps(record.get("spec") or {}, indent=2))
+    spec = html.escape(json.dumps(redact.spec(record.get("spec") or {}), indent=2))  # a page to share
     return (
         f"<table id='environment'>{items}</table><h3>Where each trial ran</h3><table id='hosts'><tr><th>trial"
         f"</th><th>rank nodes</th><th>device</th></tr>{hosts}</table><h3>Resolved spec</h3><pre>{spec}</pre>"

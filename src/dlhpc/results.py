@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+from dlhpc import redact
 from dlhpc.fsutil import read_json
 from dlhpc.states import reconcile
 
@@ -72,7 +73,7 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         "device": result.get("device"),
         "gpu_util": result.get("gpu_util_mean"),
         "curve": accs,
-        **trial.get("params", {}),
+        **redact.params(trial.get("params", {})),
     }
     requeues = (read_json(tdir / "requeues.json", {}) or {}).get("count")
     if requeues:
@@ -363,6 +364,7 @@ def best_index(rows) -> int | None:
 
 
 def rich_table(rows, cols, title=""):
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, header_style="bold")
@@ -384,7 +386,7 @@ def rich_table(rows, cols, title=""):
     for i, r in enumerate(rows):
         cells = []
         for c in cols:
-            text = fmt(c, r.get(c))
+            text = escape(str(fmt(c, r.get(c))))  # user's text (a swept value, an error): no markup
             if c == "state":
                 text = f"[{colours.get(text, 'white')}]{text}[/]"
             cells.append(text)

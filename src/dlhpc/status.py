@@ -92,14 +92,17 @@ def exit_code(report: dict) -> int:
 
 
 def report_table(report: dict):
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{report['name']}  ({report['scheduler']})  {report['experiment']}", header_style="bold")
+    # every cell is the user's or the scheduler's text: escaped, so "[/x]" prints as written
+    title = escape(f"{report['name']}  ({report['scheduler']})  {report['experiment']}")
+    table = Table(title=title, header_style="bold")
     for col in ("trial", "job", "state", "elapsed", "epoch", "test acc %", "notes"):
         table.add_column(col)
     for t in report["trials"]:
         acc = f"{100 * t['test_acc']:.2f}" if isinstance(t.get("test_acc"), (int, float)) else "-"
-        table.add_row(
+        cells = (
             t["trial"],
             str(t["job_id"] or "-"),
             t["state"],
@@ -108,6 +111,7 @@ def report_table(report: dict):
             acc,
             _notes(t),
         )
+        table.add_row(*(escape(str(c)) for c in cells))
     return table
 
 
@@ -118,8 +122,10 @@ def _notes(t: dict) -> str:
 
 
 def print_report(report: dict, console) -> None:
+    from rich.markup import escape
+
     for w in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(str(w))}")
     console.print(report_table(report))
 
 
@@ -159,6 +165,7 @@ class Watcher:
 def watch(exp_dir: Path, refresh_s: float = 2.0, clock=time.monotonic, sleep=time.sleep, console=None) -> int:
     from rich.console import Console
     from rich.live import Live
+    from rich.markup import escape
 
     console = console or Console()
     watcher = Watcher(exp_dir, clock)
@@ -169,7 +176,7 @@ def watch(exp_dir: Path, refresh_s: float = 2.0, clock=time.monotonic, sleep=tim
             report = watcher.report()
             live.update(report_table(report))
     for w in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print("[yellow]warning:[/]", escape(str(w)))
     return exit_code(report)
 
 
