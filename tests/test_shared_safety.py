@@ -383,9 +383,8 @@ def test_user_text_with_rich_markup_prints_as_written(dlhpc, tmp_path):
 
 def test_env_var_values_stay_out_of_the_shared_report_and_exports(dlhpc, tmp_path):
     token = "hf_SECRET123"
-    exp = finished_local_experiment(
-        dlhpc, tmp_path, QUICK + f"env: {{vars: {{HF_TOKEN: {token}}}}}\nsweep: {{env.vars: [{{RUN_TAG: a1}}, {{RUN_TAG: b2}}]}}\n"
-    )
+    text = QUICK + f"env: {{vars: {{HF_TOKEN: {token}}}}}\n" + "sweep: {env.vars: [{RUN_TAG: a1}, {RUN_TAG: b2}]}\n"
+    exp = finished_local_experiment(dlhpc, tmp_path, text)
     assert dlhpc("report", exp, "-o", tmp_path / "report.html").code == 0
     summary = dlhpc("summary", exp, "--format", "json")
     page = (tmp_path / "report.html").read_text()
