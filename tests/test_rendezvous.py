@@ -87,3 +87,22 @@ def test_rank0_hosting_the_store_leaves_last(tmp_path):
     mp.start_processes(_leave_worker, args=(closed_port(), tmp_path), nprocs=2, join=True, start_method="spawn")
     left = {rank: float((tmp_path / f"left-{rank}").read_text()) for rank in (0, 1)}
     assert left[0] >= left[1] - 0.05, left
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of TCP sockets listening on `port` (/proc/net/tcp, IPv4)."""
+    found = set()
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, hexport = local.split(":")
+        if int(hexport, 16) == port and state == "0A":
+            found.add(socket.inet_ntoa(bytes.fromhex(addr)[::-1]))
+    return found
+
+
+def test_a_single_node_store_listens_on_loopback_only(tmp_path):
+    denv = dist_env.DistEnv(rank=0, world_size=2, hostnames=["n1"], job_id="81", launcher="test")
+    store, where = dist_env._published_store(denv, tmp_path, timeout_s=5)
+    port = int(where.rsplit(":", 1)[1])
+    assert listening_addresses(port) == {"127.0.0.1"}
+    del store

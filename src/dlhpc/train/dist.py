@@ -135,6 +135,41 @@ def advertised_addresses(denv: DistEnv) -> list[str]:
     return [c for c in dict.fromkeys(candidates) if c]
 
 
+_LISTENERS: list = []
+
+
+def _listening_store(address: str, world_size: int, timeout):
+    """A master TCPStore listening on `address` alone. TCPStore itself listens on every interface
+    whatever host it is given, so the socket is bound here and handed over (master_listen_fd)."""
+    import torch.distributed as dist
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.bind((address, 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    store = dist.TCPStore(
+        address,
+        port,
+        world_size,
+        is_master=True,
+        timeout=timeout,
+        wait_for_workers=False,
+        master_listen_fd=sock.fileno(),
+    )
+    _LISTENERS.append(sock)  # the store serves on this descriptor: keep it open for the process's life
+    return store
+
+
+def bind_address(denv: DistEnv) -> str:
+    """Where rank 0's store listens: the loopback when every rank is on this node (nobody on the
+    network can reach it, whatever the login node's firewall), the site's DLHPC_RENDEZVOUS_ADDR
+    when set, else every interface (the other nodes' route to this one is found by trying)."""
+    if _single_node(denv):
+        return "127.0.0.1"
+    return os.environ.get("DLHPC_RENDEZVOUS_ADDR") or "0.0.0.0"
+
+
 def _reach(addresses: list[str], port: int, deadline: float) -> tuple[str | None, list[str]]:
     """The first address whose port accepts a TCP connection; retried until the deadline (rank 0
     listens before it publishes, so a refusal or timeout means that address is not the way)."""
@@ -165,8 +200,10 @@ def _published_store(denv: DistEnv, trial_dir: Path, timeout_s: float, connect_s
     if denv.rank == 0:
         for stale in Path(trial_dir).glob(".rendezvous-*"):
             stale.unlink(missing_ok=True)
-        store = dist.TCPStore("0.0.0.0", 0, denv.world_size, is_master=True, timeout=timeout, wait_for_workers=False)
         addresses = advertised_addresses(denv)
+        store = _listening_store(bind_address(denv), denv.world_size, timeout)
+        if _single_node(denv):
+            addresses = ["127.0.0.1"]  # bound to the loopback: the only address that answers
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"port": store.port, "addresses": addresses, "node": node_name()}) + "\n")
         os.replace(tmp, path)
