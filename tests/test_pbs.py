@@ -81,8 +81,9 @@ def test_openpbs_efficiency_and_its_own_exit_codes(tmp_path, monkeypatch):
         "COMPLETED",
         "TIMEOUT",
         "CANCELLED",
-        "OUT_OF_MEMORY",
+        "FAILED",
     ]
+    assert states["8"]["reason"].startswith("out of memory")
     used = pbs.efficiency(["7_0", "8"])
     assert used["7_0"] == {
         "cpus": 8,

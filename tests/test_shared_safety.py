@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -391,3 +392,52 @@ def test_env_var_values_stay_out_of_the_shared_report_and_exports(dlhpc, tmp_pat
     assert token not in page and "&lt;redacted&gt;" in page
     assert "a1" not in summary.out and "<redacted>" in summary.out
     assert token in (exp / "experiment.json").read_text()  # the private record keeps it
+
+
+# ---- pbs_launch's ssh fallback ----------------------------------------------------------------
+
+FAKE_SSH = 'while [[ "$1" == -* ]]; do shift 2; done; shift; exec bash -c "$*"  # as sshd: one line, a shell'
+
+RANK = """import os, sys, time
+out = sys.argv[1]
+if os.environ["DLHPC_PBS_RANK"] == "1":
+    open(out + ".pid", "w").write(str(os.getpid()))
+    open(out, "w").write(sys.argv[2])
+    time.sleep(float(sys.argv[3]))
+"""
+
+
+def ssh_launch(tmp_path, words: str, sleep_s: float):
+    env = {**os.environ, **fake_commands(tmp_path, ssh=FAKE_SSH), "DLHPC_PBS_REMOTE": "ssh"}
+    env["PBS_NODEFILE"] = str(write(tmp_path / "nodes", "here\nthere\n"))
+    rank = write(tmp_path / "rank.py", RANK)
+    out = tmp_path / "rank1.out"
+    argv = [sys.executable, "-m", "dlhpc.schedulers.pbs_launch", "--", sys.executable, rank, out, words, str(sleep_s)]
+    return subprocess.Popen(argv, env=env, cwd=tmp_path), out
+
+
+def test_ssh_started_ranks_keep_their_arguments(tmp_path):
+    launcher, out = ssh_launch(tmp_path, "two  spaces and 'quotes' $HOME", 0)
+    assert launcher.wait(timeout=60) == 0
+    assert out.read_text() == "two  spaces and 'quotes' $HOME"
+
+
+def test_a_killed_launcher_leaves_no_rank_behind_on_other_nodes(tmp_path):
+    from dlhpc import processes
+
+    launcher, out = ssh_launch(tmp_path, "x", 300)
+    pid_file = out.with_name(out.name + ".pid")
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.1)
+    rank = processes.identity(int(pid_file.read_text()))
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while processes.is_running(rank) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = processes.is_running(rank)
+    if alive:
+        os.kill(rank["pid"], signal.SIGKILL)
+    assert not alive, "the remote rank outlived its launcher"

@@ -43,12 +43,38 @@ def job_id() -> str:
     return f"{base}_{index}" if index not in (None, "") else base
 
 
-def remote_prefix(host: str, node_index: int) -> list[str]:
-    if shutil.which("pbs_tmrsh"):
-        return ["pbs_tmrsh", host]
-    if shutil.which("pbsdsh"):
-        return ["pbsdsh", "-n", str(node_index), "--"]
-    return ["ssh", "-o", "BatchMode=yes", host]
+REMOTE_LAUNCHERS = ("pbs_tmrsh", "pbsdsh", "ssh")
+
+
+def remote_launcher() -> str:
+    """How ranks start on the other nodes: the PBS task manager where it is on PATH (pbs_tmrsh
+    on OpenPBS/PBS Pro, pbsdsh on Torque), else ssh; a site can choose with DLHPC_PBS_REMOTE."""
+    chosen = os.environ.get("DLHPC_PBS_REMOTE")
+    if chosen in REMOTE_LAUNCHERS:
+        return chosen
+    return next((name for name in REMOTE_LAUNCHERS[:2] if shutil.which(name)), "ssh")
+
+
+def remote_start(host: str, node_index: int, rank_env: dict, command: list[str]) -> subprocess.Popen:
+    """Start one rank on another node, in this directory, with its identity in the environment."""
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in rank_env.items())
+    remote = f"cd {shlex.quote(os.getcwd())} && exec env {exports} {shlex.join(command)}"
+    launcher = remote_launcher()
+    if launcher == "pbs_tmrsh":  # the task manager runs argv as given: no shell parses it again
+        return subprocess.Popen(["pbs_tmrsh", host, "bash", "-c", remote])
+    if launcher == "pbsdsh":
+        return subprocess.Popen(["pbsdsh", "-n", str(node_index), "--", "bash", "-c", remote])
+    # ssh joins its arguments into one line for the remote shell: hand it one quoted line. Killing
+    # the local ssh does not stop the remote rank, so the rank is tied to ssh's stdin: when the
+    # launcher or its ssh ends, the pipe closes and the remote side stops the rank (no orphans).
+    # (fd 3: a background job's stdin would be /dev/null; the watcher holds no output of the
+    # session, so ssh returns as soon as the rank ends)
+    tied = (
+        f"exec 3<&0; {remote} & rank=$!; (cat <&3; kill -TERM $rank) >/dev/null 2>&1 & watch=$!; exec 3<&-; "
+        "wait $rank; code=$?; kill $watch 2>/dev/null; exit $code"
+    )
+    argv = ["ssh", "-o", "BatchMode=yes", host, shlex.join(["bash", "-c", tied])]
+    return subprocess.Popen(argv, stdin=subprocess.PIPE)
 
 
 def main(argv=None) -> int:
@@ -84,9 +110,7 @@ def main(argv=None) -> int:
             if node_index == 0:
                 procs.append(subprocess.Popen(command, env={**os.environ, **rank_env}))
             else:
-                exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in rank_env.items())
-                remote = f"cd {shlex.quote(os.getcwd())} && env {exports} {shlex.join(command)}"
-                procs.append(subprocess.Popen(remote_prefix(host, node_index) + ["bash", "-c", remote]))
+                procs.append(remote_start(host, node_index, rank_env, command))
 
     def forward(signum, _frame):
         for p in procs:
