@@ -441,3 +441,37 @@ def test_a_killed_launcher_leaves_no_rank_behind_on_other_nodes(tmp_path):
     if alive:
         os.kill(rank["pid"], signal.SIGKILL)
     assert not alive, "the remote rank outlived its launcher"
+
+
+# ---- a local run stays within the machine and its walltime ----------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_a_local_trial_with_more_ranks_than_the_machine_holds_is_refused(dlhpc, tmp_path, command):
+    spec = write(tmp_path / "big.yaml", QUICK + "resources: {nodes: 4096, tasks_per_node: 512}\n")
+    r = dlhpc(command, spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 2, r
+    assert "asks for 2,097,152 ranks" in r.err and f"{os.cpu_count()} cores" in r.err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.slow
+def test_a_local_trial_is_stopped_at_its_walltime(dlhpc, tmp_path):
+    spec = write(tmp_path / "slow.yaml", QUICK + "resources: {time: 1}\nenv: {setup: ['sleep 600']}\n")
+    t0 = time.monotonic()
+    r = dlhpc("run", spec, "--runs-dir", tmp_path / "runs", timeout=200)
+    assert r.code == 1 and time.monotonic() - t0 < 150, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    report = json.loads(dlhpc("status", exp, "--json").out)
+    assert report["trials"][0]["state"] == "TIMEOUT", report
+
+
+def test_plot_writes_through_no_planted_temp_file(dlhpc, tmp_path):
+    exp = finished_local_experiment(dlhpc, tmp_path)
+    victim = write(tmp_path / "victim.txt", "keep me")
+    out = tmp_path / "plots" / "curves.png"
+    out.parent.mkdir()
+    (out.parent / ".curves.png.tmp.png").symlink_to(victim)  # the old fixed temp name
+    r = dlhpc("plot", exp, "-o", out)
+    assert r.code == 0, r
+    assert victim.read_text() == "keep me" and out.read_bytes().startswith(b"\x89PNG")

@@ -479,6 +479,7 @@ def cmd_run(args):
     console = _console()
     _say_where_ranks_run(spec, console)
     p = experiment.plan(spec)
+    _preflight(p, LocalBackend())
     _prepare_data(p.trials, may_fetch=True)
     p = experiment.materialize(p)
     jobs = plan_jobs(p, os.getpid())

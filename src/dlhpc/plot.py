@@ -1,8 +1,11 @@
 """`dlhpc plot`: learning curves per trial and, for a scaling study, throughput and efficiency."""
 
+import os
+import tempfile
 from pathlib import Path
 
 from dlhpc import results
+from dlhpc.fsutil import user_mode
 
 
 def _label(row: dict, swept: list) -> str:
@@ -54,7 +57,8 @@ def _scaling_panel(ax, rows):
     ax.grid(alpha=0.3)
 
 
-def plot_experiment(exp_dir: Path, out: Path) -> Path:
+def plot_experiment(exp_dir: Path, out: Path, mode: int | None = None) -> Path:
+    """The learning curves of an experiment as a PNG at `out` (mode None: what the umask gives)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,8 +92,16 @@ def plot_experiment(exp_dir: Path, out: Path) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
+    # a name nobody can guess (a symlink planted at a fixed temp name would be written through)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+        os.chmod(tmp, user_mode() if mode is None else mode)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
     return out

@@ -27,7 +27,7 @@ def save(exp_dir: Path, accounting: bool = True) -> list[Path]:
     ):
         atomic_write_text(exp_dir / name, text, mode=private_mode())
         written.append(exp_dir / name)
-    plot.plot_experiment(exp_dir, exp_dir / "curves.png")
+    plot.plot_experiment(exp_dir, exp_dir / "curves.png", mode=private_mode())
     return written + [exp_dir / "curves.png"]
 
 

@@ -93,6 +93,7 @@ class Runner:
         job_id, trial_dir = job["job_id"], self.exp_dir / job["trial"]
         resources = _resources(trial_dir)
         self._set(job_id, state="RUNNING", start=_now(), **resources)
+        limit_s = _time_limit_s(trial_dir)
         env = dict(os.environ, DLHPC_JOB_ID=job_id, DLHPC_ARRAY_INDEX=str(array_index(job_id)))
         # The script sends the trial's output to its job.out/job.err; this log holds what bash says
         # before that (a script that does not even start).
@@ -106,23 +107,30 @@ class Runner:
                 start_new_session=True,
             )
             try:
-                code = self._follow(proc, trial_dir, job["trial"])
+                code = self._follow(proc, trial_dir, job["trial"], limit_s)
             except BaseException:
                 _stop(proc)
                 raise
-        state = "COMPLETED" if code == 0 else "FAILED"
-        self._set(job_id, state=state, exit_code=code, end=_now())
+        if code is None:  # its walltime ran out, as a scheduler would end it
+            state, extra = "TIMEOUT", {"reason": f"reached its time limit (resources.time, {limit_s} s) on this machine"}
+        else:
+            state, extra = ("COMPLETED" if code == 0 else "FAILED"), {"exit_code": code}
+        self._set(job_id, state=state, end=_now(), **extra)
         if self.on_trial_end:
             self.on_trial_end(job["trial"], state)
         return code
 
-    def _follow(self, proc, trial_dir: Path, trial: str) -> int:
-        seen = 0
+    def _follow(self, proc, trial_dir: Path, trial: str, limit_s: int | None = None) -> int | None:
+        """The job's exit code; None when it ran past its time limit and was stopped."""
+        seen, deadline = 0, time.monotonic() + limit_s if limit_s else None
         while True:
             code = proc.poll()
             seen = _report_new_epochs(trial_dir, seen, lambda m: self.on_epoch and self.on_epoch(trial, m))
             if code is not None:
                 return code
+            if deadline is not None and time.monotonic() > deadline:
+                _stop(proc)
+                return None
             time.sleep(self.poll_s)
 
 
@@ -167,6 +175,15 @@ def _resources(trial_dir: Path) -> dict:
         return {}
 
 
+def _time_limit_s(trial_dir: Path) -> int | None:
+    from dlhpc.schema import parse_time
+
+    try:
+        return parse_time(yaml.safe_load((trial_dir / "spec.yaml").read_text())["resources"]["time"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+
+
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -181,6 +198,29 @@ class LocalBackend(Backend):
 
     def check(self) -> None:
         return None  # this machine can always run its own scripts
+
+    RANKS_PER_CORE = 4  # oversubscribed CPU ranks beyond this only slow each other down
+
+    def preflight(self, plan) -> list[str]:
+        """Every rank of a local trial runs on this machine: no more than it can hold."""
+        from dlhpc.guard import inside_allocation
+
+        if inside_allocation():
+            return []  # the ranks go to the allocation's nodes (dlhpc run checks their number)
+        cores = os.cpu_count() or 1
+        most = cores * self.RANKS_PER_CORE
+        problems = []
+        for trial in plan.trials:
+            res = trial.data["resources"]
+            ranks = res["nodes"] * tasks_per_node(res)
+            if ranks > most:
+                problems.append(
+                    f"trial {trial.id} asks for {ranks:,} ranks (nodes x tasks_per_node) on this machine, which has "
+                    f"{cores} cores: at most {most}. Fix: fewer resources.nodes or tasks_per_node, or submit it to "
+                    "a cluster"
+                )
+                break
+        return problems
 
     def test_only(self, script_text: str, workdir: Path) -> str:
         run_command(["bash", "-n"], input=script_text, timeout=30)
