@@ -112,7 +112,8 @@ class Runner:
                 _stop(proc)
                 raise
         if code is None:  # its walltime ran out, as a scheduler would end it
-            state, extra = "TIMEOUT", {"reason": f"reached its time limit (resources.time, {limit_s} s) on this machine"}
+            reason = f"reached its time limit (resources.time, {limit_s} s) on this machine"
+            state, extra = "TIMEOUT", {"reason": reason}
         else:
             state, extra = ("COMPLETED" if code == 0 else "FAILED"), {"exit_code": code}
         self._set(job_id, state=state, end=_now(), **extra)
