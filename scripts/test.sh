@@ -6,6 +6,8 @@ scripts/install.sh
 if [ "$(id -u)" = 0 ]; then
   # a real browser for the report test (Debian's chromium, headless)
   command -v chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+  # ShellCheck for the fuzz test: every script rendered from an accepted spec must pass it
+  command -v shellcheck >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q shellcheck >/dev/null; }
   scripts/testcluster.sh up
   # the clusters are up: from here a live test whose cluster is down fails instead of skipping
   export DLHPC_CLUSTERS_UP=1

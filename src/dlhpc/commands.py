@@ -85,6 +85,16 @@ def _init_workshop(folder: Path, args):
     return 0
 
 
+def _check_template_exists(spec) -> None:
+    """The spec's template (and each one a sweep names) is on the search path: a typo is found
+    by validate, not at submit. Parsing it is cheap; rendering waits for render and submit."""
+    from dlhpc import render
+
+    names = {spec.data.get("template")} | set(spec.sweep.get("template") or [])
+    for name in filter(None, names):
+        render.load_template(str(name), spec.site)
+
+
 def cmd_validate(args):
     from dlhpc.sweep import count_trials
 
@@ -92,6 +102,7 @@ def cmd_validate(args):
     for path in args.specs:
         try:
             spec = load_spec(path, args.sets)
+            _check_template_exists(spec)
         except UserError as exc:
             reports.append({"spec": path, "ok": False, "error": str(exc)})
             if not args.json:

@@ -281,11 +281,11 @@ def find_experiment(ref: str | None, root: Path) -> Path:
             raise UserError(f"no experiments under {root}/; pass an experiment directory, or submit one first")
         return max(found, key=lambda d: d.stat().st_mtime)
     path = Path(ref)
-    if ref and (path / "experiment.json").is_file():
+    if ref and "\x00" not in ref and _is_experiment(path):
         return path
-    if ref and "/" not in ref and ref not in (".", ".."):
+    if ref and "/" not in ref and "\x00" not in ref and ref not in (".", ".."):
         exact = root / ref
-        if (exact / "experiment.json").is_file():
+        if _is_experiment(exact):
             return exact
         named = [d for d in _experiments(root) if (m := STAMPED.fullmatch(d.name)) and m["name"] == ref]
         if named:
@@ -293,6 +293,13 @@ def find_experiment(ref: str | None, root: Path) -> Path:
     raise UserError(
         f"no experiment {ref!r}: name an experiment directory, or one of these under {root}/: {_candidates(root)}"
     )
+
+
+def _is_experiment(folder: Path) -> bool:
+    try:
+        return (folder / "experiment.json").is_file()
+    except OSError:  # a name too long for the file system, and the like: not an experiment
+        return False
 
 
 def _experiments(root: Path) -> list[Path]:

@@ -50,7 +50,7 @@ def make_environment(site: dict | None = None, first_dir: Path | None = None) ->
     # Templates come from spec authors and site folders, and `render` is a preview people run on
     # specs others wrote: templates render in Jinja's sandbox (no attribute walks to Python
     # internals, no mutating the spec), so rendering never runs the template author's code.
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -60,6 +60,23 @@ def make_environment(site: dict | None = None, first_dir: Path | None = None) ->
     )
     env.filters.update(quote=_quote, pbs_walltime=pbs_walltime, pbs_mem=pbs_mem, pbs_flag=pbs_flag)
     return env
+
+
+class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja's sandbox, with `**` and `*` bounded too: `{{ 9**9**9 }}` or `{{ "a" * 10**9 }}` in
+    a shared template would otherwise hang the login node or fill its memory."""
+
+    intercepted_binops = frozenset(["**", "*"])
+    MAX_EXPONENT, MAX_REPEAT = 256, 100_000
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > self.MAX_EXPONENT:
+            raise jinja2.sandbox.SecurityError(f"exponent {right!r} is above {self.MAX_EXPONENT}")
+        if operator == "*":
+            text, count = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(text, (str, list, tuple)) and isinstance(count, int) and count * len(text) > self.MAX_REPEAT:
+                raise jinja2.sandbox.SecurityError(f"repeating a value {count} times is above {self.MAX_REPEAT} items")
+        return super().call_binop(context, operator, left, right)
 
 
 def _quote(value) -> str:
@@ -170,6 +187,9 @@ def render_script(
             "internals: use the values dlhpc passes (docs/security.md)"
         ) from None
     except jinja2.TemplateError as exc:
+        raise UserError(_template_error(exc, template)) from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError, MemoryError) as exc:
+        # a template is code its author wrote: whatever it raises is that template's error
         raise UserError(_template_error(exc, template)) from None
     if tasks is not None:
         return Script(text, template.filename or template.name, [t for task in tasks for t in task], tasks)

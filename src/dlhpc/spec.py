@@ -219,8 +219,30 @@ def _check_extra(spec: Spec):
             )
 
 
+def _check_setup(spec: Spec):
+    """env.setup is shell run as written: it must at least parse (`bash -n`), or every job
+    script rendered from the spec would fail at its first line."""
+    import subprocess
+
+    lines = spec.data["env"]["setup"]
+    if not lines:
+        return
+    try:
+        proc = subprocess.run(["bash", "-n"], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no bash here to ask: the job's own bash will say
+    if proc.returncode != 0:
+        problem = (proc.stderr.strip().splitlines() or ["syntax error"])[-1]
+        problem = problem.split(": ", 1)[-1] if problem.startswith("bash:") else problem
+        raise UserError(
+            f"{where(spec.origins, ('env', 'setup'))}: env.setup does not parse as shell ({problem}); "
+            "each item is a line of bash, run as written"
+        )
+
+
 def _check_cross_fields(spec: Spec):
     _check_extra(spec)
+    _check_setup(spec)
     data, origins = spec.data, spec.origins
     swept = spec.sweep
     model, hidden = data["model"]["name"], data["model"]["hidden"]

@@ -28,6 +28,9 @@ class RetypedInt(int):
         obj.raw = raw
         return obj
 
+    def __getnewargs__(self):  # copy and pickle keep the text
+        return int(self), self.raw
+
 
 class RetypedFloat(float):
     """A float YAML read from text that prints differently (`1e3` is 1000.0, `.5` is 0.5)."""
@@ -38,6 +41,9 @@ class RetypedFloat(float):
         obj = super().__new__(cls, value)
         obj.raw = raw
         return obj
+
+    def __getnewargs__(self):
+        return float(self), self.raw
 
 
 for _dumper in {yaml.SafeDumper, getattr(yaml, "CSafeDumper", yaml.SafeDumper)}:
@@ -76,7 +82,10 @@ def load_text(text: str, source: str):
     """Parse YAML text; return (data, origins) where origins maps key-path tuples to Origin."""
     if len(text) > MAX_BYTES:
         raise UserError(f"{source}: file is larger than {MAX_BYTES // 1024} KiB; is this really a spec?")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader refuses control characters here already
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}: invalid YAML: {exc}") from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
