@@ -415,10 +415,23 @@ status() {
   return $ok
 }
 
+# Two ordinary users in one project group, as on a shared login node: the multi-user test runs
+# dlhpc as each (runuser) against a setgid project folder they can both write.
+TEST_GROUP=dlhpc-proj
+TEST_USERS=(dlhpc-alice dlhpc-bob)
+users_up() {
+  getent group "$TEST_GROUP" >/dev/null || groupadd "$TEST_GROUP"
+  local user
+  for user in "${TEST_USERS[@]}"; do
+    id "$user" >/dev/null 2>&1 || useradd --no-create-home --gid "$TEST_GROUP" --shell /bin/bash "$user"
+  done
+}
+
 up() {
   need_root
   local t0=$SECONDS
   install
+  users_up
   network_up
   slurm_up
   pbs_up

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, fake_commands, make_experiment, uninterrupted, wait_finished, write
+from conftest import (
+    DATA,
+    ROOT,
+    fake_commands,
+    make_experiment,
+    release_if_requeued,
+    scontrol_job,
+    uninterrupted,
+    wait_finished,
+    write,
+)
 from test_slurm import exp_dir_from
 
 WRITER = textwrap.dedent("""
@@ -200,11 +210,6 @@ def test_summary_while_a_run_writes(dlhpc, tmp_path):
 # ---- live cluster ---------------------------------------------------------------------------------
 
 
-def scontrol_job(job_id):
-    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
-    return dict(item.split("=", 1) for item in out.split() if "=" in item)
-
-
 def submit_one(dlhpc, tmp_path, name, spec_text):
     """Submit a one-trial spec; return (experiment dir, job id, trial dir)."""
     spec = write(tmp_path / f"{name}.yaml", spec_text)
@@ -213,14 +218,6 @@ def submit_one(dlhpc, tmp_path, name, spec_text):
     exp = Path(exp_dir_from(r.out))
     record = json.loads((exp / "experiment.json").read_text())
     return exp, record["jobs"][0]["job_id"], exp / record["jobs"][0]["trial"]
-
-
-def release_if_requeued(job_id):
-    """SLURM holds a requeued job until BeginTime (about 2 minutes); make it eligible now, so the
-    test does not wait. Nothing else about the requeue changes."""
-    job = scontrol_job(job_id)
-    if job.get("JobState") == "PENDING" and job.get("Reason") == "BeginTime":
-        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
 
 
 @pytest.mark.slurm

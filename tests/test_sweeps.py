@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from conftest import wait_finished, write
-from test_reliability import release_if_requeued, scontrol_job
+from conftest import release_if_requeued, scontrol_job, wait_finished, write
 
 IDLE_SPEC = """
 name: idle

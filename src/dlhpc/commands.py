@@ -183,8 +183,10 @@ def _prepare_data(trials, *, may_fetch: bool):
 def cmd_submit(args):
     """cost → preflight → dry run, or materialise → submit (rolled back if refused) → record."""
     from dlhpc import experiment
+    from dlhpc.fsutil import no_write_for_others
     from dlhpc.schedulers import backend
 
+    no_write_for_others()
     p = _plan(args)
     sched = backend(p.scheduler)
     check_training_here(p.spec, args.here, "submit")
@@ -380,8 +382,10 @@ def _scheduler_said_no(exc) -> bool:
 
 def cmd_resubmit(args):
     """Some trials again, as a new array in the same experiment; each resumes from its checkpoint."""
+    from dlhpc.fsutil import no_write_for_others
     from dlhpc.journal import locked
 
+    no_write_for_others()
     exp_dir = _find(args.exp, args)
     with locked(exp_dir):  # a second resubmit waits, then finds these trials queued
         return _resubmit(exp_dir, args)
@@ -482,9 +486,11 @@ def cmd_run(args):
     """Run the spec here, in the foreground: the local backend's rendered scripts, one trial
     after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
     from dlhpc import experiment
+    from dlhpc.fsutil import no_write_for_others
     from dlhpc.progress import progress_for
     from dlhpc.schedulers.local import LocalBackend, Runner, plan_jobs, write_report_if_asked
 
+    no_write_for_others()
     spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + [f"resources.scheduler={LocalBackend.name}"])
     check_training_here(spec, args.here, "run")
     console = _console()

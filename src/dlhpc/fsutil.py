@@ -36,6 +36,13 @@ def private_mode(executable: bool = False) -> int:
     return user_mode(executable) & ~0o022
 
 
+def no_write_for_others() -> None:
+    """From here on this process creates nothing that group or others may write: for commands
+    that write an experiment (submit, resubmit, run), whose files include pickles that submitit
+    writes and the output file the scheduler creates with the submitter's umask."""
+    os.umask(current_umask() | 0o022)
+
+
 def atomic_write_bytes(path, data: bytes, mode: int | None = None) -> None:
     """Write `data` to `path` atomically; mode None: what the user's umask gives."""
     path = Path(path)
