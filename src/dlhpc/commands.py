@@ -2,16 +2,14 @@
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.guard import check_training_here
-from dlhpc.journal import deferred_signals
 from dlhpc.spec import literal_set, load_spec
-from dlhpc.states import BAD, IN_FLIGHT
+from dlhpc.states import BAD
 
 
 def _out(text: str) -> None:
@@ -163,302 +161,30 @@ def cmd_render(args):
 # ---- submit / run -------------------------------------------------------------------------------
 
 
-def _prepare_data(trials, *, may_fetch: bool):
-    """The data must be at data.root before anything runs: compute nodes often have no internet.
-    Where this machine runs the trials itself (may_fetch) and the spec allows it, download first."""
-    from dlhpc.train import data as mnist
-
-    for t in trials:  # pin the resolved root, so the job reads what this check saw
-        t.data["data"]["root"] = str(mnist.resolve_root(t.data["data"]["root"]).absolute())
-    for root in sorted({t.data["data"]["root"] for t in trials}):
-        if mnist.is_present(Path(root)):
-            continue
-        if may_fetch and all(t.data["data"]["download"] for t in trials if t.data["data"]["root"] == root):
-            _out(f"MNIST not in {root}: downloading it (checksummed)")
-            mnist.fetch(Path(root))
-        else:
-            raise UserError(mnist.missing_message(Path(root)))
-
-
 def cmd_submit(args):
-    """cost → preflight → dry run, or materialise → submit (rolled back if refused) → record."""
-    from dlhpc import experiment
-    from dlhpc.fsutil import no_write_for_others
-    from dlhpc.schedulers import backend
+    """The submission pipeline (pipeline.submit), its lines printed as they come."""
+    from dlhpc import pipeline
 
-    no_write_for_others()
-    p = _plan(args)
-    sched = backend(p.scheduler)
-    check_training_here(p.spec, args.here, "submit")
-    _prepare_data(p.trials, may_fetch=sched.runs_here and not args.dry_run)
-    _check_cost(p, args)
-    p = _pack_to_fit(p, sched)
-    p.submit_args = _dependency(args, sched)
-    _preflight(p, sched)
-    if args.dry_run:
-        return _dry_run(p, sched)
-    p = experiment.materialize(p)
-    with deferred_signals():  # Ctrl-C or a closed ssh session waits until the record is written
-        jobs = _submit_or_roll_back(p, sched)
-        _record_submission(p, sched, jobs)
-    _chain_report(p, sched, jobs)
-    return 0
-
-
-def _dependency(args, sched) -> list:
-    """--after EXP|JOBID (repeatable, comma lists too) → the scheduler's dependency arguments.
-    An experiment stands for the latest job of each of its trials. Jobs that have all ended
-    already need no dependency (and SLURM forgets finished jobs); afterok on one that failed
-    would never start, so that is refused."""
-    from dlhpc.results import latest_jobs, read_record
-    from dlhpc.states import FINISHED
-
-    if not args.after:
-        if args.after_any:
-            raise UserError("--after-any goes with --after EXP|JOBID")
-        return []
-    kind = "afterany" if args.after_any else "afterok"
-    job_ids, sources = [], []
-    for ref in (r.strip() for item in args.after for r in item.split(",")):
-        if not ref:
-            continue
-        if re.fullmatch(r"\d+(_\d+)?", ref):
-            job_ids.append(ref)
-            sources.append(f"job {ref}")
-            continue
-        exp_dir = _find(ref, args)
-        record = read_record(exp_dir)
-        if record.get("scheduler") != sched.name:
-            raise UserError(
-                f"--after {ref}: that experiment ran on {record.get('scheduler')}, this one goes to {sched.name}"
-            )
-        ids = sorted(set(latest_jobs(record).values()))
-        if not ids:
-            raise UserError(f"--after {ref}: the experiment has no jobs (was it submitted?)")
-        job_ids += ids
-        sources.append(exp_dir.name)
-    states, _ = sched.states(job_ids, Path.cwd(), False)
-    ended = {j: (states.get(j) or {}).get("state") for j in job_ids}
-    if kind == "afterok":
-        bad = sorted(j for j, s in ended.items() if s in FINISHED - {"COMPLETED"})
-        if bad:
-            raise UserError(
-                f"--after: job(s) {', '.join(bad[:5])} did not complete ({ended[bad[0]]}), so afterok would never "
-                "start this submission. Fix: --after-any, or resubmit those trials first (dlhpc resubmit)"
-            )
-    waiting = [j for j, s in ended.items() if s not in FINISHED]
-    if not waiting:
-        _out(f"--after: {', '.join(sources)} ended already; nothing to wait for")
-        return []
-    _out(f"--after: starts when {len(waiting)} job(s) of {', '.join(sources)} have ended ({kind})")
-    return sched.dependency_args(kind, waiting)
-
-
-def _chain_report(p, sched, jobs):
-    """resources.report: a small job, afterany on all of the experiment's jobs, writes
-    summary.md, summary.csv and curves.png into the experiment directory."""
-    import shutil
-
-    from dlhpc import experiment, summaryfiles
-
-    res = p.trials[0].data["resources"] if p.trials else {}
-    if not res.get("report") or sched.runs_here:
-        return  # the local runner writes them itself when it is done
-    tool = shutil.which(sched.submit_command) if sched.submit_command else None
-    script = summaryfiles.report_script(p.exp_dir, str(Path(tool).parent) if tool else None)
-    after = sorted({j["job_id"] for j in jobs})
-    job_id = sched.submit_followup(script, after, f"{p.spec.data['name']}-report", res, p.exp_dir)
-    experiment.update_record(p.exp_dir, report_job=job_id)
-    _out(f"report: job {job_id} writes summary.md, summary.csv and curves.png into the experiment when it ends")
-
-
-def _packing_of(record: dict, trial_ids: list) -> int | None:
-    """The trials per task these trials had when they were last submitted (a packing chosen at
-    submit is not in their spec), so a resubmission packs them alike."""
-    from dlhpc.results import latest_entries
-
-    entries = latest_entries(record)
-    sizes = [entries.get(t, {}).get("task_size") or 1 for t in trial_ids]
-    return max(sizes) if sizes and max(sizes) > 1 else None
-
-
-def _check_cost(p, args):
-    from dlhpc import cost
-
-    estimate = cost.estimate(p)
-    limit = args.max_cost if args.max_cost is not None else p.spec.site.get("max_cost")
-    _out(cost.describe(estimate))
-    if limit is not None and estimate["cost"] > limit:
-        raise UserError(
-            f"estimated cost {estimate['cost']:.2f} {estimate['unit']} exceeds the limit of {limit:g} "
-            "(--max-cost or the site's max_cost); ask for fewer trials, nodes or less time"
-        )
-
-
-def _pack_to_fit(p, sched):
-    """Where the trials as one job each would break a limit on the number of jobs (SLURM's
-    MaxJobCount or submit limits, PBS's max_queued) and the spec leaves trials_per_task open,
-    pack just enough trials into each array task to fit, and say so."""
-    import math
-
-    from dlhpc import experiment
-
-    if sched.runs_here or not p.trials or any(t.data["resources"]["trials_per_task"] for t in p.trials):
-        return p
-    adding = experiment.jobs_added(p.trials, p.max_array, None)
-    room, limit = sched.job_headroom(p)
-    if room is None or adding <= room or room < 2:
-        return p  # fits, or nothing known, or no room at all: preflight says what to do
-    k = max(2, math.ceil(len(p.trials) / room))
-    while k < len(p.trials) and experiment.jobs_added(p.trials, p.max_array, k) > room:
-        k += 1
-    packed = experiment.plan(p.spec, p.exp_dir, max_array=p.max_array, trials=p.trials, trials_per_task=k)
-    packed.first_script = p.first_script
-    tasks = sum(len(s.tasks) for s in packed.scripts)
-    time_limit = experiment.packed_time(p.trials[0].data["resources"]["time"], k)
-    _out(
-        f"packing: {len(p.trials):,} trials as one job each would add {adding:,} jobs, but {limit}; so each "
-        f"array task runs {k} trials one after another ({tasks:,} tasks, walltime {time_limit} each). "
-        "Set resources.trials_per_task to choose"
+    spec = load_spec(args.spec, _runs_sets(args) + list(args.sets))
+    options = pipeline.SubmitOptions(
+        here=args.here,
+        dry_run=args.dry_run,
+        after=list(args.after or []),
+        after_any=args.after_any,
+        max_cost=args.max_cost,
+        runs_root=_runs_root(args),
     )
-    return packed
-
-
-def _preflight(p, sched):
-    sched.check()
-    problems = sched.preflight(p)
-    if problems:
-        raise UserError("the scheduler would refuse this submission:\n  " + "\n  ".join(problems))
-
-
-def _dry_run(p, sched) -> int:
-    for i, script in enumerate(p.scripts):
-        try:
-            answer = sched.test_only(script.text, Path.cwd())
-        except DlhpcError as exc:
-            raise UserError(f"job {i} ({len(script.trial_ids)} trial(s)): {exc}") from None
-        _out(f"job {i} ({len(script.trial_ids)} trial(s), template {script.template}): accepted: {answer}")
-    _out("dry run: nothing was queued")
+    pipeline.submit(spec, options, say=_out)
     return 0
-
-
-def _submit_or_roll_back(p, sched, fresh: bool = True) -> list:
-    """Submit every script, each accepted job written to the journal at once. If one is refused,
-    cancel what was queued and (a fresh experiment) remove the run directory, so nothing
-    half-runs and nothing half-written is left. Where the scheduler may have queued a job dlhpc
-    could not see (a submit command that timed out, an answer it could not read), the folder
-    stays: that job would run in it."""
-    import shutil
-
-    from dlhpc.journal import Journal
-
-    queued = Journal(p.exp_dir, [p.script_name(i) for i in range(len(p.scripts))])
-    try:
-        jobs = sched.submit(p, queued)
-    except BaseException as exc:
-        if queued:
-            sched.cancel([j["job_id"] for j in queued], p.exp_dir)
-        if not _scheduler_said_no(exc):
-            queued.finish("uncertain", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            raise DlhpcError(
-                f"{exc}\nThe scheduler may have queued a job that dlhpc could not read back, so {p.exp_dir} is "
-                f"kept (such a job would run in it). Check `{sched.name} queue` (squeue --me / qstat -u $USER) "
-                f"and cancel any job of {p.spec.data['name']!r} you find there."
-            ) from None
-        if fresh:
-            shutil.rmtree(p.exp_dir, ignore_errors=True)
-        raise
-    return jobs
-
-
-def _scheduler_said_no(exc) -> bool:
-    """The submit command ran to the end and refused (so it queued nothing unseen)."""
-    from dlhpc.errors import CommandError
-
-    if isinstance(exc, CommandError):
-        return exc.returncode > 0  # not a time-out (-1): the command answered, and refused
-    return isinstance(exc, UserError)
 
 
 def cmd_resubmit(args):
     """Some trials again, as a new array in the same experiment; each resumes from its checkpoint."""
-    from dlhpc.fsutil import no_write_for_others
-    from dlhpc.journal import locked
+    from dlhpc import pipeline
 
-    no_write_for_others()
-    exp_dir = _find(args.exp, args)
-    with locked(exp_dir):  # a second resubmit waits, then finds these trials queued
-        return _resubmit(exp_dir, args)
-
-
-def _resubmit(exp_dir, args):
-    from dlhpc import experiment, policy, status
-    from dlhpc.results import read_record
-    from dlhpc.schedulers import backend
-    from dlhpc.spec import Spec
-
-    record = read_record(exp_dir)
-    report = status.collect(exp_dir)
-    chosen = _trials_to_resubmit(report, args)
-    busy = [t["trial"] for t in report["trials"] if t["trial"] in chosen and t["state"] in IN_FLIGHT]
-    if busy:
-        raise UserError(f"{', '.join(busy)} still queued or running: cancel them first (dlhpc cancel {exp_dir.name})")
-    if not chosen:
-        _out(f"nothing to resubmit in {exp_dir.name}: no trial is failed or missing (see dlhpc status)")
-        return 0
-    site = load_spec(None, enforce_policy=False)
-    spec = Spec(record["spec"], {}, site.site, record.get("spec_source") or "<experiment>")
-    spec.site_file, spec.site_defaults, spec.site_origins = site.site_file, site.site_defaults, site.site_origins
-    policy.enforce(spec)  # the site's policy today governs what is submitted today
-    sched = backend(record["scheduler"])
-    check_training_here(spec, args.here, "resubmit")
-    p = experiment.plan_resubmission(exp_dir, chosen, spec, sched.max_array(), _packing_of(record, chosen))
-    p = _pack_to_fit(p, sched)
-    _preflight(p, sched)
-    experiment.write_resubmission(p)
-    with deferred_signals():
-        jobs = _submit_or_roll_back(p, sched, fresh=False)
-        experiment.update_record(
-            exp_dir,
-            jobs=record.get("jobs", []) + list(jobs),
-            resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
-        )
-        _record_submission(p, sched, jobs, again=True)
-    _chain_report(p, sched, jobs)  # the files written after the first jobs are out of date once these end
+    options = pipeline.ResubmitOptions(trials=args.trials, failed=args.failed, missing=args.missing, here=args.here)
+    pipeline.resubmit(_find(args.exp, args), options, say=_out)
     return 0
-
-
-def _trials_to_resubmit(report: dict, args) -> list:
-    if args.trials:
-        wanted = [t.strip() for t in args.trials.split(",") if t.strip()]
-        known = {t["trial"] for t in report["trials"]}
-        unknown = [t for t in wanted if t not in known]
-        if unknown:
-            raise UserError(
-                f"no trial {', '.join(unknown)} in {report['experiment']}; trials: {', '.join(sorted(known))}"
-            )
-        return wanted
-    failed, missing = args.failed or not args.missing, args.missing or not args.failed
-    return [
-        t["trial"] for t in report["trials"] if (failed and t["state"] in BAD) or (missing and t["state"] == "UNKNOWN")
-    ]
-
-
-def _record_submission(p, sched, jobs, again=False):
-    from dlhpc import experiment
-    from dlhpc.journal import mark_recorded
-    from dlhpc.schedulers.base import base_ids
-
-    if not again:
-        experiment.update_record(p.exp_dir, jobs=list(jobs), submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    mark_recorded(p.exp_dir)
-    verb = "resubmitted" if again else "submitted"
-    ids = ", ".join(base_ids(j["job_id"] for j in jobs))
-    _out(f"{verb} {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched.name}: {ids}")
-    if sched.submitted_note:
-        _out(sched.submitted_note)
-    _out(f"experiment: {p.exp_dir}")
-    _out(f"next: dlhpc status {p.exp_dir}   |   dlhpc summary {p.exp_dir}")
 
 
 def _say_where_ranks_run(spec, console):
@@ -485,7 +211,7 @@ def _say_where_ranks_run(spec, console):
 def cmd_run(args):
     """Run the spec here, in the foreground: the local backend's rendered scripts, one trial
     after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
-    from dlhpc import experiment
+    from dlhpc import experiment, pipeline
     from dlhpc.fsutil import no_write_for_others
     from dlhpc.progress import progress_for
     from dlhpc.schedulers.local import LocalBackend, Runner, plan_jobs, write_report_if_asked
@@ -496,8 +222,8 @@ def cmd_run(args):
     console = _console()
     _say_where_ranks_run(spec, console)
     p = experiment.plan(spec)
-    _preflight(p, LocalBackend())
-    _prepare_data(p.trials, may_fetch=True)
+    pipeline.preflight(p, LocalBackend())
+    pipeline.prepare_data(p.trials, may_fetch=True, say=_out)
     p = experiment.materialize(p)
     jobs = plan_jobs(p, os.getpid())
     experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
