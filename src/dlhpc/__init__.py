@@ -1,3 +1,26 @@
-"""dlhpc: YAML experiment specs -> SLURM/PBS batch jobs -> DDP MNIST training -> tables."""
+"""dlhpc: YAML experiment specs -> SLURM/PBS batch jobs -> DDP training -> tables.
+
+The Python API (docs/api.md): dlhpc.submit, dlhpc.load, dlhpc.experiments and the Experiment
+they return. Imported on first use, so `import dlhpc` stays as light as the CLI.
+"""
 
 __version__ = "0.1.0"
+
+_API = ("submit", "load", "experiments", "Experiment", "Status", "Summary")
+_ERRORS = ("UserError", "DlhpcError")
+
+
+def __getattr__(name):
+    if name in _API:
+        from dlhpc import api
+
+        return getattr(api, name)
+    if name in _ERRORS:
+        from dlhpc import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'dlhpc' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_API, *_ERRORS])

@@ -300,6 +300,13 @@ class LocalBackend(Backend):
         deadline = time.monotonic() + 15
         while processes.is_running(runner) and time.monotonic() < deadline:
             time.sleep(0.1)
+        if not processes.is_running(runner):  # a runner stopped before it could mark its jobs
+            book = read_json(Path(exp_dir) / JOBS_FILE, {}) or {}
+            for job_id in unfinished:
+                entry = book.setdefault("jobs", {}).setdefault(job_id, {})
+                if entry.get("state") not in FINAL:
+                    entry.update(state="CANCELLED", end=_now())
+            atomic_write_json(Path(exp_dir) / JOBS_FILE, book, mode=private_mode())
         return unfinished
 
     def accounting(self, row: dict) -> dict:
