@@ -4,7 +4,7 @@ The Python API (docs/api.md): dlhpc.submit, dlhpc.load, dlhpc.experiments and th
 they return. Imported on first use, so `import dlhpc` stays as light as the CLI.
 """
 
-__version__ = "0.1.0"
+from dlhpc._version import __version__  # noqa: F401
 
 _API = ("submit", "load", "experiments", "Experiment", "Status", "Summary")
 _ERRORS = ("UserError", "DlhpcError")

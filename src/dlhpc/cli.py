@@ -6,7 +6,7 @@ Imports stay light here: `--help`, validate, render, status and summary never im
 import argparse
 import sys
 
-from dlhpc import __version__
+from dlhpc._version import __version__
 from dlhpc.schema import MODELS, SCHEDULERS
 
 EPILOG = """exit codes: 0 ok; 1 the work failed (a job failed, a summary has failed rows); 2 bad input.

@@ -57,7 +57,7 @@ def torch_cuda_build() -> str | None:
 
 
 def versions() -> dict:
-    from dlhpc import __version__
+    from dlhpc._version import __version__
 
     out = {"dlhpc": __version__, "python": platform.python_version()}
     for pkg in KEY_PACKAGES:

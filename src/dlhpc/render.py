@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 import jinja2.sandbox
 
-from dlhpc import __version__
+from dlhpc._version import __version__
 from dlhpc.cost import trial_hours
 from dlhpc.errors import UserError
 from dlhpc.schedulers import backend

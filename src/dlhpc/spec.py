@@ -17,7 +17,7 @@ import yaml
 
 from dlhpc import schema
 from dlhpc.errors import UserError
-from dlhpc.yamlsource import Origin, load_file, load_text
+from dlhpc.yamlsource import Origin, load_file, load_text, where  # noqa: F401 - where: spec.where for callers
 
 SITE_DEFAULT = "/etc/dlhpc/site.yaml"
 
@@ -133,16 +133,6 @@ def resolve(layers, site_settings, source) -> Spec:
 
     sweep.check_sweep(spec)
     return spec
-
-
-def where(origins, path) -> str:
-    """'file:line: key.path' for messages; walks up to the nearest recorded parent."""
-    probe = tuple(path)
-    while probe and probe not in origins:
-        probe = probe[:-1]
-    origin = origins.get(probe)
-    dotted = ".".join(str(p) for p in path)
-    return f"{origin}: {dotted}" if origin else dotted
 
 
 def validate_layer(data: dict, origins: dict, tree=None, prefix=()) -> dict:

@@ -26,7 +26,7 @@ class Trial:
 
 
 def check_sweep(spec) -> None:
-    from dlhpc.spec import where
+    from dlhpc.yamlsource import where
 
     sweep = spec.sweep
     sizes = []

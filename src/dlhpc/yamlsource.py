@@ -159,3 +159,13 @@ def _keep_text(value, node):
     if isinstance(value, float) and repr(value) != node.value:
         return RetypedFloat(value, node.value)
     return value
+
+
+def where(origins, path) -> str:
+    """'file:line: key.path' for messages; walks up to the nearest recorded parent."""
+    probe = tuple(path)
+    while probe and probe not in origins:
+        probe = probe[:-1]
+    origin = origins.get(probe)
+    dotted = ".".join(str(p) for p in path)
+    return f"{origin}: {dotted}" if origin else dotted

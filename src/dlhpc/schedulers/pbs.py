@@ -14,8 +14,9 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from dlhpc.errors import CommandError, DlhpcError, UserError
+from dlhpc.errors import CommandError, UserError
 from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
+from dlhpc.schedulers.pbs_ids import parse_job_id  # noqa: F401 - also pbs.parse_job_id
 from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
 
@@ -63,22 +64,6 @@ def map_state(letter: str, exit_status=None) -> str:
         # 271 = killed by qdel (SIGTERM + 256), -29 = walltime; other non-zero = failed
         return EXIT_STATES.get(code, "FAILED")
     return state
-
-
-_JOB_ID = re.compile(r"^\s*(\d+)(\[\])?(\.[^\s]+)?\s*$", re.MULTILINE)
-
-
-def parse_job_id(output: str) -> str:
-    """qsub prints '123.server' (OpenPBS/Torque), '123[].server' for arrays, or '123' (wrappers)."""
-    m = _JOB_ID.search(output or "")
-    if not m:
-        raise DlhpcError(
-            f"qsub printed something dlhpc cannot read (expected a job id like 123.server):\n{(output or '').strip()}"
-        )
-    return m.group(1)
-
-
-# ---- the dlhpc verbs --------------------------------------------------------------------------
 
 
 def queues() -> dict:

@@ -47,7 +47,7 @@ def detect() -> DistEnv:
             "submitit-" + env.cluster,
         )
     if os.environ.get("DLHPC_LAUNCHER") == "srun":  # `dlhpc run` inside a SLURM allocation
-        from dlhpc.schedulers.slurm import expand_hostlist
+        from dlhpc.hostlist import expand_hostlist
 
         return DistEnv(
             int(os.environ["SLURM_PROCID"]),
