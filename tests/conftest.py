@@ -45,6 +45,17 @@ def budget(slowness):
     return lambda seconds: seconds * slowness
 
 
+def pytest_collection_modifyitems(items):
+    """A test that uses a live cluster's fixture is marked for it, so `scripts/test.sh --unit`
+    (-m "not slurm and not pbs") leaves out exactly the tests that need the clusters."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if "slurm_cluster" in names:
+            item.add_marker(pytest.mark.slurm)
+        if "pbs_cluster" in names:
+            item.add_marker(pytest.mark.pbs)
+
+
 class Result:
     def __init__(self, proc):
         self.code, self.out, self.err = proc.returncode, proc.stdout, proc.stderr

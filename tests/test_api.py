@@ -28,6 +28,7 @@ def test_submit_wait_and_summary(runs):
     assert [row["train.lr"] for row in summary.rows] == [0.05, 0.1]
     assert all(0.5 < row["test_acc"] <= 1 for row in summary)
     assert "<table" in summary._repr_html_() and "train.lr" in summary._repr_html_()
+    assert list(summary.to_pandas()["train.lr"]) == [0.05, 0.1]
     assert [e.path for e in dlhpc.experiments(runs)] == [exp.path] and dlhpc.load(exp.name, runs).path == exp.path
     assert exp.plot()._repr_png_().startswith(b"\x89PNG")
 
