@@ -4,9 +4,10 @@ of its job.err, turned into one cause and one fix per trial that did not simply 
 import re
 from pathlib import Path
 
-from dlhpc import results, status
+from dlhpc import reasons, results, status
 from dlhpc.errors import DlhpcError
 from dlhpc.fsutil import read_json
+from dlhpc.reasons import Reason
 
 ERR_TAIL_LINES = 60
 
@@ -32,40 +33,43 @@ def _python_error(text: str) -> tuple[str, str] | None:
     return (frames[-1] if frames else "", last)
 
 
-def classify(trial: dict, sched: dict, result: dict, err: str, spec: dict, used: dict | None = None) -> tuple[str, str]:
-    """(cause, fix) for one trial; `used` is what accounting says the job used (Backend.efficiency)."""
+def classify(
+    trial: dict, sched: dict, result: dict, err: str, spec: dict, used: dict | None = None, backend=None
+) -> tuple[str, str]:
+    """(cause, fix) for one trial; `sched` is its job's row from Backend.states() (reason_code,
+    exit_code, signal: the same keys from every backend), `used` what accounting says it used."""
     used = used or {}
-    state, raw = trial["state"], (sched.get("raw_state") or "").upper()
+    state, code = trial["state"], reasons.parse(sched.get("reason_code"))
     train, res = spec.get("train", {}), spec.get("resources", {})
     error = str(result.get("error") or "")
     text = err + "\n" + error + "\n" + str(result.get("traceback") or "")
     if state == "PENDING":
         why = trial.get("why_pending") or "waiting in the queue"
         start = f"; expected to start {trial['est_start']}" if trial.get("est_start") else ""
-        return f"pending: {why}{start}", _pending_fix(why, trial.get("job_id"))
+        return f"pending: {why}{start}", reasons.fix(code, trial.get("job_id"), backend or _NoBackend())
     if state == "RUNNING":
         return f"still running (epoch {trial.get('epoch') or 0}/{trial.get('epochs')})", "dlhpc logs EXP --follow"
     oom = re.search(r"exceeded memory limit \((\d+) > (\d+)\)", text)
     peak_mb, req_mb = used.get("mem_peak_mb"), used.get("mem_req_mb")
     # killed by SIGKILL with its peak at the request: the scheduler ended it for memory, silently
-    killed_at_limit = str(sched.get("exit_code", "")).endswith(":9") and peak_mb and req_mb and peak_mb >= 0.9 * req_mb
-    if raw.startswith("OUT_OF_MEMORY") or oom or killed_at_limit or "oom-kill" in text.lower():
+    killed_at_limit = sched.get("signal") == 9 and peak_mb and req_mb and peak_mb >= 0.9 * req_mb
+    if code == Reason.OUT_OF_MEMORY or oom or killed_at_limit or "oom-kill" in text.lower():
         peak = f"; it used at least {_mib(int(oom.group(1)))}" if oom else ""
         peak = peak or (f"; its peak was {_mib(peak_mb * 2**20)}" if peak_mb else "")
         return (
             f"out of memory: asked for resources.mem {res.get('mem')} per node{peak}",
-            "raise resources.mem (e.g. --set resources.mem=8G), or fewer ranks per node",
+            reasons.FIXES[Reason.OUT_OF_MEMORY],
         )
     if "timed-out too many times" in text or state == "TIMEOUT":
         return (
             f"out of time: resources.time {res.get('time')} ran out with no requeues left "
             f"(timeout_requeues {res.get('timeout_requeues')})",
-            "raise resources.time, or resources.timeout_requeues to go on from the checkpoint",
+            reasons.FIXES[Reason.TIMEOUT],
         )
-    if state == "PREEMPTED" or raw.startswith("PREEMPTED"):
-        return "preempted: a job of higher priority took the nodes", "submit again: it resumes from its checkpoint"
-    if raw.startswith("NODE_FAIL") or raw.startswith("BOOT_FAIL"):
-        return "a node failed under the job", "submit again: it resumes from its checkpoint"
+    if state == "PREEMPTED" or code == Reason.PREEMPTED:
+        return "preempted: a job of higher priority took the nodes", reasons.FIXES[Reason.PREEMPTED]
+    if code == Reason.NODE_FAIL:
+        return "a node failed under the job", reasons.FIXES[Reason.NODE_FAIL]
     if "MNIST not found" in text:
         root = (spec.get("data") or {}).get("root") or "$DLHPC_DATA"
         return "the MNIST data is not where the job looked", f"dlhpc data fetch --root {root} (on the login node)"
@@ -79,39 +83,31 @@ def classify(trial: dict, sched: dict, result: dict, err: str, spec: dict, used:
             "the ranks could not meet (rendezvous timed out)",
             "check that the nodes reach each other (dlhpc doctor --job), then submit again",
         )
-    if state == "CANCELLED" or raw.startswith("CANCELLED"):
-        return "cancelled (dlhpc cancel, scancel or an administrator)", "submit again if that was not meant"
+    if state == "CANCELLED" or code == Reason.CANCELLED:
+        return "cancelled (dlhpc cancel, the scheduler's cancel command or an administrator)", reasons.FIXES[
+            Reason.CANCELLED
+        ]
     python = _python_error(text)
     if python:
         frame, message = python
         return f"a Python error: {message} ({frame})", "fix the cause above; the whole traceback is in job.err"
     if state in ("FAILED", "UNKNOWN"):
-        code = sched.get("exit_code") or result.get("exit_code")
+        exit_code = sched.get("exit_code") or result.get("exit_code")
+        killed = f" (killed by signal {sched['signal']})" if sched.get("signal") else ""
+        exited = f" (exit code {exit_code})" if exit_code else killed
         last = next((line for line in reversed(err.splitlines()) if line.strip()), "no output in job.err")
         return (
-            f"the job ended with state {state}{f' (exit code {code})' if code else ''}: {last[:200]}",
+            f"the job ended with state {state}{exited}: {last[:200]}",
             "read the whole output: dlhpc logs EXP --trial ID",
         )
     return f"{state.lower()}", ""
 
 
-PENDING_FIXES = (
-    ("held by you", "scontrol release {job}"),
-    ("administrator", "ask the cluster's admins why they hold it"),
-    ("begin time", "nothing to do: it starts at its begin time"),
-    ("depends on", "nothing to do: it starts when those jobs end"),
-    ("dependency can never", "dlhpc cancel EXP, then submit again without that dependency"),
-    ("limit of", "wait for your other jobs to finish, or submit fewer at once"),
-    ("down, drained or reserved", "pick another partition (resources.partition), or wait for the nodes"),
-    ("more time than", "lower resources.time"),
-    ("more nodes than", "lower resources.nodes"),
-)
+class _NoBackend:
+    """Where the experiment's scheduler is not known: fixes without its commands."""
 
-
-def _pending_fix(why: str, job) -> str:
-    base = str(job or "JOBID").split("_")[0]
-    fix = next((f for key, f in PENDING_FIXES if key in why), "wait, or ask for less (fewer nodes or GPUs, less time)")
-    return fix.format(job=base)
+    def release_command(self, job_id: str) -> str:
+        return f"release job {job_id}"
 
 
 def gpu_warning(spec: dict, result: dict) -> str | None:
@@ -125,7 +121,10 @@ def gpu_warning(spec: dict, result: dict) -> str | None:
 
 
 def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
+    from dlhpc.schedulers import backend
+
     record = results.read_record(exp_dir)
+    sched = backend(record.get("scheduler") or "local")
     info, warnings = status.scheduler_info(exp_dir)
     report = status.collect(exp_dir, info, warnings)
     try:
@@ -154,6 +153,7 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
                 _tail(tdir / "job.err"),
                 spec,
                 used.get(trial.get("job_id")),
+                sched,
             )
         )
         out.append(

@@ -39,6 +39,10 @@ class Backend(ABC):
     # if it matches (and goes after `--`), so a record cannot smuggle options into scancel/qdel.
     job_id_pattern: str = r"\d+"
 
+    def release_command(self, job_id: str) -> str:
+        """The command that lets a job held by its user run (for the fix `why` gives)."""
+        return f"release job {job_id} with your scheduler's command"
+
     def valid_job_id(self, job_id) -> bool:
         import re
 

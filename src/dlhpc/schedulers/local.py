@@ -193,6 +193,10 @@ class LocalBackend(Backend):
     name = "local"
     job_id_expr = "${DLHPC_JOB_ID:-local}"
     job_id_pattern = r"local-\d+\.\d+(_\d+)?"
+
+    def release_command(self, job_id: str) -> str:
+        return "nothing to release: the local runner holds no job"
+
     array_index_expr = "${DLHPC_ARRAY_INDEX:-0}"
     runs_here = True
     submitted_note = "no scheduler: the trials run one after another in the background on this machine"

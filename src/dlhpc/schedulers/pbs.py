@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dlhpc.errors import CommandError, UserError
+from dlhpc.reasons import Reason
 from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
 from dlhpc.schedulers.pbs_ids import parse_job_id  # noqa: F401 - also pbs.parse_job_id
 from dlhpc.schema import parse_time
@@ -41,10 +42,46 @@ STATES = {
 # OpenPBS's own exit codes for a job it ended (src/include/job.h), and signals + 256; every value
 # is one of dlhpc's state words (states.STATES): the reason says the rest
 EXIT_STATES = {-29: "TIMEOUT", -27: "FAILED", -26: "FAILED", 265: "CANCELLED", 271: "CANCELLED"}
+EXIT_CODES = {
+    -29: Reason.TIMEOUT,
+    -27: Reason.OUT_OF_MEMORY,
+    -26: Reason.OUT_OF_MEMORY,
+    265: Reason.CANCELLED,
+    271: Reason.CANCELLED,
+}
 EXIT_REASONS = {
     -27: "out of memory: the job went over its memory limit (PBS exit -27); ask for more with resources.mem",
     -26: "out of memory: the job went over its virtual memory limit (PBS exit -26); ask for more with resources.mem",
 }
+
+
+def reason_code(job: dict) -> Reason | None:
+    """The reason code of a job in `qstat -f -F json`: from its exit status once it ended, from
+    its state and holds while it waits."""
+    try:
+        status = int(job.get("Exit_status"))
+    except (TypeError, ValueError):
+        status = None
+    if status is not None and status in EXIT_CODES:
+        return EXIT_CODES[status]
+    letter = str(job.get("job_state") or "")
+    if letter == "H":
+        if "u" in str(job.get("Hold_Types") or ""):
+            return Reason.HELD_BY_USER
+        return Reason.DEPENDENCY if job.get("depend") else Reason.HELD_BY_ADMIN
+    return {"W": Reason.BEGIN_TIME, "Q": Reason.QUEUED}.get(letter)
+
+
+def _exit_parts(exit_status) -> dict:
+    """PBS's Exit_status as dlhpc's exit_code and signal: 256 + N is signal N; negative values
+    are PBS's own (in the reason)."""
+    try:
+        status = int(exit_status)
+    except (TypeError, ValueError):
+        return {"exit_code": None, "signal": None}
+    if status > 256:
+        return {"exit_code": None, "signal": status - 256}
+    return {"exit_code": status if status >= 0 else None, "signal": None}
 
 
 def exit_reason(exit_status) -> str | None:
@@ -286,6 +323,7 @@ def states(job_ids) -> tuple[dict, list]:
             }
             if exit_reason(job.get("Exit_status")):
                 out[jid]["reason"] = exit_reason(job.get("Exit_status"))
+            out[jid].update(reason_code=reason_code(job), **_exit_parts(job.get("Exit_status")))
             if out[jid]["state"] == "PENDING":  # the scheduler's own words, and its estimate where it has one
                 out[jid]["pending_reason"] = job.get("comment") or ("held" if job.get("job_state") == "H" else None)
                 out[jid]["est_start"] = (job.get("estimated") or {}).get("start_time")
@@ -413,6 +451,10 @@ class PBSBackend(Backend):
     # Torque sets PBS_ARRAYID and OpenPBS PBS_ARRAY_INDEX; PBS-on-SLURM wrappers set neither.
     job_id_expr = "${PBS_JOBID:-${SLURM_JOB_ID:-}}"
     job_id_pattern = r"\d+(\[\d*\])?(\.[A-Za-z0-9][A-Za-z0-9.-]*)?"
+
+    def release_command(self, job_id: str) -> str:
+        return f"qrls {job_id.split('_')[0]}"
+
     array_index_expr = "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"
 
     def template(self, resources: dict) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dlhpc.errors import CommandError, DlhpcError, UserError
 from dlhpc.hostlist import expand_hostlist  # noqa: F401 - also slurm.expand_hostlist
+from dlhpc.reasons import Reason
 from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
 from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
@@ -297,33 +298,51 @@ def _expand_array_row(job_id: str) -> list[str]:
 SACCT_FIELDS = ("JobID", "State", "Elapsed", "Submit", "Start", "End", "AllocTRES", "NodeList", "ExitCode", "Reason")
 
 # Why a job is pending, in plain words (SLURM's reason codes; a prefix match covers families).
+# SLURM's pending reasons (squeue %r, sacct Reason) by prefix: a code (reasons.Reason) and words
 PENDING_REASONS = (
-    ("Priority", "waiting behind jobs with a higher priority"),
-    ("Resources", "waiting for nodes, CPUs or GPUs to free up"),
-    ("QOS", "held back by a limit of its QOS ({code}): it starts when your other jobs finish"),
-    ("Assoc", "held back by a limit of your account ({code}): it starts when your other jobs finish"),
-    ("ReqNodeNotAvail", "the nodes it needs are down, drained or reserved"),
-    ("DependencyNeverSatisfied", "its dependency can never be met: cancel it (dlhpc cancel)"),
-    ("Dependency", "waiting for the jobs it depends on to end"),
-    ("BeginTime", "not to start before its begin time"),
-    ("JobHeldUser", "held by you: `scontrol release JOBID` lets it run"),
-    ("JobHeldAdmin", "held by an administrator"),
-    ("Reservation", "waiting for its reservation to start"),
-    ("JobArrayTaskLimit", "waiting for its turn: resources.array_parallelism caps how many trials run at once"),
-    ("PartitionTimeLimit", "asks for more time than the partition allows: lower resources.time"),
-    ("PartitionNodeLimit", "asks for more nodes than the partition allows: lower resources.nodes"),
-    ("PartitionDown", "its partition is down"),
-    ("PartitionInactive", "its partition is inactive"),
-    ("None", "just submitted: the scheduler has not looked at it yet"),
+    ("Priority", Reason.QUEUED, "waiting behind jobs with a higher priority"),
+    ("Resources", Reason.QUEUED, "waiting for nodes, CPUs or GPUs to free up"),
+    ("QOS", Reason.LIMIT, "held back by a limit of its QOS ({code}): it starts when your other jobs finish"),
+    ("Assoc", Reason.LIMIT, "held back by a limit of your account ({code}): it starts when your other jobs finish"),
+    ("ReqNodeNotAvail", Reason.NODES_UNAVAILABLE, "the nodes it needs are down, drained or reserved"),
+    ("DependencyNeverSatisfied", Reason.DEPENDENCY_NEVER, "its dependency can never be met"),
+    ("Dependency", Reason.DEPENDENCY, "waiting for the jobs it depends on to end"),
+    ("BeginTime", Reason.BEGIN_TIME, "not to start before its begin time"),
+    ("JobHeldUser", Reason.HELD_BY_USER, "held by you"),
+    ("JobHeldAdmin", Reason.HELD_BY_ADMIN, "held by an administrator"),
+    ("Reservation", Reason.RESERVATION, "waiting for its reservation to start"),
+    ("JobArrayTaskLimit", Reason.ARRAY_THROTTLE, "waiting for its turn: resources.array_parallelism caps the trials"),
+    ("PartitionTimeLimit", Reason.TIME_OVER_LIMIT, "asks for more time than the partition allows"),
+    ("PartitionNodeLimit", Reason.NODES_OVER_LIMIT, "asks for more nodes than the partition allows"),
+    ("PartitionDown", Reason.PARTITION_DOWN, "its partition is down"),
+    ("PartitionInactive", Reason.PARTITION_DOWN, "its partition is inactive"),
+    ("None", Reason.JUST_SUBMITTED, "just submitted: the scheduler has not looked at it yet"),
 )
+# SLURM's end states whose reason is a dlhpc reason code
+END_REASONS = {
+    "OUT_OF_MEMORY": Reason.OUT_OF_MEMORY,
+    "NODE_FAIL": Reason.NODE_FAIL,
+    "BOOT_FAIL": Reason.NODE_FAIL,
+    "PREEMPTED": Reason.PREEMPTED,
+    "TIMEOUT": Reason.TIMEOUT,
+    "DEADLINE": Reason.TIMEOUT,
+    "CANCELLED": Reason.CANCELLED,
+}
 
 
-def explain_pending(code: str) -> str:
+def explain_pending(code: str) -> tuple[str, Reason | None]:
+    """(SLURM's pending reason in plain words, its reason code)."""
     code = (code or "").strip().strip("()")
-    for prefix, words in PENDING_REASONS:
+    for prefix, reason, words in PENDING_REASONS:
         if code.startswith(prefix):
-            return f"{words.format(code=code)} ({code})"
-    return code or "pending"
+            return f"{words.format(code=code)} ({code})", reason
+    return code or "pending", None
+
+
+def exit_parts(exit_code: str | None) -> tuple[int | None, int | None]:
+    """SLURM's ExitCode 'code:signal' → (exit code, signal), None where it says nothing."""
+    code, _, sig = str(exit_code or "").partition(":")
+    return (int(code) if code.isdigit() else None), (int(sig) if sig.isdigit() and int(sig) else None)
 
 
 def pending_details(job_ids, timeout=30) -> dict:
@@ -398,25 +417,31 @@ def states(job_ids, details=False) -> tuple[dict, list]:
         row = rows.get(jid)
         if row is None:
             continue
+        raw = row.get("State", "")
+        code, sig = exit_parts(row.get("ExitCode"))
         out[jid] = {
-            "state": map_state(row.get("State", "")),
-            "raw_state": row.get("State", ""),
+            "state": map_state(raw),
+            "raw_state": raw,
             "elapsed": row.get("Elapsed"),
             "submit": row.get("Submit"),
             "start": row.get("Start"),
             "end": row.get("End"),
             "alloc_tres": row.get("AllocTRES"),
             "nodes": row.get("NodeList"),
-            "exit_code": row.get("ExitCode"),
+            "exit_code": code,
+            "signal": sig,
+            "reason_code": END_REASONS.get(raw.split()[0] if raw else ""),
         }
         if out[jid]["state"] == "PENDING":
-            out[jid]["pending_reason"] = explain_pending(row.get("Reason", ""))
+            words, reason = explain_pending(row.get("Reason", ""))
+            out[jid].update(pending_reason=words, reason_code=reason)
     pending = [j for j, row in out.items() if row["state"] == "PENDING"]
     if details and pending:
         try:
             for jid, (code, start) in pending_details(pending).items():
                 if jid in out:
-                    out[jid].update(pending_reason=explain_pending(code), est_start=start)
+                    words, reason = explain_pending(code)
+                    out[jid].update(pending_reason=words, reason_code=reason, est_start=start)
         except (CommandError, OSError) as exc:
             warnings.append(f"squeue --start failed: {str(exc).splitlines()[0]}")
     return out, warnings
@@ -687,6 +712,10 @@ class SlurmBackend(Backend):
     submit_command = "sbatch"
     job_id_expr = "${SLURM_JOB_ID}"
     job_id_pattern = r"\d+(_\d+)?"
+
+    def release_command(self, job_id: str) -> str:
+        return f"scontrol release {job_id.split('_')[0]}"
+
     array_index_expr = "${SLURM_ARRAY_TASK_ID:-0}"
 
     def check(self) -> None:

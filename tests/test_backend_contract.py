@@ -1,0 +1,67 @@
+"""What every backend in the registry promises (issue 23), parametrized over the registry, in the
+style of dask-jobqueue's per-cluster tests: its state words are dlhpc's, its reasons come with
+fixes in its own commands, its default script parses."""
+
+import subprocess
+
+import pytest
+
+from dlhpc.reasons import FIXES, Reason, fix
+from dlhpc.schedulers import REGISTRY, backend
+
+BACKENDS = sorted(REGISTRY)
+
+
+def test_every_reason_has_a_fix():
+    assert set(FIXES) == set(Reason)
+
+
+@pytest.mark.parametrize("name,command", [("slurm", "scontrol release 123"), ("pbs", "qrls 123")])
+def test_a_held_job_is_released_with_the_backends_own_command(name, command):
+    assert fix(Reason.HELD_BY_USER, "123_4", backend(name)) == f"release it: {command}"
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_the_default_script_parses(name, tmp_path):
+    from dlhpc import experiment
+    from dlhpc.spec import load_spec_text
+
+    spec = load_spec_text(f"name: c\nresources: {{scheduler: {name}}}\nruns_dir: {tmp_path}\n")
+    for script in experiment.plan(spec).scripts:
+        assert subprocess.run(["bash", "-n"], input=script.text, text=True).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "job,code",
+    [
+        ({"job_state": "H", "Hold_Types": "u"}, Reason.HELD_BY_USER),
+        ({"job_state": "H", "Hold_Types": "s", "depend": "afterok:7.srv"}, Reason.DEPENDENCY),
+        ({"job_state": "H", "Hold_Types": "o"}, Reason.HELD_BY_ADMIN),
+        ({"job_state": "W"}, Reason.BEGIN_TIME),
+        ({"job_state": "F", "Exit_status": -27}, Reason.OUT_OF_MEMORY),
+        ({"job_state": "F", "Exit_status": 271}, Reason.CANCELLED),
+    ],
+)
+def test_pbs_reasons_are_dlhpc_reason_codes(job, code):
+    from dlhpc.schedulers.pbs import reason_code
+
+    assert reason_code(job) == code
+
+
+@pytest.mark.parametrize(
+    "words,code",
+    [("JobHeldUser", Reason.HELD_BY_USER), ("(QOSMaxJobsPerUserLimit)", Reason.LIMIT), ("Weird", None)],
+)
+def test_slurm_reasons_are_dlhpc_reason_codes(words, code):
+    from dlhpc.schedulers.slurm import explain_pending
+
+    assert explain_pending(words)[1] == code
+
+
+def test_why_says_the_fix_in_the_schedulers_own_words():
+    from dlhpc.why import classify
+
+    trial = {"state": "PENDING", "job_id": "77_1", "why_pending": "held by you"}
+    pbs = classify(trial, {"reason_code": Reason.HELD_BY_USER}, {}, "", {}, backend=backend("pbs"))
+    slurm = classify(trial, {"reason_code": Reason.HELD_BY_USER}, {}, "", {}, backend=backend("slurm"))
+    assert pbs[1] == "release it: qrls 77" and slurm[1] == "release it: scontrol release 77"
