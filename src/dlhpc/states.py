@@ -1,10 +1,31 @@
-"""The state words of every scheduler (SLURM's; each backend maps its own onto them) and the
-groups the commands need. One place, so status, summary and logs agree on "finished"."""
+"""The states of a trial and its job, which every backend maps its scheduler's words onto (with
+a reason code, reasons.py, for the why), and the groups the commands need. One place, so status,
+summary and logs agree on "finished"."""
 
-STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "REQUEUED", "UNKNOWN")
-FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
-BAD = FINISHED - {"COMPLETED"}  # a trial in one of these makes summary/status exit 1
-IN_FLIGHT = {"PENDING", "RUNNING", "REQUEUED", "PREEMPTED"}  # the scheduler still has the job
+from enum import Enum
+
+
+class State(str, Enum):
+    """A trial's or job's state. A str, so records and JSON hold the plain word."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    PREEMPTED = "PREEMPTED"
+    REQUEUED = "REQUEUED"
+    UNKNOWN = "UNKNOWN"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATES = tuple(s.value for s in State)
+FINISHED = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMEOUT})  # terminal
+BAD = FINISHED - {State.COMPLETED}  # a trial in one of these makes summary/status exit 1
+IN_FLIGHT = frozenset({State.PENDING, State.RUNNING, State.REQUEUED, State.PREEMPTED})  # the scheduler has the job
 
 
 def reconcile(file_state: str | None, sched: dict | None, has_metrics: bool, job_missing: bool) -> tuple[str, list]:

@@ -20,6 +20,7 @@ from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
 from dlhpc.schedulers.pbs_ids import parse_job_id  # noqa: F401 - also pbs.parse_job_id
 from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
+from dlhpc.states import State
 
 # OpenPBS / Torque one-letter states → SLURM's words.
 STATES = {
@@ -91,16 +92,16 @@ def exit_reason(exit_status) -> str | None:
         return None
 
 
-def map_state(letter: str, exit_status=None) -> str:
+def map_state(letter: str, exit_status=None) -> State:
     state = STATES.get((letter or "").strip().upper()[:1], "UNKNOWN")
     if state == "COMPLETED" and exit_status not in (None, "", 0, "0"):
         try:
             code = int(exit_status)
         except (TypeError, ValueError):
-            return "UNKNOWN"
+            return State.UNKNOWN
         # 271 = killed by qdel (SIGTERM + 256), -29 = walltime; other non-zero = failed
-        return EXIT_STATES.get(code, "FAILED")
-    return state
+        return State(EXIT_STATES.get(code, "FAILED"))
+    return State(state)
 
 
 def queues() -> dict:

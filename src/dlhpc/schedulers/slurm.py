@@ -19,6 +19,7 @@ from dlhpc.reasons import Reason
 from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
 from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
+from dlhpc.states import State
 
 # Every state sacct/squeue can print (slurm 22.05+), in SLURM's words; unknown → UNKNOWN.
 STATES = {
@@ -69,9 +70,9 @@ STATES = {
 }
 
 
-def map_state(raw: str) -> str:
+def map_state(raw: str) -> State:
     word = (raw or "").strip().split(" ")[0].rstrip("+").upper()
-    return STATES.get(word, "UNKNOWN")
+    return State(STATES.get(word, "UNKNOWN"))
 
 
 @lru_cache(maxsize=1)
