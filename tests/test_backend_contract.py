@@ -65,3 +65,12 @@ def test_why_says_the_fix_in_the_schedulers_own_words():
     pbs = classify(trial, {"reason_code": Reason.HELD_BY_USER}, {}, "", {}, backend=backend("pbs"))
     slurm = classify(trial, {"reason_code": Reason.HELD_BY_USER}, {}, "", {}, backend=backend("slurm"))
     assert pbs[1] == "release it: qrls 77" and slurm[1] == "release it: scontrol release 77"
+
+
+@pytest.mark.parametrize(
+    "name,recorded",
+    [("slurm", ["123", "123_4"]), ("pbs", ["123", "123_4", "123[].srv"]), ("local", ["local-99.0", "local-99.1_3"])],
+)
+def test_the_job_ids_a_backend_records_are_valid_by_its_own_pattern(name, recorded):
+    assert all(backend(name).valid_job_id(job) for job in recorded)
+    assert not any(backend(name).valid_job_id(bad) for bad in ("-1", "--all", "1;2", "", "1 2"))

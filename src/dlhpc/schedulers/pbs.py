@@ -451,7 +451,7 @@ class PBSBackend(Backend):
     submit_command = "qsub"
     # Torque sets PBS_ARRAYID and OpenPBS PBS_ARRAY_INDEX; PBS-on-SLURM wrappers set neither.
     job_id_expr = "${PBS_JOBID:-${SLURM_JOB_ID:-}}"
-    job_id_pattern = r"\d+(\[\d*\])?(\.[A-Za-z0-9][A-Za-z0-9.-]*)?"
+    job_id_pattern = r"\d+(_\d+|\[\d*\])?(\.[A-Za-z0-9][A-Za-z0-9.-]*)?"  # 123, 123_4 (array element), 123[].srv
 
     def release_command(self, job_id: str) -> str:
         return f"qrls {job_id.split('_')[0]}"
