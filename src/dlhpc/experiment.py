@@ -15,9 +15,9 @@ from pathlib import Path
 
 from dlhpc import environment, sweep
 from dlhpc.errors import UserError
-from dlhpc.fsutil import atomic_write_json, atomic_write_text, current_umask, private_mode, read_json
+from dlhpc.fsutil import atomic_write_json, atomic_write_text, current_umask, private_mode, read_json, write_new
 from dlhpc.render import render_script
-from dlhpc.spec import Spec, dump_yaml
+from dlhpc.spec import Spec, dump_trial_spec
 
 SUBMITIT_DIR = ".submitit"
 
@@ -191,21 +191,19 @@ def materialize(p: Plan) -> Plan:
         (p.exp_dir / SUBMITIT_DIR).mkdir(mode=mode)
         (p.exp_dir / "logs").mkdir(mode=mode)
         script_of = {}
+        file_mode, script_mode = private_mode(), private_mode(executable=True)
         for i, script in enumerate(p.scripts):
             name = p.script_name(i)
-            atomic_write_text(p.exp_dir / name, script.text, mode=private_mode(executable=True))
+            write_new(p.exp_dir / name, script.text.encode(), script_mode)
             for tid in script.trial_ids:
                 script_of[tid] = name
         for trial in p.trials:
             tdir = p.exp_dir / trial.id
             tdir.mkdir(mode=mode)
-            atomic_write_text(tdir / "spec.yaml", dump_yaml(trial.data), mode=private_mode())
-            atomic_write_json(
-                tdir / "trial.json",
-                {"id": trial.id, "index": trial.index, "params": trial.params, "script": script_of[trial.id]},
-                mode=private_mode(),
-            )
-        write_record(p, jobs=[])
+            write_new(tdir / "spec.yaml", dump_trial_spec(trial.data).encode(), file_mode)
+            info = {"id": trial.id, "index": trial.index, "params": trial.params, "script": script_of[trial.id]}
+            write_new(tdir / "trial.json", (json.dumps(info) + "\n").encode(), file_mode)
+        write_record(p, jobs=[])  # last, atomically: an experiment exists once its record does
         atomic_write_text(p.exp_dir / "environment.txt", environment.freeze(), mode=private_mode())
     except BaseException:
         shutil.rmtree(p.exp_dir, ignore_errors=True)

@@ -43,6 +43,16 @@ def no_write_for_others() -> None:
     os.umask(current_umask() | 0o022)
 
 
+def write_new(path, data: bytes, mode: int) -> None:
+    """Create a file that must not exist yet (O_EXCL: never through a planted link or over
+    another file) and write it, without a temp file or fsync: for the many files of a folder
+    just created, where a crash leaves an experiment no record points to (submit writes
+    experiment.json, atomically, last). 20,000 fsyncs were most of a 10,000-trial submit."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 def atomic_write_bytes(path, data: bytes, mode: int | None = None) -> None:
     """Write `data` to `path` atomically; mode None: what the user's umask gives."""
     path = Path(path)

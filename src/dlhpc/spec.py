@@ -319,6 +319,12 @@ def tasks_per_node(resources: dict) -> int:
     return resources["tasks_per_node"] or max(1, resources["gpus_per_node"])
 
 
+def dump_trial_spec(data: dict) -> str:
+    """A trial's resolved spec for its spec.yaml: JSON, which every YAML reader reads as the same
+    data, at a twentieth of the cost of a YAML dumper (a 10,000-trial submit writes 10,000)."""
+    return "# the trial's resolved spec, as JSON (which is YAML)\n" + json.dumps(data) + "\n"
+
+
 def dump_yaml(data: dict) -> str:
     # libyaml's dumper where present: a 1,000-trial submit writes 1,000 of these
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
