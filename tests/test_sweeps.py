@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from conftest import release_if_requeued, scontrol_job, wait_finished, write
 
@@ -214,7 +215,9 @@ def test_resubmit_runs_failed_trials_again_from_their_checkpoints(request, dlhpc
     # shorter now, so the test ends: the trials' spec.yaml is what a resubmission runs
     for trial in ("000-6fb706", "001-31606b"):
         path = exp / trial / "spec.yaml"
-        path.write_text(path.read_text().replace("epochs: 30", "epochs: 3"))
+        data = yaml.safe_load(path.read_text())
+        data["train"]["epochs"] = 3
+        path.write_text(yaml.safe_dump(data))
     again = dlhpc("resubmit", exp, "--failed")
     assert again.code == 0 and "resubmitted 2 trial(s)" in again.out, again
     report = wait_finished(dlhpc, exp, timeout=300)
