@@ -99,10 +99,12 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
         else:
             with executor.batch():
                 submitted = [executor.submit(p) for p in payloads]
+        accepted = []
         for task, job in zip(script.tasks, submitted, strict=True):
             for position, tid in enumerate(task):
                 entry = {"job_id": job.job_id, "trial": tid, "script": plan.script_name(i)}
                 if packed:  # several trials, one after another, in this job
                     entry.update(task_position=position, task_size=len(task))
-                jobs.append(entry)
+                accepted.append(entry)
+        jobs.extend(accepted)  # one addition per accepted array: the journal is written once for it
     return jobs
