@@ -475,3 +475,64 @@ def test_plot_writes_through_no_planted_temp_file(dlhpc, tmp_path):
     r = dlhpc("plot", exp, "-o", out)
     assert r.code == 0, r
     assert victim.read_text() == "keep me" and out.read_bytes().startswith(b"\x89PNG")
+
+
+# ---- files written where the user asked honour the umask; no symlink is followed ---------------
+
+
+@pytest.mark.parametrize(
+    "command,made",
+    [
+        (["render", "{spec}", "--out-dir", "{out}"], "quick-job-0.sh"),
+        (["summary", "{exp}", "--format", "csv", "-o", "{out}/s.csv"], "s.csv"),
+        (["report", "{exp}", "-o", "{out}/r.html"], "r.html"),
+    ],
+    ids=["render", "summary", "report"],
+)
+def test_files_written_where_asked_follow_the_umask(dlhpc, tmp_path, command, made):
+    exp = finished_local_experiment(dlhpc, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [a.format(spec=tmp_path / "quick.yaml", exp=exp, out=out) for a in command]
+    old = os.umask(0o077)
+    try:
+        r = dlhpc(*argv)
+    finally:
+        os.umask(old)
+    assert r.code == 0, r
+    expected = 0o700 if made.endswith(".sh") else 0o600
+    assert (out / made).stat().st_mode & 0o777 == expected
+
+
+def test_data_fetch_does_not_follow_a_planted_lock_link(dlhpc, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(os.environ["DLHPC_DATA"], root)
+    victim = write(tmp_path / "victim.txt", "keep me")
+    (root / ".dlhpc-fetch.lock").symlink_to(victim)
+    r = dlhpc("data", "fetch", "--root", root)
+    assert r.code == 2 and "is a symbolic link" in r.err and "Traceback" not in r.err, r
+    assert victim.read_text() == "keep me"
+
+
+EVIL_PICKLE = """
+import pickle, sys
+class E:
+    def __reduce__(self):
+        return (__import__("os").system, ("touch {marker}",))
+sys.stdout.buffer.write(pickle.dumps({{"epoch": 1, "model": E()}}))
+"""
+
+
+def test_a_checkpoint_holding_code_is_never_run(dlhpc, tmp_path):
+    exp = finished_local_experiment(dlhpc, tmp_path, QUICK.replace("epochs: 1", "epochs: 2"))
+    (trial,) = [d for d in exp.iterdir() if (d / "trial.json").is_file()]
+    marker = tmp_path / "checkpoint-code-ran"
+    evil = EVIL_PICKLE.format(marker=marker)
+    proc = subprocess.run([sys.executable, "-c", evil], capture_output=True, check=True)
+    (trial / "checkpoint.pt").write_bytes(proc.stdout)
+    (trial / "result.json").unlink()
+    r = dlhpc("resubmit", exp, "--trials", trial.name)
+    assert r.code == 0, r
+    dlhpc("status", exp, "--watch", timeout=120)
+    assert not marker.exists(), "loading the checkpoint ran the code in it"
+    assert "Weights only load failed" in (trial / "job.err").read_text()
