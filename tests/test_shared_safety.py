@@ -536,3 +536,27 @@ def test_a_checkpoint_holding_code_is_never_run(dlhpc, tmp_path):
     dlhpc("status", exp, "--watch", timeout=120)
     assert not marker.exists(), "loading the checkpoint ran the code in it"
     assert "Weights only load failed" in (trial / "job.err").read_text()
+
+
+@pytest.mark.slurm
+def test_ctrl_c_after_sbatch_queued_a_job_still_records_it(slurm_cluster, dlhpc, tmp_path):
+    real = shutil.which("sbatch")
+    started = tmp_path / "sbatch-queued"
+    # the job is queued, then sbatch is slow to return: Ctrl-C lands between the two
+    env = {**os.environ, **fake_commands(tmp_path, sbatch=f'{real} "$@"; s=$?; touch {started}; sleep 1; exit $s')}
+    env.pop("DLHPC_SCHEDULER_TIMEOUT")  # sbatch is slow, not hung
+    spec = write(tmp_path / "q.yaml", QUICK + "resources: {scheduler: slurm, time: '00:02:00', extra: {hold: null}}\n")
+    argv = [sys.executable, "-m", "dlhpc", "submit", str(spec), "--runs-dir", str(tmp_path / "runs")]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    (exp,) = (tmp_path / "runs").iterdir()
+    record = json.loads((exp / "experiment.json").read_text())
+    assert len(record["jobs"]) == 1, (record["jobs"], out, err)  # the queued job is in the record, so cancel reaches it
+    c = dlhpc("cancel", exp)
+    assert c.code == 0 and f"cancelled 1 job(s) of {exp.name}" in c.out, c

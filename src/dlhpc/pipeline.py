@@ -303,8 +303,8 @@ def submit_or_roll_back(p, sched, fresh: bool = True) -> list:
             queued.finish("uncertain", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise DlhpcError(
                 f"{exc}\nThe scheduler may have queued a job that dlhpc could not read back, so {p.exp_dir} is "
-                f"kept (such a job would run in it). Check `{sched.name} queue` (squeue --me / qstat -u $USER) "
-                f"and cancel any job of {p.spec.data['name']!r} you find there."
+                f"kept (such a job would run in it). Look for it with `{sched.queue_command(p.spec.data['name'])}` "
+                "and cancel it if it is there."
             ) from None
         if fresh:
             shutil.rmtree(p.exp_dir, ignore_errors=True)

@@ -39,6 +39,11 @@ class Backend(ABC):
     # if it matches (and goes after `--`), so a record cannot smuggle options into scancel/qdel.
     job_id_pattern: str = r"\d+"
 
+    def queue_command(self, job_name: str) -> str:
+        """The command that lists the user's queued jobs of this name (said when dlhpc may have
+        lost track of one)."""
+        return f"your scheduler's queue, jobs named {job_name}"
+
     def release_command(self, job_id: str) -> str:
         """The command that lets a job held by its user run (for the fix `why` gives)."""
         return f"release job {job_id} with your scheduler's command"

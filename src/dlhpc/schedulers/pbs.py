@@ -453,6 +453,9 @@ class PBSBackend(Backend):
     job_id_expr = "${PBS_JOBID:-${SLURM_JOB_ID:-}}"
     job_id_pattern = r"\d+(_\d+|\[\d*\])?(\.[A-Za-z0-9][A-Za-z0-9.-]*)?"  # 123, 123_4 (array element), 123[].srv
 
+    def queue_command(self, job_name: str) -> str:
+        return f"qstat -u $USER  (job name {job_name})"
+
     def release_command(self, job_id: str) -> str:
         return f"qrls {job_id.split('_')[0]}"
 

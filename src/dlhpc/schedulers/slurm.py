@@ -714,6 +714,9 @@ class SlurmBackend(Backend):
     job_id_expr = "${SLURM_JOB_ID}"
     job_id_pattern = r"\d+(_\d+)?"
 
+    def queue_command(self, job_name: str) -> str:
+        return f"squeue --me --name {job_name}"
+
     def release_command(self, job_id: str) -> str:
         return f"scontrol release {job_id.split('_')[0]}"
 
