@@ -560,3 +560,18 @@ def test_ctrl_c_after_sbatch_queued_a_job_still_records_it(slurm_cluster, dlhpc,
     assert len(record["jobs"]) == 1, (record["jobs"], out, err)  # the queued job is in the record, so cancel reaches it
     c = dlhpc("cancel", exp)
     assert c.code == 0 and f"cancelled 1 job(s) of {exp.name}" in c.out, c
+
+
+@pytest.mark.slurm
+def test_resubmit_is_held_to_the_site_policy_of_today(slurm_cluster, dlhpc, tmp_path):
+    site = write(tmp_path / "site" / "site.yaml", "site: {policy: {partitions: [debug]}}\n")
+    failing = QUICK + "resources: {scheduler: slurm, partition: debug, time: '00:02:00'}\nenv: {setup: ['exit 3']}\n"
+    spec = write(tmp_path / "f.yaml", failing)
+    assert dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", env={"DLHPC_SITE": str(site)}).code == 0
+    (exp,) = (tmp_path / "runs").iterdir()
+    assert dlhpc("status", exp, "--watch", timeout=120).code == 1  # failed
+    site.write_text("site: {policy: {partitions: [short]}}\n")  # the admins changed the policy since
+    r = dlhpc("resubmit", exp, env={"DLHPC_SITE": str(site)})
+    assert r.code == 2, r
+    assert "resources.partition 'debug' is not allowed by the site policy" in r.err
+    assert len(json.loads((exp / "experiment.json").read_text())["jobs"]) == 1  # nothing was queued
