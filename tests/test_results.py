@@ -166,3 +166,19 @@ def test_plot_writes_a_png(dlhpc, messy, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1100, 420)
+
+
+def test_status_of_many_trials_shows_counts_and_the_failures_first(dlhpc, tmp_path):
+    done = json.dumps({"state": "COMPLETED", "test_acc": 0.9})
+    failed = json.dumps({"state": "FAILED", "error": "RuntimeError: boom"})
+    trials = [
+        (f"{i:03d}-aaaaaa", {"train.seed": i}, {"result.json": failed if i in (7, 55) else done}) for i in range(60)
+    ]
+    make_experiment(tmp_path / "runs", trials, swept=("train.seed",))
+    r = dlhpc("status", "exp", "--runs-dir", tmp_path / "runs")
+    assert r.code == 1, r
+    assert "60 trials: 58 COMPLETED, 2 FAILED" in r.out and "40 of 60 trials shown: all with --all" in r.out
+    rows = [line for line in r.out.splitlines() if "-aaaaaa" in line]
+    assert len(rows) == 40 and "007-aaaaaa" in rows[0] and "055-aaaaaa" in rows[1]
+    everything = dlhpc("status", "exp", "--runs-dir", tmp_path / "runs", "--all")
+    assert len([line for line in everything.out.splitlines() if "-aaaaaa" in line]) == 60

@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh until every trial is finished (asks the "
         "scheduler every 5 s at first, backing off to 2 min while nothing changes)",
     )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help=f"every trial's row (past {40} trials the table shows counts and the trials that need attention)",
+    )
     _add_runs_dir(p)
 
     p = sub.add_parser("summary", help="results table of one or more experiments")

@@ -253,12 +253,12 @@ def cmd_status(args):
 
     exp_dir = _find(args.exp, args)
     if args.watch and not args.json:
-        return status.watch(exp_dir)
+        return status.watch(exp_dir, all_rows=args.all)
     report = status.collect(exp_dir)
     if args.json:
         _json(report)
     else:
-        status.print_report(report, _console())
+        status.print_report(report, _console(), all_rows=args.all)
     return status.exit_code(report)
 
 

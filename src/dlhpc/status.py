@@ -91,16 +91,42 @@ def exit_code(report: dict) -> int:
     return 1 if any(t["state"] in BAD for t in report["trials"]) else 0
 
 
-def report_table(report: dict):
+SHOWN_ROWS = 40  # past this, status shows counts and the trials that need attention first
+# which trials a user needs to see first: failures, then unknown, running, waiting, finished
+ATTENTION = {"FAILED": 0, "TIMEOUT": 0, "CANCELLED": 1, "UNKNOWN": 1, "RUNNING": 2, "REQUEUED": 2, "PREEMPTED": 2}
+
+
+def count_line(trials: list) -> str:
+    """'10,000 trials: 9,990 COMPLETED, 10 FAILED' (most common state first)."""
+    counts: dict = {}
+    for t in trials:
+        counts[str(t["state"])] = counts.get(str(t["state"]), 0) + 1
+    parts = ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{len(trials):,} trial{'s' if len(trials) != 1 else ''}: {parts}"
+
+
+def attention_first(trials: list, limit: int = SHOWN_ROWS) -> list:
+    """All trials when they fit; else the ones that need attention first, up to `limit`, in the
+    experiment's order within each kind."""
+    if len(trials) <= limit:
+        return trials
+    ranked = sorted(range(len(trials)), key=lambda i: (ATTENTION.get(str(trials[i]["state"]), 3), i))
+    return [trials[i] for i in ranked[:limit]]
+
+
+def report_table(report: dict, all_rows: bool = False):
     from rich.markup import escape
     from rich.table import Table
 
     # every cell is the user's or the scheduler's text: escaped, so "[/x]" prints as written
     title = escape(f"{report['name']}  ({report['scheduler']})  {report['experiment']}")
-    table = Table(title=title, header_style="bold")
+    shown = report["trials"] if all_rows else attention_first(report["trials"])
+    left = len(report["trials"]) - len(shown)
+    caption = f"{len(shown):,} of {len(report['trials']):,} trials shown: all with --all" if left else None
+    table = Table(title=f"{title}\n{escape(count_line(report['trials']))}", caption=caption, header_style="bold")
     for col in ("trial", "job", "state", "elapsed", "epoch", "test acc %", "notes"):
         table.add_column(col)
-    for t in report["trials"]:
+    for t in shown:
         acc = f"{100 * t['test_acc']:.2f}" if isinstance(t.get("test_acc"), (int, float)) else "-"
         cells = (
             t["trial"],
@@ -121,12 +147,12 @@ def _notes(t: dict) -> str:
     return t.get("flags") or ""
 
 
-def print_report(report: dict, console) -> None:
+def print_report(report: dict, console, all_rows: bool = False) -> None:
     from rich.markup import escape
 
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(str(w))}")
-    console.print(report_table(report))
+    console.print(report_table(report, all_rows))
 
 
 def _file_states(exp_dir: Path, record: dict) -> dict:
@@ -162,7 +188,9 @@ class Watcher:
         return collect(self.exp_dir, self.info, self.warnings)
 
 
-def watch(exp_dir: Path, refresh_s: float = 2.0, clock=time.monotonic, sleep=time.sleep, console=None) -> int:
+def watch(
+    exp_dir: Path, refresh_s: float = 2.0, clock=time.monotonic, sleep=time.sleep, console=None, all_rows=False
+) -> int:
     from rich.console import Console
     from rich.live import Live
     from rich.markup import escape
@@ -170,11 +198,11 @@ def watch(exp_dir: Path, refresh_s: float = 2.0, clock=time.monotonic, sleep=tim
     console = console or Console()
     watcher = Watcher(exp_dir, clock)
     report = watcher.report()
-    with Live(report_table(report), console=console, refresh_per_second=2) as live:
+    with Live(report_table(report, all_rows), console=console, refresh_per_second=2) as live:
         while not report["finished"]:
             sleep(refresh_s)
             report = watcher.report()
-            live.update(report_table(report))
+            live.update(report_table(report, all_rows))
     for w in report["warnings"]:
         console.print("[yellow]warning:[/]", escape(str(w)))
     return exit_code(report)
