@@ -182,3 +182,17 @@ def test_status_of_many_trials_shows_counts_and_the_failures_first(dlhpc, tmp_pa
     assert len(rows) == 40 and "007-aaaaaa" in rows[0] and "055-aaaaaa" in rows[1]
     everything = dlhpc("status", "exp", "--runs-dir", tmp_path / "runs", "--all")
     assert len([line for line in everything.out.splitlines() if "-aaaaaa" in line]) == 60
+
+
+def test_summary_of_many_trials_shows_the_failed_then_the_best(dlhpc, tmp_path):
+    failed = json.dumps({"state": "FAILED", "error": "RuntimeError: boom"})
+    results = {i: json.dumps({"state": "COMPLETED", "test_acc": 0.5 + i / 1000}) for i in range(60)}
+    results[3] = failed
+    trials = [(f"{i:03d}-bbbbbb", {"train.seed": i}, {"result.json": results[i]}) for i in range(60)]
+    make_experiment(tmp_path / "runs", trials, swept=("train.seed",))
+    r = dlhpc("summary", "exp", "--runs-dir", tmp_path / "runs", "--no-accounting")
+    rows = [line for line in r.out.splitlines() if "-bbbbbb" in line and "│" in line]
+    assert "60 trials: 59 COMPLETED, 1 FAILED" in r.out and len(rows) == 40
+    assert "003-bbbbbb" in rows[0] and "059-bbbbbb" in rows[1]  # the failed one, then the best
+    everything = dlhpc("summary", "exp", "--runs-dir", tmp_path / "runs", "--no-accounting", "--all")
+    assert len([line for line in everything.out.splitlines() if "-bbbbbb" in line and "│" in line]) == 60

@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="add what each trial used of what it asked for (CPU, memory, GPU), with hints",
     )
     p.add_argument("--save", action="store_true", help="write summary.md, summary.csv and curves.png into EXP")
+    p.add_argument(
+        "--all", action="store_true", help="every row in the terminal table (past 40: the failed, then the best)"
+    )
     _add_json(p)
     _add_runs_dir(p)
 

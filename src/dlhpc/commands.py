@@ -332,6 +332,7 @@ def cmd_summary(args):
             with open(args.out, "w") as f:
                 Console(file=f, width=200).print(results.rich_table(rows, cols))
         else:
+            rows = _shown_rows(rows, args, console)
             console.print(results.rich_table(rows, cols))
         for r in rows:
             if r.get("flags"):
@@ -339,6 +340,29 @@ def cmd_summary(args):
             if r.get("hint"):
                 console.print(f"[cyan]{escape(r['trial'])}[/]: hint: {escape(str(r['hint']))}")
     return 1 if any(r["state"] in BAD for r in rows) else 0
+
+
+def _shown_rows(rows: list, args, console) -> list:
+    """Past 40 trials the terminal table starts with the counts and shows the failed trials, then
+    the best (or the --sort order), 40 rows in all; --all (or -o, csv, json) has every row."""
+    from dlhpc import status
+
+    if args.all or len(rows) <= status.SHOWN_ROWS:
+        return rows
+    shown = [r for r in rows if r["state"] in BAD][: status.SHOWN_ROWS]
+    ranked = rows if args.sort else results_by_accuracy(rows)
+    shown += [r for r in ranked if r["state"] not in BAD][: status.SHOWN_ROWS - len(shown)]
+    console.print(escape(status.count_line(rows)))
+    console.print(
+        f"{len(shown)} of {len(rows):,} rows: the failed, then the best; every row with --all or --format csv"
+    )
+    return shown
+
+
+def results_by_accuracy(rows: list) -> list:
+    from dlhpc.results import sort_rows
+
+    return sort_rows(rows, "test_acc")
 
 
 def fmt_is_file(args) -> bool:
