@@ -575,3 +575,18 @@ def test_resubmit_is_held_to_the_site_policy_of_today(slurm_cluster, dlhpc, tmp_
     assert r.code == 2, r
     assert "resources.partition 'debug' is not allowed by the site policy" in r.err
     assert len(json.loads((exp / "experiment.json").read_text())["jobs"]) == 1  # nothing was queued
+
+
+def test_cancel_of_a_foreground_run_from_another_terminal(dlhpc, tmp_path):
+    spec = write(tmp_path / "long.yaml", QUICK.replace("epochs: 1", "epochs: 500"))
+    argv = [sys.executable, "-m", "dlhpc", "run", str(spec), "--runs-dir", str(tmp_path / "runs")]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "runs").glob("*/*/metrics.jsonl")):
+        assert time.monotonic() < deadline and run.poll() is None, run.communicate()
+        time.sleep(0.2)
+    (exp,) = (tmp_path / "runs").iterdir()
+    c = dlhpc("cancel", exp)
+    out, err = run.communicate(timeout=60)
+    assert c.code == 0 and "cancelled 1 job(s)" in c.out, c
+    assert run.returncode == 1 and "cancelled" in out and "internal error" not in err, (out, err)

@@ -214,7 +214,7 @@ def cmd_run(args):
     from dlhpc import experiment, pipeline
     from dlhpc.fsutil import no_write_for_others
     from dlhpc.progress import progress_for
-    from dlhpc.schedulers.local import LocalBackend, Runner, plan_jobs, write_report_if_asked
+    from dlhpc.schedulers.local import Cancelled, LocalBackend, Runner, plan_jobs, write_report_if_asked
 
     no_write_for_others()
     spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + [f"resources.scheduler={LocalBackend.name}"])
@@ -228,8 +228,12 @@ def cmd_run(args):
     jobs = plan_jobs(p, os.getpid())
     experiment.update_record(p.exp_dir, jobs=jobs, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     console.print(f"experiment [bold]{escape(str(p.exp_dir))}[/] — {len(p.trials)} trial(s)")
-    with progress_for(console, p.trials) as progress:
-        codes = Runner(p.exp_dir, jobs, on_epoch=progress.epoch, on_trial_end=progress.trial_end).run()
+    try:
+        with progress_for(console, p.trials) as progress:
+            codes = Runner(p.exp_dir, jobs, on_epoch=progress.epoch, on_trial_end=progress.trial_end).run()
+    except Cancelled:  # `dlhpc cancel` from another terminal: the runner marked what was left
+        console.print(f"[red]cancelled[/]: {escape(str(p.exp_dir))} (dlhpc status shows each trial)")
+        return 1
     write_report_if_asked(p.exp_dir)
     from dlhpc.results import columns, experiment_rows, rich_table
 
