@@ -33,8 +33,8 @@ def run_spec(spec: str, *sets: str) -> list[dict]:
 def train_in_process(spec: str, *sets: str) -> dict:
     """One trial of a jobs/ spec trained in this process (no CLI, no subprocess: the GPU and search
     benchmarks time and run many of them); returns its result + metrics, like run_spec."""
-    from dlhpc import experiment
-    from dlhpc.spec import load_spec
+    from dlhpc.plan import experiment
+    from dlhpc.spec.load import load_spec
     from dlhpc.train.loop import train_trial
 
     out = tempfile.mkdtemp(prefix="dlhpc-bench-")

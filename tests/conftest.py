@@ -208,7 +208,7 @@ def wait_finished(dlhpc, exp, timeout=300) -> dict:
     import json
     import time
 
-    from dlhpc.status import exit_code
+    from dlhpc.results.status import exit_code
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

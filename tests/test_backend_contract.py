@@ -23,8 +23,8 @@ def test_a_held_job_is_released_with_the_backends_own_command(name, command):
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_the_default_script_parses(name, tmp_path):
-    from dlhpc import experiment
-    from dlhpc.spec import load_spec_text
+    from dlhpc.plan import experiment
+    from dlhpc.spec.load import load_spec_text
 
     spec = load_spec_text(f"name: c\nresources: {{scheduler: {name}}}\nruns_dir: {tmp_path}\n")
     for script in experiment.plan(spec).scripts:
@@ -59,7 +59,7 @@ def test_slurm_reasons_are_dlhpc_reason_codes(words, code):
 
 
 def test_why_says_the_fix_in_the_schedulers_own_words():
-    from dlhpc.why import classify
+    from dlhpc.results.why import classify
 
     trial = {"state": "PENDING", "job_id": "77_1", "why_pending": "held by you"}
     pbs = classify(trial, {"reason_code": Reason.HELD_BY_USER}, {}, "", {}, backend=backend("pbs"))

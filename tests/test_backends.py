@@ -10,31 +10,39 @@ import time
 import pytest
 
 from conftest import ROOT, fake_commands, make_experiment, wait_finished, write
-from dlhpc import status
+from dlhpc.results import status
 from dlhpc.schedulers import NAMES, backend
 from dlhpc.schedulers.base import Backend
 
-GENERIC = (
-    "cli",
-    "commands",
-    "status",
-    "doctor",
-    "results",
-    "experiment",
-    "render",
-    "progress",
-    "cost",
-    "plot",
-    "spec",
-    "sweep",
-    "states",
+# Every module outside schedulers/ is generic: it asks the Backend, never names a scheduler.
+# Two still do, named here so that no other joins them: the schema (the default scheduler, and
+# PBS's flavours, which belong in the PBS backend) and train/dist.py (it asks submitit's executor).
+NOT_YET_GENERIC = {"spec/schema", "train/dist"}
+GENERIC = sorted(
+    name
+    for path in (ROOT / "src" / "dlhpc").rglob("*.py")
+    if "schedulers" not in path.parts
+    and (name := str(path.relative_to(ROOT / "src" / "dlhpc").with_suffix(""))) not in NOT_YET_GENERIC
 )
+
+
+def code_without_docstrings(text: str) -> str:
+    """The module's code, comments and docstrings blanked (an example in a docstring is prose)."""
+    import ast
+
+    lines = text.splitlines()
+    for node in ast.walk(ast.parse(text)):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                for i in range(body[0].lineno - 1, body[0].end_lineno):
+                    lines[i] = ""
+    return "\n".join(line.split("#")[0] for line in lines)
 
 
 @pytest.mark.parametrize("module", GENERIC)
 def test_generic_modules_never_ask_which_scheduler(module):
-    text = (ROOT / "src" / "dlhpc" / f"{module}.py").read_text()
-    code = "\n".join(line.split("#")[0] for line in text.splitlines())
+    code = code_without_docstrings((ROOT / "src" / "dlhpc" / f"{module}.py").read_text())
     named = re.findall(r"""["'](?:slurm|pbs|local|torque|openpbs)["']""", code)
     assert not named, f"dlhpc/{module}.py names a scheduler: {named}; ask the Backend instead"
 

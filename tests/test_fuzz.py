@@ -23,8 +23,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from dlhpc import schema  # noqa: E402
-from dlhpc.cli import main as cli_main  # noqa: E402
+from dlhpc.cli.main import main as cli_main  # noqa: E402
+from dlhpc.spec import schema  # noqa: E402
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES_SCALE", "1"))
 COUNTS = {name: int(n * SCALE) for name, n in (("specs", 2000), ("sets", 1000), ("refs", 500), ("templates", 500))}
@@ -140,9 +140,9 @@ class Fuzz:
 
     def keep_scripts(self, spec_path: Path) -> None:
         """The job scripts an accepted spec renders through the shipped templates."""
-        from dlhpc import experiment
         from dlhpc.errors import UserError
-        from dlhpc.spec import load_spec
+        from dlhpc.plan import experiment
+        from dlhpc.spec.load import load_spec
 
         try:
             plan = experiment.plan(load_spec(spec_path, [f"runs_dir={self.tmp / 'runs'}"]))

@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from conftest import DATA, ROOT
-from dlhpc import experiment
-from dlhpc.spec import load_spec
+from dlhpc.plan import experiment
+from dlhpc.spec.load import load_spec
 from dlhpc.train import dist as dist_env
 from dlhpc.train.loop import Trainer, train_trial
 

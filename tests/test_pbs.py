@@ -220,8 +220,8 @@ def test_server_limits_are_read_before_submitting(tmp_path, monkeypatch):
     )
     fake_qstat(tmp_path, monkeypatch, f"if [ \"$1\" = -B ]; then cat <<'EOF'\n{server}EOF\nfi")
     assert pbs.server_limits() == {"max_array_size": 500, "max_queued_per_user": 200, "default_queue": "workq"}
-    from dlhpc import experiment
-    from dlhpc.spec import load_spec_text
+    from dlhpc.plan import experiment
+    from dlhpc.spec.load import load_spec_text
 
     spec = load_spec_text(f"name: q\nresources: {{scheduler: pbs}}\nsweep: {{train.seed: {list(range(300))}}}\n", "q")
     (problem,) = pbs.submission_limits(experiment.plan(spec, max_array=500, trials_per_task=1))

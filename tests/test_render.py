@@ -10,8 +10,8 @@ import pytest
 
 from conftest import ROOT, write
 from dlhpc import __version__
-from dlhpc.experiment import plan
-from dlhpc.spec import load_spec
+from dlhpc.plan.experiment import plan
+from dlhpc.spec.load import load_spec
 
 GOLDEN = ROOT / "tests" / "golden"
 JOBS = sorted(p.stem for p in (ROOT / "jobs").glob("*.yaml"))

@@ -358,8 +358,8 @@ def test_a_job_queued_behind_an_unreadable_answer_keeps_its_folder(slurm_cluster
 
 
 def test_the_record_is_completed_from_the_journal(tmp_path):
-    from dlhpc.journal import Journal
-    from dlhpc.results import read_record
+    from dlhpc.results.rows import read_record
+    from dlhpc.submission.journal import Journal
 
     exp = tmp_path / "exp"
     (exp / "logs").mkdir(parents=True)

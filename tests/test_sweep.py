@@ -1,7 +1,7 @@
 """Sweeps: the grid of every combination, stable ids, validated keys."""
 
-from dlhpc.spec import load_spec_text
-from dlhpc.sweep import expand
+from dlhpc.spec.load import load_spec_text
+from dlhpc.spec.sweep import expand
 
 SPEC = """
 name: grid

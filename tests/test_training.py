@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import DATA
-from dlhpc import experiment
-from dlhpc.spec import load_spec_text
+from dlhpc.plan import experiment
+from dlhpc.spec.load import load_spec_text
 from dlhpc.train import data as mnist
 from dlhpc.train.loop import shard_permutation, train_trial
 from dlhpc.train.models import build

@@ -30,7 +30,7 @@ def test_init_workshop_writes_the_four_steps_each_valid(dlhpc, tmp_path):
 
 @pytest.fixture(scope="module")
 def json_schema():
-    from dlhpc.specschema import spec_json_schema
+    from dlhpc.spec.jsonschema import spec_json_schema
 
     return spec_json_schema()
 

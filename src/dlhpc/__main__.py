@@ -1,3 +1,3 @@
-from dlhpc.cli import main
+from dlhpc.cli.main import main
 
 raise SystemExit(main())

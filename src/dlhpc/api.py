@@ -18,7 +18,7 @@ from dlhpc.errors import UserError
 
 def _sets(values: dict | None, scheduler: str | None, runs_dir) -> list:
     """Keyword arguments as `--set` items: values are data (a str stays a str), not YAML text."""
-    from dlhpc.spec import literal_set
+    from dlhpc.spec.load import literal_set
 
     items = []
     for key, value in (values or {}).items():
@@ -52,8 +52,9 @@ def submit(
     """Submit a spec file, like `dlhpc submit`. `set` overrides keys ({"train.lr": 0.1});
     `scheduler` and `runs_dir` override theirs. Returns the Experiment (for a dry run: the
     experiment it would have been, not created). Progress lines go to stdout unless quiet."""
-    from dlhpc import experiment, pipeline
-    from dlhpc.spec import load_spec
+    from dlhpc.plan import experiment
+    from dlhpc.spec.load import load_spec
+    from dlhpc.submission import pipeline
 
     loaded = load_spec(spec, _sets(set, scheduler, runs_dir))
     options = pipeline.SubmitOptions(
@@ -70,7 +71,7 @@ def submit(
 
 def load(ref, runs_dir=None) -> "Experiment":
     """An experiment by folder, folder name or experiment name (its newest run)."""
-    from dlhpc.experiment import find_experiment
+    from dlhpc.plan.experiment import find_experiment
 
     return Experiment(find_experiment(str(ref), _runs_root(runs_dir)))
 
@@ -83,8 +84,8 @@ def experiments(runs_dir=None) -> list["Experiment"]:
 
 
 def _runs_root(runs_dir) -> Path:
-    from dlhpc.experiment import runs_root
-    from dlhpc.spec import literal_set, load_spec
+    from dlhpc.plan.experiment import runs_root
+    from dlhpc.spec.load import literal_set, load_spec
 
     sets = [literal_set("runs_dir", str(runs_dir))] if runs_dir is not None else []
     return runs_root(load_spec(None, sets, enforce_policy=False))
@@ -107,7 +108,7 @@ class Experiment:
 
     def status(self) -> "Status":
         """Each trial's state, epoch and accuracy now (one scheduler query)."""
-        from dlhpc import status
+        from dlhpc.results import status
 
         return Status(status.collect(self.path))
 
@@ -115,7 +116,7 @@ class Experiment:
         """Until every trial has finished; the scheduler is asked as gently as `status --watch`
         does (every 5 s, backing off to 2 minutes while nothing changes). TimeoutError after
         `timeout` seconds."""
-        from dlhpc import status
+        from dlhpc.results import status
 
         watcher, deadline = status.Watcher(self.path), None if timeout is None else time.monotonic() + timeout
         report = watcher.report()
@@ -128,7 +129,8 @@ class Experiment:
 
     def summary(self, accounting: bool = True) -> "Summary":
         """The results table: one row per trial (dicts), swept parameters as columns."""
-        from dlhpc import results, status
+        from dlhpc.results import rows as results
+        from dlhpc.results import status
 
         info = status.scheduler_info(self.path, details=False)[0] if accounting else None
         record, rows = results.experiment_rows(self.path, info)
@@ -136,13 +138,13 @@ class Experiment:
 
     def cancel(self) -> list[str]:
         """Cancel the experiment's queued and running jobs; the ids cancelled."""
-        from dlhpc import status
+        from dlhpc.results import status
 
         return status.cancel(self.path)
 
     def resubmit(self, trials: list | None = None, quiet: bool = False) -> "Experiment":
         """Failed and missing trials again (or these trial ids); each resumes from its checkpoint."""
-        from dlhpc import pipeline
+        from dlhpc.submission import pipeline
 
         options = pipeline.ResubmitOptions(trials=",".join(trials) if trials else None)
         pipeline.resubmit(self.path, options, say=(lambda _line: None) if quiet else print)
@@ -150,21 +152,21 @@ class Experiment:
 
     def why(self, trial: str | None = None) -> list[dict]:
         """Why trials failed or wait: a cause and a fix each."""
-        from dlhpc import why
+        from dlhpc.results import why
 
         return why.diagnose(self.path, trial)
 
     def plot(self, out=None) -> "Figure":
         """The learning curves as a PNG (in the experiment unless `out`); shows itself in Jupyter."""
-        from dlhpc import plot
+        from dlhpc.results import plot
 
         target = Path(out) if out else self.path / "curves.png"
         return Figure(plot.plot_experiment(self.path, target))
 
     def report(self, out=None) -> Path:
         """The one-page HTML report (table, curves, environment), secrets redacted."""
-        from dlhpc import report
         from dlhpc.fsutil import atomic_write_text, private_mode
+        from dlhpc.results import report
 
         target = Path(out) if out else self.path / "report.html"
         atomic_write_text(target, report.build(self.path), mode=None if out else private_mode())
@@ -199,7 +201,7 @@ class Status:
         return counts
 
     def __rich__(self):
-        from dlhpc.status import report_table
+        from dlhpc.results.status import report_table
 
         return report_table(self.report)
 
@@ -239,12 +241,12 @@ class Summary:
         return iter(self.rows)
 
     def __rich__(self):
-        from dlhpc.results import rich_table
+        from dlhpc.results.rows import rich_table
 
         return rich_table(self.rows, self.columns)
 
     def _repr_html_(self) -> str:
-        from dlhpc.report import table_html
+        from dlhpc.results.report import table_html
 
         return table_html(self.rows, self.columns)
 

@@ -25,9 +25,9 @@ from dlhpc import processes
 from dlhpc.errors import CommandError
 from dlhpc.fsutil import atomic_write_json, current_umask, private_mode, read_json
 from dlhpc.schedulers.base import Backend, Check
-from dlhpc.schema import format_time
 from dlhpc.shell import run_command
-from dlhpc.spec import tasks_per_node
+from dlhpc.spec.load import tasks_per_node
+from dlhpc.spec.schema import format_time
 
 JOBS_FILE = Path("logs") / "local-jobs.json"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -177,7 +177,7 @@ def _resources(trial_dir: Path) -> dict:
 
 
 def _time_limit_s(trial_dir: Path) -> int | None:
-    from dlhpc.schema import parse_time
+    from dlhpc.spec.schema import parse_time
 
     try:
         return parse_time(yaml.safe_load((trial_dir / "spec.yaml").read_text())["resources"]["time"])
@@ -208,7 +208,7 @@ class LocalBackend(Backend):
 
     def preflight(self, plan) -> list[str]:
         """Every rank of a local trial runs on this machine: no more than it can hold."""
-        from dlhpc.guard import inside_allocation
+        from dlhpc.submission.guard import inside_allocation
 
         if inside_allocation():
             return []  # the ranks go to the allocation's nodes (dlhpc run checks their number)
@@ -314,7 +314,7 @@ class LocalBackend(Backend):
         return unfinished
 
     def accounting(self, row: dict) -> dict:
-        from dlhpc.schema import parse_time
+        from dlhpc.spec.schema import parse_time
 
         if not row.get("elapsed"):
             return {}
@@ -377,7 +377,7 @@ def write_report_if_asked(exp_dir: Path) -> None:
     afterany report job does)."""
     record = read_json(exp_dir / "experiment.json", {}) or {}
     if (record.get("spec") or {}).get("resources", {}).get("report"):
-        from dlhpc import summaryfiles
+        from dlhpc.results import summaryfiles
 
         summaryfiles.save(exp_dir)
 

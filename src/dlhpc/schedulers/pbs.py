@@ -18,8 +18,8 @@ from dlhpc.errors import CommandError, UserError
 from dlhpc.reasons import Reason
 from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
 from dlhpc.schedulers.pbs_ids import parse_job_id  # noqa: F401 - also pbs.parse_job_id
-from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
+from dlhpc.spec.schema import parse_time
 from dlhpc.states import State
 
 # OpenPBS / Torque one-letter states → SLURM's words.
@@ -160,8 +160,8 @@ def nodes() -> list[dict] | None:
 
 def chunk(res: dict) -> dict:
     """What one node of the job asks for (the template's select chunk)."""
-    from dlhpc.schema import mem_megabytes
-    from dlhpc.spec import tasks_per_node
+    from dlhpc.spec.load import tasks_per_node
+    from dlhpc.spec.schema import mem_megabytes
 
     tasks = tasks_per_node(res)
     return {
@@ -255,7 +255,7 @@ def server_limits_now() -> dict:
 def submission_limits(plan) -> list[str]:
     """The server's per-user queued-job limit, against the jobs this submission adds (array
     subjobs count); arrays are already split at max_array_size (max_array)."""
-    from dlhpc.experiment import jobs_added
+    from dlhpc.plan.experiment import jobs_added
 
     limit = server_limits().get("max_queued_per_user")
     adding = jobs_added(plan.trials, plan.max_array, plan.trials_per_task)

@@ -139,7 +139,7 @@ def warning_delay(walltime: str, margin: int) -> float | None:
     """Seconds from now until the warning signal: margin before the walltime (at least 1)."""
     if not walltime or margin <= 0:
         return None
-    from dlhpc.schema import parse_time
+    from dlhpc.spec.schema import parse_time
 
     return max(1.0, parse_time(walltime) - margin)
 

@@ -10,7 +10,7 @@ import shutil
 
 from submitit.core import core, job_environment
 
-from dlhpc.experiment import submitit_command
+from dlhpc.plan.experiment import submitit_command
 from dlhpc.schedulers.pbs_ids import parse_job_id
 from dlhpc.schedulers.submission import RenderedScriptMixin
 from dlhpc.shell import run_command

@@ -17,8 +17,8 @@ from dlhpc.errors import CommandError, DlhpcError, UserError
 from dlhpc.hostlist import expand_hostlist  # noqa: F401 - also slurm.expand_hostlist
 from dlhpc.reasons import Reason
 from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
-from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
+from dlhpc.spec.schema import parse_time
 from dlhpc.states import State
 
 # Every state sacct/squeue can print (slurm 22.05+), in SLURM's words; unknown → UNKNOWN.
@@ -213,7 +213,7 @@ def job_limits_now(res: dict) -> list[tuple[int, int, str]]:
 def submission_limits(plan, limits=None) -> list[str]:
     """What slurmctld and the accounting limits will refuse, checked before sbatch would sit in its
     "temporarily unable to accept job" loop."""
-    from dlhpc.experiment import jobs_added
+    from dlhpc.plan.experiment import jobs_added
 
     res = plan.trials[0].data["resources"] if plan.trials else {}
     adding = jobs_added(plan.trials, plan.max_array, plan.trials_per_task)

@@ -11,8 +11,8 @@ import uuid
 
 from submitit.core import utils as submitit_utils
 
-from dlhpc.schema import parse_time
 from dlhpc.shell import run_command
+from dlhpc.spec.schema import parse_time
 
 
 class RenderedScriptMixin:
@@ -25,7 +25,7 @@ class RenderedScriptMixin:
 
     @property
     def _submitit_command_str(self) -> str:
-        from dlhpc.experiment import submitit_command
+        from dlhpc.plan.experiment import submitit_command
 
         return submitit_command(self.folder)
 
@@ -74,7 +74,7 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
     PackedTrainJob running several trials in turn), an array per script.
     make_executor(folder, script_text, submit_cwd, max_num_timeout, timeout_min) → executor.
     `queued` fills as jobs are accepted, so a caller can cancel them if a later script fails."""
-    from dlhpc.experiment import SUBMITIT_DIR
+    from dlhpc.plan.experiment import SUBMITIT_DIR
     from dlhpc.train.job import PackedTrainJob, TrainJob
 
     data_of = {t.id: t.data for t in plan.trials}

@@ -41,7 +41,7 @@ def load_trial_spec(trial_dir: Path) -> dict:
 
     import yaml
 
-    from dlhpc.schema import DEFAULTS
+    from dlhpc.spec.schema import DEFAULTS
 
     spec = copy.deepcopy(DEFAULTS)
     for section, values in (yaml.safe_load((trial_dir / "spec.yaml").read_text()) or {}).items():

@@ -3,7 +3,7 @@
 import os
 import platform
 
-from dlhpc.experiment import runs_root
+from dlhpc.plan.experiment import runs_root
 from dlhpc.schedulers import backend
 from dlhpc.schedulers.base import Check
 
@@ -41,7 +41,7 @@ def _common_checks(spec, sched) -> list[Check]:
 
 def _policy_checks(spec) -> list[Check]:
     """The site policy in force, one line per rule (a spec that breaks it never gets here)."""
-    from dlhpc import policy
+    from dlhpc.spec import policy
 
     return [Check(f"site policy {rule}", True, f"{value} ({where})") for rule, value, where in policy.rules(spec)]
 
@@ -50,7 +50,7 @@ def run(spec_path, sets, job=False) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from dlhpc.spec import load_spec
+    from dlhpc.spec.load import load_spec
 
     spec = load_spec(spec_path, sets)
     sched = backend(spec.data["resources"]["scheduler"])

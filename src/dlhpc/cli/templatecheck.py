@@ -28,7 +28,7 @@ class ScriptReport:
 
 
 def shipped_specs() -> list[Path]:
-    return sorted((Path(__file__).resolve().parent / "jobs").glob("*.yaml"))
+    return sorted((Path(__file__).resolve().parent.parent / "jobs").glob("*.yaml"))
 
 
 def schedulers_to_check(site_defaults: dict, wanted: str | None) -> list[str]:
@@ -56,10 +56,10 @@ def block_sources(template: jinja2.Template) -> dict:
 
 
 def check_spec(spec_path, sched_name: str) -> list[ScriptReport]:
-    from dlhpc import experiment
-    from dlhpc.render import load_template, template_ref
+    from dlhpc.plan import experiment
+    from dlhpc.plan.render import load_template, template_ref
     from dlhpc.shell import run_command
-    from dlhpc.spec import load_spec
+    from dlhpc.spec.load import load_spec
 
     label = str(spec_path)
     try:
@@ -120,7 +120,7 @@ def run(specs, site_defaults: dict, wanted_scheduler: str | None) -> list[Script
 
 
 def print_reports(reports, console, site=None) -> None:
-    from dlhpc.render import search_path
+    from dlhpc.plan.render import search_path
 
     def origin(path: str) -> str:
         for name, directory in search_path(site):

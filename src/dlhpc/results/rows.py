@@ -10,8 +10,8 @@ import json
 import math
 from pathlib import Path
 
-from dlhpc import redact
 from dlhpc.fsutil import read_json
+from dlhpc.results import redact
 from dlhpc.states import reconcile
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -119,7 +119,7 @@ def read_record(exp_dir: Path) -> dict:
         from dlhpc.errors import UserError
 
         raise UserError(f"{exp_dir}: experiment.json is missing or corrupt; is this an experiment directory?")
-    from dlhpc.journal import unrecorded_jobs
+    from dlhpc.submission.journal import unrecorded_jobs
 
     missed = unrecorded_jobs(exp_dir, record)
     if missed:  # dlhpc stopped between the scheduler's answer and the record: the journal has them

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from dlhpc.errors import DlhpcError, UserError
-from dlhpc.guard import check_training_here
-from dlhpc.spec import literal_set, load_spec
+from dlhpc.spec.load import literal_set, load_spec
 from dlhpc.states import BAD
+from dlhpc.submission.guard import check_training_here
 
 
 def _out(text: str) -> None:
@@ -45,9 +45,9 @@ def _json(data) -> None:
 
 
 def cmd_init(args):
+    from dlhpc.cli.starter import starter_spec
     from dlhpc.fsutil import atomic_write_text
-    from dlhpc.spec import load_spec_text
-    from dlhpc.starter import starter_spec
+    from dlhpc.spec.load import load_spec_text
 
     if args.workshop:
         return _init_workshop(Path(args.workshop), args)
@@ -64,9 +64,9 @@ def cmd_init(args):
 
 
 def _init_workshop(folder: Path, args):
+    from dlhpc.cli.starter import workshop_specs
     from dlhpc.fsutil import atomic_write_text
-    from dlhpc.spec import load_spec_text
-    from dlhpc.starter import workshop_specs
+    from dlhpc.spec.load import load_spec_text
 
     specs = workshop_specs(args.scheduler)
     taken = [name for name in specs if (folder / name).exists()]
@@ -86,7 +86,7 @@ def _init_workshop(folder: Path, args):
 def _check_template_exists(spec) -> None:
     """The spec's template (and each one a sweep names) is on the search path: a typo is found
     by validate, not at submit. Parsing it is cheap; rendering waits for render and submit."""
-    from dlhpc import render
+    from dlhpc.plan import render
 
     names = {spec.data.get("template")} | set(spec.sweep.get("template") or [])
     for name in filter(None, names):
@@ -94,7 +94,7 @@ def _check_template_exists(spec) -> None:
 
 
 def cmd_validate(args):
-    from dlhpc.sweep import count_trials
+    from dlhpc.spec.sweep import count_trials
 
     reports = []
     for path in args.specs:
@@ -127,7 +127,7 @@ def cmd_validate(args):
 
 
 def _plan(args):
-    from dlhpc import experiment
+    from dlhpc.plan import experiment
     from dlhpc.schedulers import backend
 
     spec = load_spec(args.spec, _runs_sets(args) + list(args.sets))
@@ -163,7 +163,7 @@ def cmd_render(args):
 
 def cmd_submit(args):
     """The submission pipeline (pipeline.submit), its lines printed as they come."""
-    from dlhpc import pipeline
+    from dlhpc.submission import pipeline
 
     spec = load_spec(args.spec, _runs_sets(args) + list(args.sets))
     options = pipeline.SubmitOptions(
@@ -180,7 +180,7 @@ def cmd_submit(args):
 
 def cmd_resubmit(args):
     """Some trials again, as a new array in the same experiment; each resumes from its checkpoint."""
-    from dlhpc import pipeline
+    from dlhpc.submission import pipeline
 
     options = pipeline.ResubmitOptions(trials=args.trials, failed=args.failed, missing=args.missing, here=args.here)
     pipeline.resubmit(_find(args.exp, args), options, say=_out)
@@ -189,9 +189,9 @@ def cmd_resubmit(args):
 
 def _say_where_ranks_run(spec, console):
     """Inside an allocation the ranks go to its nodes: refuse a spec that needs more of them."""
-    from dlhpc.guard import inside_allocation
     from dlhpc.schedulers import backend
-    from dlhpc.sweep import expand
+    from dlhpc.spec.sweep import expand
+    from dlhpc.submission.guard import inside_allocation
 
     name = inside_allocation()
     if name is None:
@@ -211,10 +211,11 @@ def _say_where_ranks_run(spec, console):
 def cmd_run(args):
     """Run the spec here, in the foreground: the local backend's rendered scripts, one trial
     after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
-    from dlhpc import experiment, pipeline
+    from dlhpc.cli.progress import progress_for
     from dlhpc.fsutil import no_write_for_others
-    from dlhpc.progress import progress_for
+    from dlhpc.plan import experiment
     from dlhpc.schedulers.local import Cancelled, LocalBackend, Runner, plan_jobs, write_report_if_asked
+    from dlhpc.submission import pipeline
 
     no_write_for_others()
     spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + [f"resources.scheduler={LocalBackend.name}"])
@@ -235,7 +236,7 @@ def cmd_run(args):
         console.print(f"[red]cancelled[/]: {escape(str(p.exp_dir))} (dlhpc status shows each trial)")
         return 1
     write_report_if_asked(p.exp_dir)
-    from dlhpc.results import columns, experiment_rows, rich_table
+    from dlhpc.results.rows import columns, experiment_rows, rich_table
 
     record, rows = experiment_rows(p.exp_dir)
     console.print(rich_table(rows, columns(rows, record.get("swept_keys", [])), title=p.exp_dir.name))
@@ -253,7 +254,7 @@ def cmd_run(args):
 
 
 def cmd_status(args):
-    from dlhpc import status
+    from dlhpc.results import status
 
     exp_dir = _find(args.exp, args)
     if args.watch and not args.json:
@@ -267,22 +268,23 @@ def cmd_status(args):
 
 
 def _runs_root(args) -> Path:
-    from dlhpc.experiment import runs_root
+    from dlhpc.plan.experiment import runs_root
 
     return runs_root(load_spec(None, _runs_sets(args), enforce_policy=False))
 
 
 def _find(ref, args):
-    from dlhpc.experiment import find_experiment
+    from dlhpc.plan.experiment import find_experiment
 
     return find_experiment(ref, _runs_root(args))
 
 
 def cmd_summary(args):
-    from dlhpc import results, status
+    from dlhpc.results import rows as results
+    from dlhpc.results import status
 
     if args.save:
-        from dlhpc import summaryfiles
+        from dlhpc.results import summaryfiles
 
         if len(args.exps) > 1:
             raise UserError("summary --save writes into one experiment: name one EXP (or none for the latest)")
@@ -349,7 +351,7 @@ def cmd_summary(args):
 def _shown_rows(rows: list, args, console) -> list:
     """Past 40 trials the terminal table starts with the counts and shows the failed trials, then
     the best (or the --sort order), 40 rows in all; --all (or -o, csv, json) has every row."""
-    from dlhpc import status
+    from dlhpc.results import status
 
     if args.all or len(rows) <= status.SHOWN_ROWS:
         return rows
@@ -364,7 +366,7 @@ def _shown_rows(rows: list, args, console) -> list:
 
 
 def results_by_accuracy(rows: list) -> list:
-    from dlhpc.results import sort_rows
+    from dlhpc.results.rows import sort_rows
 
     return sort_rows(rows, "test_acc")
 
@@ -375,7 +377,7 @@ def fmt_is_file(args) -> bool:
 
 
 def cmd_logs(args):
-    from dlhpc.results import read_record
+    from dlhpc.results.rows import read_record
 
     exp_dir = _find(args.exp, args)
     record = read_record(exp_dir)
@@ -384,7 +386,7 @@ def cmd_logs(args):
     if tid not in ids:
         raise UserError(f"no trial {args.trial!r} in {exp_dir}; trials: {', '.join(ids[:20])}")
     if args.follow:
-        from dlhpc import status
+        from dlhpc.results import status
 
         def write(chunk):
             sys.stdout.write(chunk)
@@ -402,7 +404,7 @@ def cmd_logs(args):
 
 
 def cmd_cancel(args):
-    from dlhpc import status
+    from dlhpc.results import status
 
     if args.exp is None and not args.latest:
         return _refuse_cancel_without_experiment(args)
@@ -417,7 +419,7 @@ def cmd_cancel(args):
 
 def _refuse_cancel_without_experiment(args):
     """Like scancel with no job id: name what could be cancelled, cancel nothing."""
-    from dlhpc import status
+    from dlhpc.results import status
 
     root = _runs_root(args)
     live = []
@@ -440,7 +442,7 @@ def _refuse_cancel_without_experiment(args):
 
 
 def cmd_show(args):
-    from dlhpc import show
+    from dlhpc.results import show
 
     env = show.environment(_find(args.exp, args))
     if args.json:
@@ -451,8 +453,8 @@ def cmd_show(args):
 
 
 def cmd_report(args):
-    from dlhpc import report
     from dlhpc.fsutil import atomic_write_text
+    from dlhpc.results import report
 
     exp_dir = _find(args.exp, args)
     out = Path(args.out) if args.out else exp_dir / "report.html"
@@ -462,7 +464,7 @@ def cmd_report(args):
 
 
 def cmd_why(args):
-    from dlhpc import why
+    from dlhpc.results import why
 
     exp_dir = _find(args.exp, args)
     answers = why.diagnose(exp_dir, args.trial)
@@ -482,7 +484,7 @@ def cmd_why(args):
 
 
 def cmd_plot(args):
-    from dlhpc import plot
+    from dlhpc.results import plot
 
     exp_dir = _find(args.exp, args)
     out = Path(args.out) if args.out else exp_dir / "curves.png"
@@ -495,8 +497,8 @@ def cmd_plot(args):
 
 
 def cmd_templates(args):
-    from dlhpc import render
-    from dlhpc.spec import load_spec
+    from dlhpc.plan import render
+    from dlhpc.spec.load import load_spec
 
     action = args.templates_command or "list"
     if action == "check":
@@ -525,7 +527,7 @@ def cmd_templates(args):
 
 
 def _check_templates(args):
-    from dlhpc import templatecheck
+    from dlhpc.cli import templatecheck
 
     if args.site:
         if not Path(args.site).is_file():
@@ -538,7 +540,7 @@ def _check_templates(args):
 
 
 def cmd_usage(args):
-    from dlhpc import usage
+    from dlhpc.results import usage
     from dlhpc.schedulers import backend
 
     base = load_spec(None, [f"resources.scheduler={args.scheduler}"] if args.scheduler else [], enforce_policy=False)
@@ -556,14 +558,14 @@ def cmd_usage(args):
 
 
 def cmd_schema(args):
-    from dlhpc.specschema import spec_json_schema
+    from dlhpc.spec.jsonschema import spec_json_schema
 
     _json(spec_json_schema())
     return 0
 
 
 def cmd_data(args):
-    from dlhpc import staging
+    from dlhpc.submission import staging
 
     if (args.data_command or "fetch") == "fetch":
         root = staging.fetch(args.root)
@@ -572,6 +574,6 @@ def cmd_data(args):
 
 
 def cmd_doctor(args):
-    from dlhpc import doctor
+    from dlhpc.cli import doctor
 
     return doctor.run(args.spec, args.sets, job=args.job)

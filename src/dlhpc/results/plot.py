@@ -4,8 +4,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from dlhpc import results
 from dlhpc.fsutil import user_mode
+from dlhpc.results import rows as results
 
 
 def _label(row: dict, swept: list) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from dlhpc import schema
 from dlhpc.errors import UserError
-from dlhpc.yamlsource import Origin, load_file, load_text, where  # noqa: F401 - where: spec.where for callers
+from dlhpc.spec import schema
+from dlhpc.spec.yamlsource import Origin, load_file, load_text, where  # noqa: F401 - where: spec.where for callers
 
 SITE_DEFAULT = "/etc/dlhpc/site.yaml"
 
@@ -110,7 +110,7 @@ def load_spec(path, sets=(), *, use_site=True, enforce_policy=True) -> Spec:
     spec = resolve(layers, site_settings, source=str(path) if path else "<defaults>")
     spec.site_file, spec.site_defaults, spec.site_origins = site_layer
     if enforce_policy:
-        from dlhpc import policy
+        from dlhpc.spec import policy
 
         policy.enforce(spec)
     return spec
@@ -129,7 +129,7 @@ def resolve(layers, site_settings, source) -> Spec:
         _merge(merged, clean, (), layer_origins, origins)
     spec = Spec(merged, origins, site_settings, source)
     _check_cross_fields(spec)
-    from dlhpc import sweep  # sweep checks need the merged spec (key types, trial count)
+    from dlhpc.spec import sweep  # sweep checks need the merged spec (key types, trial count)
 
     sweep.check_sweep(spec)
     return spec

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlhpc.errors import DlhpcError, UserError
-from dlhpc.experiment import find_experiment
-from dlhpc.guard import check_training_here
-from dlhpc.journal import deferred_signals
+from dlhpc.plan.experiment import find_experiment
 from dlhpc.states import BAD, IN_FLIGHT
+from dlhpc.submission.guard import check_training_here
+from dlhpc.submission.journal import deferred_signals
 
 
 @dataclass
@@ -53,8 +53,8 @@ class Submission:
 def submit(spec, options: SubmitOptions | None = None, say=print) -> Submission:
     """Submit a resolved spec (spec.load_spec). Raises UserError (exit 2) for anything the user
     can fix, with the fix; nothing is left half-written."""
-    from dlhpc import experiment
     from dlhpc.fsutil import no_write_for_others
+    from dlhpc.plan import experiment
     from dlhpc.schedulers import backend
 
     options = options or SubmitOptions()
@@ -82,7 +82,7 @@ def resubmit(exp_dir: Path, options: ResubmitOptions | None = None, say=print) -
     None when nothing needed resubmitting. Holds the experiment's lock throughout, so a second
     resubmission at the same time waits, then finds these trials queued."""
     from dlhpc.fsutil import no_write_for_others
-    from dlhpc.journal import locked
+    from dlhpc.submission.journal import locked
 
     no_write_for_others()
     with locked(exp_dir):
@@ -90,10 +90,12 @@ def resubmit(exp_dir: Path, options: ResubmitOptions | None = None, say=print) -
 
 
 def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission | None:
-    from dlhpc import experiment, policy, status
-    from dlhpc.results import read_record
+    from dlhpc.plan import experiment
+    from dlhpc.results import status
+    from dlhpc.results.rows import read_record
     from dlhpc.schedulers import backend
-    from dlhpc.spec import Spec, load_spec
+    from dlhpc.spec import policy
+    from dlhpc.spec.load import Spec, load_spec
 
     record = read_record(exp_dir)
     report = status.collect(exp_dir)
@@ -148,7 +150,7 @@ def dependency(options, sched, say=print) -> list:
     An experiment stands for the latest job of each of its trials. Jobs that have all ended
     already need no dependency (and SLURM forgets finished jobs); afterok on one that failed
     would never start, so that is refused."""
-    from dlhpc.results import latest_jobs, read_record
+    from dlhpc.results.rows import latest_jobs, read_record
     from dlhpc.states import FINISHED
 
     if not options.after:
@@ -197,7 +199,8 @@ def chain_report(p, sched, jobs, say=print):
     summary.md, summary.csv and curves.png into the experiment directory."""
     import shutil
 
-    from dlhpc import experiment, summaryfiles
+    from dlhpc.plan import experiment
+    from dlhpc.results import summaryfiles
 
     res = p.trials[0].data["resources"] if p.trials else {}
     if not res.get("report") or sched.runs_here:
@@ -213,7 +216,7 @@ def chain_report(p, sched, jobs, say=print):
 def packing_of(record: dict, trial_ids: list) -> int | None:
     """The trials per task these trials had when they were last submitted (a packing chosen at
     submit is not in their spec), so a resubmission packs them alike."""
-    from dlhpc.results import latest_entries
+    from dlhpc.results.rows import latest_entries
 
     entries = latest_entries(record)
     sizes = [entries.get(t, {}).get("task_size") or 1 for t in trial_ids]
@@ -221,7 +224,7 @@ def packing_of(record: dict, trial_ids: list) -> int | None:
 
 
 def check_cost(p, max_cost=None, say=print):
-    from dlhpc import cost
+    from dlhpc.plan import cost
 
     estimate = cost.estimate(p)
     limit = max_cost if max_cost is not None else p.spec.site.get("max_cost")
@@ -239,7 +242,7 @@ def pack_to_fit(p, sched, say=print):
     pack just enough trials into each array task to fit, and say so."""
     import math
 
-    from dlhpc import experiment
+    from dlhpc.plan import experiment
 
     if sched.runs_here or not p.trials or any(t.data["resources"]["trials_per_task"] for t in p.trials):
         return p
@@ -291,7 +294,7 @@ def submit_or_roll_back(p, sched, fresh: bool = True) -> list:
     stays: that job would run in it."""
     import shutil
 
-    from dlhpc.journal import Journal
+    from dlhpc.submission.journal import Journal
 
     queued = Journal(p.exp_dir, [p.script_name(i) for i in range(len(p.scripts))])
     try:
@@ -338,9 +341,9 @@ def trials_to_resubmit(report: dict, options) -> list:
 
 
 def record_submission(p, sched, jobs, again=False, say=print):
-    from dlhpc import experiment
-    from dlhpc.journal import mark_recorded
+    from dlhpc.plan import experiment
     from dlhpc.schedulers.base import base_ids
+    from dlhpc.submission.journal import mark_recorded
 
     if not again:
         experiment.update_record(p.exp_dir, jobs=list(jobs), submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))

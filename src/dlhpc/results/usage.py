@@ -4,7 +4,7 @@ scheduler's accounting, beside what was estimated at submit time (walltime x res
 import csv
 import io
 
-from dlhpc.cost import charge
+from dlhpc.plan.cost import charge
 
 
 def aggregate(rows: list, rates: dict) -> list[dict]:

@@ -16,18 +16,18 @@ import jinja2
 import jinja2.sandbox
 
 from dlhpc._version import __version__
-from dlhpc.cost import trial_hours
 from dlhpc.errors import UserError
+from dlhpc.plan.cost import trial_hours
 from dlhpc.schedulers import backend
-from dlhpc.schema import mem_megabytes, parse_time
-from dlhpc.spec import config_dir, spec_hash, tasks_per_node
+from dlhpc.spec.load import config_dir, spec_hash, tasks_per_node
+from dlhpc.spec.schema import mem_megabytes, parse_time
 
 SITE_TEMPLATES_DEFAULT = "/etc/dlhpc/templates"
 SUFFIX = ".sh.j2"
 
 
 def shipped_dir() -> Path:
-    return Path(__file__).resolve().parent / "templates"
+    return Path(__file__).resolve().parent.parent / "templates"
 
 
 def search_path(site: dict | None = None) -> list[tuple[str, Path]]:

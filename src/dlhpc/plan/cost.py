@@ -1,7 +1,7 @@
 """What a submission will charge: trials x nodes x GPUs (or cores) x walltime, before spending it."""
 
-from dlhpc.schema import parse_time
-from dlhpc.spec import tasks_per_node
+from dlhpc.spec.load import tasks_per_node
+from dlhpc.spec.schema import parse_time
 
 
 def trial_hours(res: dict) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""Command-line parsing only: each subcommand calls one function in dlhpc.commands.
+"""Command-line parsing only: each subcommand calls one function in dlhpc.cli.commands.
 
 Imports stay light here: `--help`, validate, render, status and summary never import torch.
 """
@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from dlhpc._version import __version__
-from dlhpc.schema import MODELS, SCHEDULERS
+from dlhpc.spec.schema import MODELS, SCHEDULERS
 
 EPILOG = """exit codes: 0 ok; 1 the work failed (a job failed, a summary has failed rows); 2 bad input.
 Examples:
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
         return 2
     if getattr(args, "scheduler", None) and args.command in ("render", "submit"):
         args.sets = [f"resources.scheduler={args.scheduler}"] + list(args.sets)
-    from dlhpc import commands
+    from dlhpc.cli import commands
     from dlhpc.errors import DlhpcError
 
     handler = getattr(commands, "cmd_" + args.command)

@@ -13,11 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlhpc import environment, sweep
+from dlhpc import environment
 from dlhpc.errors import UserError
 from dlhpc.fsutil import atomic_write_json, atomic_write_text, current_umask, private_mode, read_json, write_new
-from dlhpc.render import render_script
-from dlhpc.spec import Spec, dump_trial_spec
+from dlhpc.plan.render import render_script
+from dlhpc.spec import sweep
+from dlhpc.spec.load import Spec, dump_trial_spec
 
 SUBMITIT_DIR = ".submitit"
 
@@ -97,7 +98,7 @@ def jobs_added(trials, max_array: int | None, trials_per_task: int | None) -> in
 
 def packed_time(time_limit: str, k: int) -> str:
     """A task's walltime: k trials' one after another."""
-    from dlhpc.schema import format_time, parse_time
+    from dlhpc.spec.schema import format_time, parse_time
 
     return time_limit if k <= 1 else format_time(parse_time(time_limit) * k)
 
@@ -258,7 +259,7 @@ def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:
 
 def update_record(exp_dir: Path, **fields) -> None:
     """Change some fields of experiment.json, under the experiment's lock (journal.locked)."""
-    from dlhpc.journal import locked
+    from dlhpc.submission.journal import locked
 
     with locked(exp_dir):
         record = read_json(exp_dir / "experiment.json", {})

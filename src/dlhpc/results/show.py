@@ -3,8 +3,8 @@ commit of its repository), what it was submitted with, and where each trial ran 
 
 from pathlib import Path
 
-from dlhpc import results
 from dlhpc.fsutil import read_json
+from dlhpc.results import rows as results
 
 
 def environment(exp_dir: Path) -> dict:

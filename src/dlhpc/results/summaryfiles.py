@@ -14,8 +14,9 @@ REPORT_SCRIPT = "report.sh"
 
 def save(exp_dir: Path, accounting: bool = True) -> list[Path]:
     """Write the three files (atomically each); returns their paths."""
-    from dlhpc import plot, results, status
     from dlhpc.fsutil import atomic_write_text, private_mode
+    from dlhpc.results import plot, status
+    from dlhpc.results import rows as results
 
     info, _warnings = status.scheduler_info(exp_dir, details=False) if accounting else (None, [])
     record, rows = results.experiment_rows(exp_dir, info)

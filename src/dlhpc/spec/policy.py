@@ -11,7 +11,7 @@ around it: it may not repeat a directive dlhpc writes (schedulers/directives.py)
 """
 
 from dlhpc.errors import UserError
-from dlhpc.schema import mem_megabytes, parse_time
+from dlhpc.spec.schema import mem_megabytes, parse_time
 
 ALLOWED = (("partitions", "partition"), ("accounts", "account"), ("qos", "qos"))
 MAXIMA = (
@@ -39,7 +39,7 @@ def _site_where(spec, key) -> str:
 
 def _resource_values(spec, key) -> list[tuple[object, str]]:
     """Every value a resource key takes in this spec (swept values too), with where it was set."""
-    from dlhpc.yamlsource import where
+    from dlhpc.spec.yamlsource import where
 
     swept = spec.sweep.get(f"resources.{key}")
     if swept is not None:
@@ -85,8 +85,8 @@ def violations(spec) -> list[str]:
                 "Fix: fewer nodes or GPUs per node"
             )
     if policy.get("max_array_size") is not None:
-        from dlhpc.sweep import count_trials
-        from dlhpc.yamlsource import where
+        from dlhpc.spec.sweep import count_trials
+        from dlhpc.spec.yamlsource import where
 
         n = count_trials(spec)
         if n > policy["max_array_size"]:

@@ -4,10 +4,12 @@ of its job.err, turned into one cause and one fix per trial that did not simply 
 import re
 from pathlib import Path
 
-from dlhpc import reasons, results, status
+from dlhpc import reasons
 from dlhpc.errors import DlhpcError
 from dlhpc.fsutil import read_json
 from dlhpc.reasons import Reason
+from dlhpc.results import rows as results
+from dlhpc.results import status
 
 ERR_TAIL_LINES = 60
 
@@ -124,7 +126,7 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
     from dlhpc.schedulers import backend
 
     record = results.read_record(exp_dir)
-    sched = backend(record.get("scheduler") or "local")
+    sched = backend(record["scheduler"]) if record.get("scheduler") else _NoBackend()
     info, warnings = status.scheduler_info(exp_dir)
     report = status.collect(exp_dir, info, warnings)
     try:

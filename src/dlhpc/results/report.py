@@ -10,7 +10,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from dlhpc import redact, results
+from dlhpc.results import redact
+from dlhpc.results import rows as results
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -43,7 +44,7 @@ def table_html(rows: list, cols: list) -> str:
 
 
 def figure_html(exp_dir: Path) -> str:
-    from dlhpc import plot
+    from dlhpc.results import plot
 
     with tempfile.TemporaryDirectory() as tmp:
         png = plot.plot_experiment(exp_dir, Path(tmp) / "curves.png").read_bytes()
@@ -53,7 +54,7 @@ def figure_html(exp_dir: Path) -> str:
 
 def environment_html(record: dict, exp_dir: Path) -> str:
     """The environment record as `dlhpc show` gives it (show.environment), as tables."""
-    from dlhpc import show
+    from dlhpc.results import show
 
     env = show.environment(exp_dir)
     facts = {

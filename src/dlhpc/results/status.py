@@ -9,7 +9,7 @@ doubling while nothing does, up to 2 minutes (submitit's InfoWatcher backs off t
 import time
 from pathlib import Path
 
-from dlhpc import results
+from dlhpc.results import rows as results
 from dlhpc.states import BAD, FINISHED
 
 

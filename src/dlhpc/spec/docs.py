@@ -1,15 +1,15 @@
 """docs/spec.md from the schema: every key, its type, default and meaning.
 
-python -m dlhpc.specdoc > docs/spec.md
+python -m dlhpc.spec.docs > docs/spec.md
 """
 
 import json
 
-from dlhpc import schema
+from dlhpc.spec import schema
 
 HEADER = """# Spec reference
 
-Generated from `src/dlhpc/schema.py` by `python -m dlhpc.specdoc`; a test fails when it is stale.
+Generated from `src/dlhpc/spec/schema.py` by `python -m dlhpc.spec.docs`; a test fails when it is stale.
 
 A spec is a YAML file; every key is optional. Layers, lowest first: built-in defaults < site
 file (`$DLHPC_SITE`, else `/etc/dlhpc/site.yaml`) < user config (`~/.config/dlhpc/config.yaml`)

@@ -5,7 +5,7 @@ the validator uses, so editors with YAML language support complete and check spe
     # then, first line of a spec:  # yaml-language-server: $schema=./dlhpc-spec.schema.json
 """
 
-from dlhpc import schema as s
+from dlhpc.spec import schema as s
 
 
 def _anchored(pattern: str) -> str:

@@ -11,8 +11,8 @@ import json
 import math
 from dataclasses import dataclass
 
-from dlhpc import schema
 from dlhpc.errors import UserError
+from dlhpc.spec import schema
 
 MAX_TRIALS = 10_000
 
@@ -26,7 +26,7 @@ class Trial:
 
 
 def check_sweep(spec) -> None:
-    from dlhpc.yamlsource import where
+    from dlhpc.spec.yamlsource import where
 
     sweep = spec.sweep
     sizes = []

@@ -8,7 +8,7 @@ import math
 import re
 
 from dlhpc.schedulers import NAMES as SCHEDULERS  # names only: imports no backend
-from dlhpc.yamlsource import retyped_text
+from dlhpc.spec.yamlsource import retyped_text
 
 
 class Invalid(ValueError):
@@ -413,7 +413,7 @@ def leaf_fields(schema=SCHEMA, prefix=()):
 LEAVES = dict(leaf_fields())
 
 
-# What every key means: docs/spec.md is generated from these (`python -m dlhpc.specdoc`), and a
+# What every key means: docs/spec.md is generated from these (`python -m dlhpc.spec.docs`), and a
 # test fails if a key has none or the file is stale. Keep each to a sentence or two.
 DOCS = {
     "name": "Names the experiment: its directory is `<runs_dir>/<name>-<date>-<time>`; its jobs carry the name.",

@@ -1,0 +1,1 @@
+"""From run directories and one scheduler query to states, tables, plots, reports and causes."""
