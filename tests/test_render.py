@@ -17,8 +17,8 @@ GOLDEN = ROOT / "tests" / "golden"
 JOBS = sorted(p.stem for p in (ROOT / "jobs").glob("*.yaml"))
 FLAVOURS = {
     "slurm": ["resources.scheduler=slurm"],
-    "openpbs": ["resources.scheduler=pbs", "resources.pbs_flavor=openpbs"],
-    "torque": ["resources.scheduler=pbs", "resources.pbs_flavor=torque"],
+    "openpbs": ["resources.scheduler=pbs", "resources.pbs.flavor=openpbs"],
+    "torque": ["resources.scheduler=pbs", "resources.pbs.flavor=torque"],
 }
 
 

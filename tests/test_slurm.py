@@ -165,7 +165,7 @@ def test_pbs_torque_flavour_runs_on_the_cluster(slurm_cluster, dlhpc, tmp_path):
         "--scheduler",
         "pbs",
         "--set",
-        "resources.pbs_flavor=torque",
+        "resources.pbs.flavor=torque",
         "--set",
         f"runs_dir={tmp_path / 'runs'}",
     )

@@ -215,3 +215,8 @@ def test_validate_json_reports_each_spec(dlhpc, tmp_path):
     reports = json.loads(r.out)
     assert [x["ok"] for x in reports] == [True, False]
     assert reports[0]["trials"] == 1 and "bad.yaml:2" in reports[1]["error"]
+
+
+def test_the_old_pbs_flavor_key_names_its_new_place(dlhpc, tmp_path):
+    r = check_error(dlhpc, tmp_path, "name: a\nresources:\n  pbs_flavor: torque\n", "bad.yaml:3")
+    assert "resources.pbs_flavor was renamed resources.pbs.flavor: write resources.pbs.flavor instead" in r.err

@@ -18,9 +18,9 @@ import jinja2.sandbox
 from dlhpc._version import __version__
 from dlhpc.errors import UserError
 from dlhpc.plan.cost import trial_hours
+from dlhpc.schedulers import NAMES as SCHEDULER_NAMES
 from dlhpc.schedulers import backend
 from dlhpc.spec.load import config_dir, spec_hash, tasks_per_node
-from dlhpc.spec.schema import mem_megabytes, parse_time
 
 SITE_TEMPLATES_DEFAULT = "/etc/dlhpc/templates"
 SUFFIX = ".sh.j2"
@@ -58,7 +58,9 @@ def make_environment(site: dict | None = None, first_dir: Path | None = None) ->
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(quote=_quote, pbs_walltime=pbs_walltime, pbs_mem=pbs_mem, pbs_flag=pbs_flag)
+    env.filters.update(quote=_quote)
+    for name in SCHEDULER_NAMES:  # each backend's own filters (PBS: pbs_walltime, pbs_mem, pbs_flag)
+        env.filters.update(backend(name).template_filters())
     return env
 
 
@@ -81,23 +83,6 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
 
 def _quote(value) -> str:
     return shlex.quote(str(value))
-
-
-def pbs_walltime(time: str) -> str:
-    seconds = parse_time(time)
-    h, rest = divmod(seconds, 3600)
-    return f"{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def pbs_mem(mem: str, nodes: int = 1) -> str:
-    """SLURM-style '4G' (per node) → PBS 'gb'/'mb' units; Torque's -l mem is for the whole job."""
-    mb = mem_megabytes(mem) * nodes
-    return f"{int(mb // 1024)}gb" if mb % 1024 == 0 else f"{int(mb)}mb"
-
-
-def pbs_flag(key: str) -> str:
-    # extra: {l: "software=x"} → "-l"; {mail-type: ...} style keys are SLURM-only
-    return f"-{key}" if len(key) == 1 else f"--{key}"
 
 
 def template_ref(data: dict) -> str:

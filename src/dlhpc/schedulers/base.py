@@ -39,6 +39,10 @@ class Backend(ABC):
     # if it matches (and goes after `--`), so a record cannot smuggle options into scancel/qdel.
     job_id_pattern: str = r"\d+"
 
+    def template_filters(self) -> dict:
+        """Jinja filters this backend's templates use (name → function), e.g. PBS's walltime form."""
+        return {}
+
     def queue_command(self, job_name: str) -> str:
         """The command that lists the user's queued jobs of this name (said when dlhpc may have
         lost track of one)."""

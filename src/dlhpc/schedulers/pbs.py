@@ -19,7 +19,7 @@ from dlhpc.reasons import Reason
 from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
 from dlhpc.schedulers.pbs_ids import parse_job_id  # noqa: F401 - also pbs.parse_job_id
 from dlhpc.shell import run_command
-from dlhpc.spec.schema import parse_time
+from dlhpc.spec.schema import mem_megabytes, parse_time
 from dlhpc.states import State
 
 # OpenPBS / Torque one-letter states → SLURM's words.
@@ -90,6 +90,31 @@ def exit_reason(exit_status) -> str | None:
         return EXIT_REASONS.get(int(exit_status))
     except (TypeError, ValueError):
         return None
+
+
+# ---- template filters: PBS's forms of dlhpc's resources ----------------------------------------
+
+
+def pbs_walltime(time: str) -> str:
+    seconds = parse_time(time)
+    h, rest = divmod(seconds, 3600)
+    return f"{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def pbs_mem(mem: str, nodes: int = 1) -> str:
+    """SLURM-style '4G' (per node) → PBS 'gb'/'mb' units; Torque's -l mem is for the whole job."""
+    mb = mem_megabytes(mem) * nodes
+    return f"{int(mb // 1024)}gb" if mb % 1024 == 0 else f"{int(mb)}mb"
+
+
+def pbs_flag(key: str) -> str:
+    # extra: {l: "software=x"} → "-l"; {mail-type: ...} style keys are SLURM-only
+    return f"-{key}" if len(key) == 1 else f"--{key}"
+
+
+def flavor(resources: dict) -> str:
+    """resources.pbs.flavor (a record written before it moved there says resources.pbs_flavor)."""
+    return (resources.get("pbs") or {}).get("flavor") or resources.get("pbs_flavor") or "openpbs"
 
 
 def map_state(letter: str, exit_status=None) -> State:
@@ -462,7 +487,10 @@ class PBSBackend(Backend):
     array_index_expr = "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"
 
     def template(self, resources: dict) -> str:
-        return f"pbs/{resources['pbs_flavor']}"
+        return f"pbs/{flavor(resources)}"
+
+    def template_filters(self) -> dict:
+        return {"pbs_walltime": pbs_walltime, "pbs_mem": pbs_mem, "pbs_flag": pbs_flag}
 
     def check(self) -> None:
         if shutil.which("qsub") is None:
@@ -507,7 +535,7 @@ class PBSBackend(Backend):
 
     def submit_followup(self, script, after, name, resources, exp_dir) -> str:
         argv = ["qsub", *self.dependency_args("afterany", after), "-N", name[:230]]
-        if resources.get("pbs_flavor") == "torque":
+        if flavor(resources) == "torque":
             argv += ["-l", "nodes=1:ppn=1", "-l", "mem=2gb"]
         else:
             argv += ["-l", "select=1:ncpus=1:mem=2gb"]

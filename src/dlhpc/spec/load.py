@@ -173,8 +173,10 @@ def validate_layer(data: dict, origins: dict, tree=None, prefix=()) -> dict:
 def _unknown_key(key, tree, origins, path) -> str:
     near = difflib.get_close_matches(str(key), [str(k) for k in tree], n=1, cutoff=0.6)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
-    if not path[:-1] and key in schema.RENAMED:
-        hint = f" ({key} was renamed {schema.RENAMED[key]}: write {schema.RENAMED[key]}: instead)"
+    dotted = ".".join(str(p) for p in path)
+    if dotted in schema.RENAMED:
+        new = schema.RENAMED[dotted]
+        hint = f" ({dotted} was renamed {new}: write {new} instead)"
     parent = ".".join(str(p) for p in path[:-1])
     scope = f"in {parent}" if parent else "at the top level"
     return f"{where(origins, path)}: unknown key{hint}; allowed {scope}: {', '.join(str(k) for k in tree)}"

@@ -338,7 +338,7 @@ SCHEMA = {
         "array_parallelism": Int(16, 1, 1_000_000),
         "trials_per_task": Optional(Int(None, 1, 100_000)),
         "report": Bool(False),
-        "pbs_flavor": Choice("openpbs", ("openpbs", "torque")),
+        "pbs": {"flavor": Choice("openpbs", ("openpbs", "torque"))},
         "signal_margin_s": Int(120, 10, 3600),
         "timeout_requeues": Int(3, 0, 1000),
         "extra": Map(r"[A-Za-z][A-Za-z0-9_-]{0,63}", "directive names like mail-type", DIRECTIVE_VALUE),
@@ -361,7 +361,9 @@ DEFAULTS = {
     "model": {"name": "cnn", "hidden": None, "width": None},
     "train": {k: f.default for k, f in SCHEMA["train"].items()},
     "data": {"name": "mnist", "root": None, "download": True, "train_subset": None},
-    "resources": {k: f.default for k, f in SCHEMA["resources"].items()},
+    "resources": {
+        k: f.default if not isinstance(f, dict) else {"flavor": "openpbs"} for k, f in SCHEMA["resources"].items()
+    },
     "env": {"modules": [], "setup": [], "vars": {}},
     "template": None,
     "runs_dir": "runs",
@@ -398,7 +400,7 @@ SITE_SCHEMA = {
 
 SWEEPABLE_EXCLUDED = {"name", "runs_dir", "share", "sweep"}
 # Keys renamed since a release: the message names the new key.
-RENAMED = {"output": "runs_dir"}
+RENAMED = {"output": "runs_dir", "resources.pbs_flavor": "resources.pbs.flavor"}
 
 
 def leaf_fields(schema=SCHEMA, prefix=()):
@@ -477,7 +479,7 @@ DOCS = {
     "the number of jobs requires (said at submit). Ignored by the local scheduler.",
     "resources.report": "Write summary.md, summary.csv and curves.png into the experiment when all its jobs have "
     "ended: a small one-core job the scheduler starts afterany (the local runner writes them when it is done).",
-    "resources.pbs_flavor": "PBS only: `openpbs` (PBS Pro / OpenPBS) or `torque`.",
+    "resources.pbs.flavor": "PBS only: `openpbs` (PBS Pro / OpenPBS) or `torque`.",
     "resources.signal_margin_s": "Seconds before the time limit at which the job is told to checkpoint and requeue.",
     "resources.timeout_requeues": "Requeues allowed on reaching the time limit (preemptions are not counted).",
     "resources.extra": "More scheduler directives, `name: value` (null value: a bare flag), added after quoting.",
