@@ -45,6 +45,17 @@ def budget(slowness):
     return lambda seconds: seconds * slowness
 
 
+@pytest.fixture(autouse=True)
+def fresh_scheduler_answers():
+    """What a backend learned from its cluster is kept for one command (Backend.asked); tests run
+    many in one process, some with stand-in commands on PATH, so each test starts afresh."""
+    from dlhpc.schedulers import _instances
+
+    for instance in _instances.values():
+        instance.__dict__.pop("_answers", None)
+    yield
+
+
 def pytest_collection_modifyitems(items):
     """A test that uses a live cluster's fixture is marked for it, so `scripts/test.sh --unit`
     (-m "not slurm and not pbs") leaves out exactly the tests that need the clusters."""

@@ -39,6 +39,15 @@ class Backend(ABC):
     # if it matches (and goes after `--`), so a record cannot smuggle options into scancel/qdel.
     job_id_pattern: str = r"\d+"
 
+    def asked(self, question: str, ask):
+        """The cluster's answer to `question`, asked once per command: the one cache every backend
+        uses for what does not change while a command runs (limits, configuration), kept on the
+        backend instance (one per process)."""
+        answers = self.__dict__.setdefault("_answers", {})
+        if question not in answers:
+            answers[question] = ask()
+        return answers[question]
+
     def template_filters(self) -> dict:
         """Jinja filters this backend's templates use (name → function), e.g. PBS's walltime form."""
         return {}

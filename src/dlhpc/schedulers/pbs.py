@@ -6,7 +6,6 @@ same shape as SLURM's; pbs_launch computes the same id inside the job, so submit
 element's pickle.
 """
 
-import functools
 import json
 import os
 import re
@@ -249,13 +248,10 @@ def preflight(plan) -> list[str]:
 
 
 def server_limits() -> dict:
-    """server_limits_now, asked once per command and PATH (submit asks it four ways)."""
-    return dict(_server_limits_for(os.environ.get("PATH", "")))
+    """server_limits_now, asked once per command (Backend.asked; submit asks it four ways)."""
+    from dlhpc.schedulers import backend
 
-
-@functools.lru_cache(maxsize=4)
-def _server_limits_for(_path: str) -> tuple:
-    return tuple(server_limits_now().items())
+    return backend("pbs").asked("server_limits", server_limits_now)
 
 
 def server_limits_now() -> dict:

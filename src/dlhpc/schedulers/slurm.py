@@ -10,7 +10,6 @@ import re
 import shutil
 import uuid
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 
 from dlhpc.errors import CommandError, DlhpcError, UserError
@@ -75,9 +74,15 @@ def map_state(raw: str) -> State:
     return State(STATES.get(word, "UNKNOWN"))
 
 
-@lru_cache(maxsize=1)
 def config() -> dict:
-    """`scontrol show config` as a dict; {} when SLURM is not reachable."""
+    """`scontrol show config` as a dict, asked once per command (Backend.asked); {} when SLURM is
+    not reachable."""
+    from dlhpc.schedulers import backend
+
+    return backend("slurm").asked("config", _read_config)
+
+
+def _read_config() -> dict:
     if shutil.which("scontrol") is None:
         return {}
     try:
