@@ -53,7 +53,7 @@ def test_pbs_reasons_are_dlhpc_reason_codes(job, code):
     [("JobHeldUser", Reason.HELD_BY_USER), ("(QOSMaxJobsPerUserLimit)", Reason.LIMIT), ("Weird", None)],
 )
 def test_slurm_reasons_are_dlhpc_reason_codes(words, code):
-    from dlhpc.schedulers.slurm import explain_pending
+    from dlhpc.schedulers.slurm.queue import explain_pending
 
     assert explain_pending(words)[1] == code
 

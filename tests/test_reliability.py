@@ -123,7 +123,7 @@ def test_squeue_fallback_reports_running_jobs(dlhpc, tmp_path):
 
 
 def test_every_slurm_state_maps_to_a_known_one():
-    from dlhpc.schedulers import slurm
+    from dlhpc.schedulers.slurm import queue as slurm
     from dlhpc.states import STATES
 
     known = {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "REQUEUED", "UNKNOWN"}
@@ -386,7 +386,7 @@ def test_two_submits_at_once_get_two_directories(slurm_cluster, tmp_path):
 def test_sacct_summary_row_of_unstarted_elements_does_not_hide_running_ones(tmp_path, monkeypatch):
     # sacct prints the elements not started yet as one summary row, after (or before) the rows
     # of the elements that did start; seen on the live cluster with array_parallelism 1
-    from dlhpc.schedulers import slurm
+    from dlhpc.schedulers.slurm import queue as slurm
 
     rows = [
         "113_0|COMPLETED|00:00:07|t|t|t|cpu=2|n1|0:0|None",

@@ -317,7 +317,7 @@ def test_a_pbs_job_killed_for_memory_is_failed_and_says_why():
     ],
 )
 def test_host_lists_expand_like_scontrol(text, hosts):
-    from dlhpc.schedulers.slurm import expand_hostlist
+    from dlhpc.hostlist import expand_hostlist
 
     assert expand_hostlist(text) == hosts
 

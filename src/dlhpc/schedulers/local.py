@@ -339,7 +339,7 @@ class LocalBackend(Backend):
         ]
 
     def job_check(self, spec) -> list[Check]:
-        from dlhpc.schedulers.slurm import NODE_SOFTWARE
+        from dlhpc.schedulers.slurm.doctor import NODE_SOFTWARE
 
         try:
             out = run_command([sys.executable, "-c", NODE_SOFTWARE], timeout=300).stdout.strip()

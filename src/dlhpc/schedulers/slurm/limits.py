@@ -1,0 +1,199 @@
+"""SLURM's limits and checks before a submission: scontrol's configuration and partitions,
+association and QOS submit limits (sacctmgr), sbatch --test-only."""
+
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+from dlhpc.errors import CommandError, DlhpcError
+from dlhpc.shell import run_command
+from dlhpc.spec.schema import parse_time
+
+
+def config() -> dict:
+    """`scontrol show config` as a dict, asked once per command (Backend.asked); {} when SLURM is
+    not reachable."""
+    from dlhpc.schedulers import backend
+
+    return backend("slurm").asked("config", _read_config)
+
+
+def _read_config() -> dict:
+    if shutil.which("scontrol") is None:
+        return {}
+    try:
+        out = run_command(["scontrol", "show", "config"], timeout=20).stdout
+    except CommandError:
+        return {}
+    conf = {}
+    for line in out.splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            conf[key.strip()] = value.strip()
+    return conf
+
+
+def max_array_size() -> int | None:
+    value = config().get("MaxArraySize")
+    return int(value) if value and value.isdigit() else None
+
+
+def partitions() -> dict:
+    """{name: {"max_time_s": int|None, "default": bool, "state": str}} from `scontrol show partition -o`."""
+    out = run_command(["scontrol", "show", "partition", "-o"], timeout=20).stdout
+    parts = {}
+    for line in out.splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        name = fields.get("PartitionName")
+        if not name:
+            continue
+        max_time = fields.get("MaxTime", "UNLIMITED")
+        parts[name] = {
+            "max_time_s": None if max_time in ("UNLIMITED", "INFINITE") else parse_time(max_time),
+            "default": fields.get("Default") == "YES",
+            "state": fields.get("State", "UP"),
+            "max_time": max_time,
+        }
+    return parts
+
+
+def wanted_partitions(resources: dict, parts: dict) -> list[str]:
+    """The partitions a job asks for: the spec's list, else the cluster's default partition."""
+    if resources["partition"]:
+        return resources["partition"].split(",")
+    return [name for name, p in parts.items() if p["default"]]
+
+
+def preflight(plan) -> list[str]:
+    """Refuse what SLURM would refuse later: unknown partition, walltime above its limit."""
+    problems, parts = [], partitions()
+    data_of = {t.id: t.data for t in plan.trials}
+    for script in plan.scripts:
+        res = data_of[script.trial_ids[0]]["resources"]  # a script's trials share their resources
+        for name in wanted_partitions(res, parts):
+            if name not in parts:
+                problems.append(
+                    f"partition {name!r} does not exist on this cluster (partitions: "
+                    f"{', '.join(sorted(parts)) or 'none'}); set resources.partition"
+                )
+                continue
+            limit = parts[name]["max_time_s"]
+            if limit is not None and parse_time(res["time"]) > limit:
+                problems.append(
+                    f"resources.time {res['time']} exceeds the limit of partition {name!r} "
+                    f"({parts[name]['max_time']}); ask for less time"
+                )
+    return sorted(set(problems))
+
+
+def _limit(value: str) -> int | None:
+    return int(value) if value and value.strip().lstrip("-").isdigit() and int(value) >= 0 else None
+
+
+def job_limits(res: dict) -> list[tuple[int, int, str]]:
+    """job_limits_now, asked once per command (submit's packing choice and its preflight share it)."""
+    from dlhpc.schedulers import backend
+
+    return backend("slurm").asked(f"job_limits:{res.get('account')}:{res.get('qos')}", lambda: job_limits_now(res))
+
+
+def job_limits_now(res: dict) -> list[tuple[int, int, str]]:
+    """Limits on the number of jobs in the system, as (limit, jobs already counted against it,
+    what it is): MaxJobCount, and where accounting is on, the user's association and QOS limits
+    on submitted jobs (MaxSubmitJobs, GrpSubmitJobs, MaxSubmitJobsPerUser). Every array task
+    counts as a job. One squeue and two sacctmgr calls."""
+    import getpass
+
+    user, limits = getpass.getuser(), []
+    queue = run_command(["squeue", "-h", "-r", "-o", "%i|%u"], timeout=20).stdout.splitlines()
+    mine = sum(1 for line in queue if line.endswith(f"|{user}"))
+    max_jobs = _limit(config().get("MaxJobCount", ""))
+    if max_jobs is not None:
+        limits.append((max_jobs, len(queue), "the cluster holds at most {limit:,} jobs (MaxJobCount) and has {used:,}"))
+    try:
+        assocs = run_command(
+            [
+                "sacctmgr",
+                "-n",
+                "-P",
+                "show",
+                "assoc",
+                "where",
+                f"user={user}",
+                "format=Account,MaxSubmitJobs,GrpSubmitJobs,QOS",
+            ],
+            timeout=20,
+        ).stdout.splitlines()
+        qos_rows = run_command(
+            ["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxSubmitJobsPerUser,GrpSubmitJobs"], timeout=20
+        ).stdout.splitlines()
+    except CommandError:
+        return limits  # no accounting: slurmctld's own limit is all there is
+    qos_limits = {row.split("|")[0]: row.split("|")[1:] for row in qos_rows if row.count("|") == 2}
+    for row in assocs:
+        account, max_submit, grp_submit, qos_list = (row.split("|") + ["", "", "", ""])[:4]
+        if res.get("account") and account != res["account"]:
+            continue
+        for name, limit in (("MaxSubmitJobs", _limit(max_submit)), ("GrpSubmitJobs", _limit(grp_submit))):
+            if limit is not None:
+                what = f"your association (account {account}) allows {{limit:,}} submitted jobs ({name})"
+                limits.append((limit, mine, what + "; you have {used:,}"))
+        for qos in [res.get("qos")] if res.get("qos") else qos_list.split(","):
+            per_user, grp = (qos_limits.get(qos) or [None, None])[:2]
+            for name, limit in (("MaxSubmitJobsPerUser", _limit(per_user)), ("GrpSubmitJobs", _limit(grp))):
+                if limit is not None:
+                    what = f"QOS {qos} allows {{limit:,}} submitted jobs ({name})"
+                    limits.append((limit, mine, what + "; you have {used:,}"))
+    return limits
+
+
+def submission_limits(plan, limits=None) -> list[str]:
+    """What slurmctld and the accounting limits will refuse, checked before sbatch would sit in its
+    "temporarily unable to accept job" loop."""
+    from dlhpc.plan.experiment import jobs_added
+
+    res = plan.trials[0].data["resources"] if plan.trials else {}
+    adding = jobs_added(plan.trials, plan.max_array, plan.trials_per_task)
+    fix = (
+        "Fix: pack trials (resources.trials_per_task), submit fewer trials at once (split the sweep, or sweep "
+        "fewer values), or wait for your queued jobs to end"
+    )
+    return sorted(
+        {
+            f"this submission adds {adding:,} jobs (one per array task, plus one per array), but "
+            f"{what.format(limit=limit, used=used)}. {fix}"
+            for limit, used, what in (limits if limits is not None else job_limits(res))
+            if used + adding > limit
+        }
+    )
+
+
+def test_only(script_text: str, workdir: Path) -> str:
+    """`sbatch --test-only`: SLURM checks partition, account, QOS and limits, queues nothing."""
+    path = workdir / f".test-only-{uuid.uuid4().hex}.sh"
+    path.write_text(script_text)
+    try:
+        proc = run_command(["sbatch", "--test-only", str(path)], timeout=30, cwd=workdir, check=False)
+    finally:
+        path.unlink(missing_ok=True)
+    text = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise CommandError(
+            ["sbatch", "--test-only", "<script>"],
+            proc.returncode,
+            proc.stdout,
+            proc.stderr,
+            note="SLURM would refuse this job",
+        )
+    return text
+
+
+_JOB_ID = re.compile(r"Submitted batch job (\d+)")
+
+
+def parse_job_id(output: str) -> str:
+    m = _JOB_ID.search(output or "")
+    if not m:
+        raise DlhpcError(f"sbatch printed something dlhpc cannot read (no 'Submitted batch job N'):\n{output.strip()}")
+    return m.group(1)

@@ -1,0 +1,255 @@
+"""What SLURM says of jobs: one batched sacct call (squeue for what it lacks), mapped onto
+dlhpc's State and Reason codes, and the accounting figures of a row."""
+
+import re
+from datetime import datetime
+
+from dlhpc.errors import CommandError
+from dlhpc.reasons import Reason
+from dlhpc.schedulers.base import base_ids
+from dlhpc.shell import run_command
+from dlhpc.spec.schema import parse_time
+from dlhpc.states import State
+
+# Every state sacct/squeue can print (slurm 22.05+), in SLURM's words; unknown → UNKNOWN.
+STATES = {
+    "PENDING": "PENDING",
+    "PD": "PENDING",
+    "CONFIGURING": "PENDING",
+    "CF": "PENDING",
+    "REQUEUE_HOLD": "PENDING",
+    "REQUEUE_FED": "PENDING",
+    "RESV_DEL_HOLD": "PENDING",
+    "RUNNING": "RUNNING",
+    "R": "RUNNING",
+    "COMPLETING": "RUNNING",
+    "CG": "RUNNING",
+    "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+    "SO": "RUNNING",
+    "STOPPED": "RUNNING",
+    "ST": "RUNNING",
+    "SUSPENDED": "RUNNING",
+    "S": "RUNNING",
+    "RESIZING": "RUNNING",
+    "UPDATE_DB": "RUNNING",
+    "COMPLETED": "COMPLETED",
+    "CD": "COMPLETED",
+    "FAILED": "FAILED",
+    "F": "FAILED",
+    "BOOT_FAIL": "FAILED",
+    "BF": "FAILED",
+    "NODE_FAIL": "FAILED",
+    "NF": "FAILED",
+    "OUT_OF_MEMORY": "FAILED",
+    "OOM": "FAILED",
+    "DEADLINE": "FAILED",
+    "DL": "FAILED",
+    "SPECIAL_EXIT": "FAILED",
+    "SE": "FAILED",
+    "REVOKED": "CANCELLED",
+    "RV": "CANCELLED",
+    "CANCELLED": "CANCELLED",
+    "CA": "CANCELLED",
+    "TIMEOUT": "TIMEOUT",
+    "TO": "TIMEOUT",
+    "PREEMPTED": "PREEMPTED",
+    "PR": "PREEMPTED",
+    "REQUEUED": "REQUEUED",
+    "RQ": "REQUEUED",
+}
+
+
+def map_state(raw: str) -> State:
+    word = (raw or "").strip().split(" ")[0].rstrip("+").upper()
+    return State(STATES.get(word, "UNKNOWN"))
+
+
+def _expand_array_row(job_id: str) -> list[str]:
+    """'123_[0-3%2]' / '123_[1,4]' → ['123_0', ...]; other ids unchanged."""
+    m = re.fullmatch(r"(\d+)_\[([0-9,\-]+)(?:%\d+)?\]", job_id)
+    if not m:
+        return [job_id]
+    out = []
+    for part in m.group(2).split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+SACCT_FIELDS = ("JobID", "State", "Elapsed", "Submit", "Start", "End", "AllocTRES", "NodeList", "ExitCode", "Reason")
+
+
+# Why a job is pending, in plain words (SLURM's reason codes; a prefix match covers families).
+# SLURM's pending reasons (squeue %r, sacct Reason) by prefix: a code (reasons.Reason) and words
+PENDING_REASONS = (
+    ("Priority", Reason.QUEUED, "waiting behind jobs with a higher priority"),
+    ("Resources", Reason.QUEUED, "waiting for nodes, CPUs or GPUs to free up"),
+    ("QOS", Reason.LIMIT, "held back by a limit of its QOS ({code}): it starts when your other jobs finish"),
+    ("Assoc", Reason.LIMIT, "held back by a limit of your account ({code}): it starts when your other jobs finish"),
+    ("ReqNodeNotAvail", Reason.NODES_UNAVAILABLE, "the nodes it needs are down, drained or reserved"),
+    ("DependencyNeverSatisfied", Reason.DEPENDENCY_NEVER, "its dependency can never be met"),
+    ("Dependency", Reason.DEPENDENCY, "waiting for the jobs it depends on to end"),
+    ("BeginTime", Reason.BEGIN_TIME, "not to start before its begin time"),
+    ("JobHeldUser", Reason.HELD_BY_USER, "held by you"),
+    ("JobHeldAdmin", Reason.HELD_BY_ADMIN, "held by an administrator"),
+    ("Reservation", Reason.RESERVATION, "waiting for its reservation to start"),
+    ("JobArrayTaskLimit", Reason.ARRAY_THROTTLE, "waiting for its turn: resources.array_parallelism caps the trials"),
+    ("PartitionTimeLimit", Reason.TIME_OVER_LIMIT, "asks for more time than the partition allows"),
+    ("PartitionNodeLimit", Reason.NODES_OVER_LIMIT, "asks for more nodes than the partition allows"),
+    ("PartitionDown", Reason.PARTITION_DOWN, "its partition is down"),
+    ("PartitionInactive", Reason.PARTITION_DOWN, "its partition is inactive"),
+    ("None", Reason.JUST_SUBMITTED, "just submitted: the scheduler has not looked at it yet"),
+)
+
+
+# SLURM's end states whose reason is a dlhpc reason code
+END_REASONS = {
+    "OUT_OF_MEMORY": Reason.OUT_OF_MEMORY,
+    "NODE_FAIL": Reason.NODE_FAIL,
+    "BOOT_FAIL": Reason.NODE_FAIL,
+    "PREEMPTED": Reason.PREEMPTED,
+    "TIMEOUT": Reason.TIMEOUT,
+    "DEADLINE": Reason.TIMEOUT,
+    "CANCELLED": Reason.CANCELLED,
+}
+
+
+def explain_pending(code: str) -> tuple[str, Reason | None]:
+    """(SLURM's pending reason in plain words, its reason code)."""
+    code = (code or "").strip().strip("()")
+    for prefix, reason, words in PENDING_REASONS:
+        if code.startswith(prefix):
+            return f"{words.format(code=code)} ({code})", reason
+    return code or "pending", None
+
+
+def exit_parts(exit_code: str | None) -> tuple[int | None, int | None]:
+    """SLURM's ExitCode 'code:signal' → (exit code, signal), None where it says nothing."""
+    code, _, sig = str(exit_code or "").partition(":")
+    return (int(code) if code.isdigit() else None), (int(sig) if sig.isdigit() and int(sig) else None)
+
+
+def pending_details(job_ids, timeout=30) -> dict:
+    """{job_id: (reason, expected start)} for pending jobs: one `squeue` call."""
+    out = {}
+    proc = run_command(
+        ["squeue", "-h", "-t", "PD", "-j", ",".join(base_ids(job_ids)), "-o", "%i|%r|%S"], timeout=timeout
+    )
+    for line in proc.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3:
+            start = parts[2] if parts[2] not in ("N/A", "", "Unknown") else None
+            for jid in _expand_array_row(parts[0]):
+                out[jid] = (parts[1], start)
+    return out
+
+
+def sacct_rows(job_ids, timeout=30) -> dict:
+    """One batched sacct call → {job_id: {field: value}} for allocations (not steps)."""
+    bases = base_ids(job_ids)
+    if not bases:
+        return {}
+    proc = run_command(
+        ["sacct", "-X", "-n", "-P", "-j", ",".join(bases), "-o", ",".join(SACCT_FIELDS)], timeout=timeout
+    )
+    rows, explicit = {}, set()
+    for line in proc.stdout.splitlines():
+        values = line.split("|")
+        if len(values) != len(SACCT_FIELDS):
+            continue
+        row = dict(zip(SACCT_FIELDS, values, strict=True))
+        expanded = _expand_array_row(row["JobID"])
+        for jid in expanded:
+            # A row of its own (later ones, after a requeue, replace earlier ones) beats the
+            # summary row `123_[2-3%1]` that sacct prints for the elements not started yet.
+            if len(expanded) == 1 or jid not in explicit:
+                rows[jid] = row
+            if len(expanded) == 1:
+                explicit.add(jid)
+    return rows
+
+
+def squeue_rows(job_ids, timeout=30) -> dict:
+    bases = base_ids(job_ids)
+    proc = run_command(["squeue", "-h", "-j", ",".join(bases), "-o", "%i|%T|%M|%N", "--states=all"], timeout=timeout)
+    rows = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 4:
+            for jid in _expand_array_row(parts[0]):
+                rows[jid] = {"JobID": jid, "State": parts[1], "Elapsed": parts[2], "NodeList": parts[3]}
+    return rows
+
+
+def states(job_ids, details=False) -> tuple[dict, list]:
+    """({job_id: {"state", "elapsed", ...}}, warnings). sacct first; squeue when sacct fails.
+    With details, pending jobs also get their reason in plain words and expected start (squeue)."""
+    warnings, rows = [], {}
+    try:
+        rows = sacct_rows(job_ids)
+    except (CommandError, OSError) as exc:
+        warnings.append(f"sacct failed, using squeue (finished jobs may show as UNKNOWN): {str(exc).splitlines()[0]}")
+    missing = [j for j in job_ids if j not in rows]
+    if missing:
+        try:
+            for jid, row in squeue_rows(missing).items():
+                rows.setdefault(jid, row)
+        except (CommandError, OSError) as exc:
+            warnings.append(f"squeue failed too: {str(exc).splitlines()[0]}")
+    out = {}
+    for jid in job_ids:
+        row = rows.get(jid)
+        if row is None:
+            continue
+        raw = row.get("State", "")
+        code, sig = exit_parts(row.get("ExitCode"))
+        out[jid] = {
+            "state": map_state(raw),
+            "raw_state": raw,
+            "elapsed": row.get("Elapsed"),
+            "submit": row.get("Submit"),
+            "start": row.get("Start"),
+            "end": row.get("End"),
+            "alloc_tres": row.get("AllocTRES"),
+            "nodes": row.get("NodeList"),
+            "exit_code": code,
+            "signal": sig,
+            "reason_code": END_REASONS.get(raw.split()[0] if raw else ""),
+        }
+        if out[jid]["state"] == "PENDING":
+            words, reason = explain_pending(row.get("Reason", ""))
+            out[jid].update(pending_reason=words, reason_code=reason)
+    pending = [j for j, row in out.items() if row["state"] == "PENDING"]
+    if details and pending:
+        try:
+            for jid, (code, start) in pending_details(pending).items():
+                if jid in out:
+                    words, reason = explain_pending(code)
+                    out[jid].update(pending_reason=words, reason_code=reason, est_start=start)
+        except (CommandError, OSError) as exc:
+            warnings.append(f"squeue --start failed: {str(exc).splitlines()[0]}")
+    return out, warnings
+
+
+def _ts(value):
+    try:
+        return datetime.fromisoformat(value) if value and value not in ("Unknown", "None") else None
+    except ValueError:
+        return None
+
+
+def accounting(row: dict) -> dict:
+    """Queue wait and allocated CPU/GPU hours from what sacct recorded (AllocTRES x Elapsed)."""
+    out = {}
+    submit, start = _ts(row.get("submit")), _ts(row.get("start"))
+    if submit and start:
+        out["queue_wait_s"] = max(0.0, (start - submit).total_seconds())
+    elapsed = parse_time(row.get("elapsed") or "") if row.get("elapsed") else None
+    tres = dict(item.split("=", 1) for item in (row.get("alloc_tres") or "").split(",") if "=" in item)
+    if elapsed is not None:
+        out["elapsed_s"] = elapsed
+    if elapsed is not None and tres:
+        out["core_hours"] = int(tres.get("cpu", 0) or 0) * elapsed / 3600
+        out["gpu_hours"] = int(tres.get("gres/gpu", 0) or 0) * elapsed / 3600
+    return out
