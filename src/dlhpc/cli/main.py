@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    for add in (_spec_commands, _submit_commands, _results_commands, _admin_commands):
+        add(sub)
+    return parser
+
+
+def _spec_commands(sub) -> None:
+    """Init, validate, render: the spec and the scripts it makes."""
     p = sub.add_parser("init", help="write a commented starter spec")
     p.add_argument("path", nargs="?", default="experiment.yaml")
     p.add_argument("--model", choices=MODELS, default="cnn")
@@ -92,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out-dir", metavar="DIR", help="write one file per job instead of printing")
     _add_runs_dir(p)
 
+
+def _submit_commands(sub) -> None:
+    """Submit, resubmit, run."""
     p = sub.add_parser("submit", help="queue the spec's trials and return")
     p.add_argument("spec", metavar="SPEC")
     _add_scheduler(p)
@@ -122,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_here(p)
     _add_runs_dir(p)
 
+
+def _results_commands(sub) -> None:
+    """Status, summary, plot, logs, show, report, why, cancel."""
     p = sub.add_parser("status", help="state of every trial of an experiment")
     p.add_argument("exp", nargs="?", metavar="EXP")
     _add_json(p)
@@ -189,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latest", action="store_true", help="cancel the newest experiment (EXP left out)")
     _add_runs_dir(p)
 
+
+def _admin_commands(sub) -> None:
+    """Templates, schema, usage, data, doctor."""
     p = sub.add_parser("templates", help="list, show or copy job-script templates")
     tsub = p.add_subparsers(dest="templates_command", metavar="ACTION")
     tsub.add_parser("list", help="templates on the search path, with their origin")
@@ -231,7 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", metavar="SPEC")
     _add_set(p)
     p.add_argument("--job", action="store_true", help="also run a tiny job to see what the nodes have")
-    return parser
 
 
 def main(argv=None) -> int:
