@@ -60,3 +60,19 @@ def test_importing_dlhpc_imports_neither_torch_nor_submitit():
     code = "import sys, dlhpc; dlhpc.load; print('torch' in sys.modules, 'submitit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_submitting_leaves_the_notebooks_umask_as_it_was(runs):
+    import os
+
+    import dlhpc
+    from dlhpc.fsutil import current_umask
+
+    old = os.umask(0o002)
+    try:
+        exp = dlhpc.submit(ROOT / "jobs" / "mnist-softmax.yaml", set=QUICK, runs_dir=runs, quiet=True)
+        assert current_umask() == 0o002
+    finally:
+        os.umask(old)
+    assert exp.path.stat().st_mode & 0o777 == 0o700  # the experiment is private all the same
+    exp.wait(timeout=120, refresh_s=0.2)

@@ -288,14 +288,27 @@ def test_read_only_commands_ignore_a_required_key(dlhpc, tmp_path):
 # ---- correctness: state words and host lists -----------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["slurm", "pbs", "local"])
+# where each backend keeps its tables of the scheduler's words
+STATE_TABLES = {
+    "slurm": "dlhpc.schedulers.slurm.queue",
+    "pbs": "dlhpc.schedulers.pbs",
+    "local": "dlhpc.schedulers.local",
+}
+
+
+def test_every_backend_has_its_state_tables_checked():
+    from dlhpc.schedulers import REGISTRY
+
+    assert set(STATE_TABLES) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", sorted(STATE_TABLES))
 def test_every_state_a_backend_can_report_is_a_dlhpc_state(name):
     import importlib
 
-    from dlhpc.schedulers import REGISTRY
     from dlhpc.states import STATES
 
-    module = importlib.import_module(REGISTRY[name].split(":")[0])
+    module = importlib.import_module(STATE_TABLES[name])
     words = set(getattr(module, "STATES", {}).values()) | set(getattr(module, "EXIT_STATES", {}).values())
     words |= set(getattr(module, "FINAL", ()))
     assert words and words <= set(STATES), words - set(STATES)

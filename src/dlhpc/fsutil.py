@@ -6,6 +6,7 @@ experiment, whose files are never writable by group or others (`private_mode`): 
 login node a group-writable record, script or pickle is code someone else can change.
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -36,11 +37,17 @@ def private_mode(executable: bool = False) -> int:
     return user_mode(executable) & ~0o022
 
 
-def no_write_for_others() -> None:
-    """From here on this process creates nothing that group or others may write: for commands
-    that write an experiment (submit, resubmit, run), whose files include pickles that submitit
-    writes and the output file the scheduler creates with the submitter's umask."""
-    os.umask(current_umask() | 0o022)
+@contextlib.contextmanager
+def no_write_for_others():
+    """While it is held, this process creates nothing that group or others may write: around what
+    writes an experiment (submit, resubmit, run), whose files include the pickles submitit writes
+    and the output file the scheduler creates with the submitter's umask. The umask is put back
+    after, so a notebook's later files are as its user's umask makes them."""
+    previous = os.umask(current_umask() | 0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def write_new(path, data: bytes, mode: int) -> None:

@@ -211,13 +211,18 @@ def _say_where_ranks_run(spec, console):
 def cmd_run(args):
     """Run the spec here, in the foreground: the local backend's rendered scripts, one trial
     after another, with a progress bar on a terminal and a plain line per epoch elsewhere."""
-    from dlhpc.cli.progress import progress_for
     from dlhpc.fsutil import no_write_for_others
+
+    with no_write_for_others():
+        return _run_here(args)
+
+
+def _run_here(args) -> int:
+    from dlhpc.cli.progress import progress_for
     from dlhpc.plan import experiment
     from dlhpc.schedulers.local import Cancelled, LocalBackend, Runner, plan_jobs, write_report_if_asked
     from dlhpc.submission import pipeline
 
-    no_write_for_others()
     spec = load_spec(args.spec, _runs_sets(args) + list(args.sets) + [f"resources.scheduler={LocalBackend.name}"])
     check_training_here(spec, args.here, "run")
     console = _console()

@@ -54,11 +54,16 @@ def submit(spec, options: SubmitOptions | None = None, say=print) -> Submission:
     """Submit a resolved spec (spec.load_spec). Raises UserError (exit 2) for anything the user
     can fix, with the fix; nothing is left half-written."""
     from dlhpc.fsutil import no_write_for_others
+
+    options = options or SubmitOptions()
+    with no_write_for_others():
+        return _submit(spec, options, say)
+
+
+def _submit(spec, options: SubmitOptions, say) -> Submission:
     from dlhpc.plan import experiment
     from dlhpc.schedulers import backend
 
-    options = options or SubmitOptions()
-    no_write_for_others()
     sched = backend(spec.data["resources"]["scheduler"])
     p = experiment.plan(spec, max_array=sched.max_array())
     check_training_here(p.spec, options.here, "submit")
@@ -84,8 +89,7 @@ def resubmit(exp_dir: Path, options: ResubmitOptions | None = None, say=print) -
     from dlhpc.fsutil import no_write_for_others
     from dlhpc.submission.journal import locked
 
-    no_write_for_others()
-    with locked(exp_dir):
+    with no_write_for_others(), locked(exp_dir):
         return _resubmit_locked(Path(exp_dir), options or ResubmitOptions(), say)
 
 
