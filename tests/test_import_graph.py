@@ -31,7 +31,9 @@ def import_graph() -> dict[str, set]:
                     parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(parent + ([base] if base else []))
                 if base in mods:
+                    # `from pkg import module` runs pkg/__init__.py too: an edge to both
                     graph[name] |= {f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names}
+                    graph[name].add(base)
         graph[name].discard(name)
     return graph
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlhpc import environment
+import dlhpc.environment as environment
 from dlhpc.errors import UserError
 from dlhpc.fsutil import atomic_write_json, atomic_write_text, current_umask, private_mode, read_json, write_new
 from dlhpc.plan.render import render_script

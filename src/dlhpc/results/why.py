@@ -4,7 +4,7 @@ of its job.err, turned into one cause and one fix per trial that did not simply 
 import re
 from pathlib import Path
 
-from dlhpc import reasons
+import dlhpc.reasons as reasons
 from dlhpc.errors import DlhpcError
 from dlhpc.fsutil import read_json
 from dlhpc.reasons import Reason

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from dlhpc import processes
+import dlhpc.processes as processes
 from dlhpc.errors import CommandError
 from dlhpc.fsutil import atomic_write_json, current_umask, private_mode, read_json
 from dlhpc.schedulers.base import Backend, Check
@@ -193,11 +193,11 @@ class LocalBackend(Backend):
     name = "local"
     job_id_expr = "${DLHPC_JOB_ID:-local}"
     job_id_pattern = r"local-\d+\.\d+(_\d+)?"
+    array_index_expr = "${DLHPC_ARRAY_INDEX:-0}"
 
     def release_command(self, job_id: str) -> str:
         return "nothing to release: the local runner holds no job"
 
-    array_index_expr = "${DLHPC_ARRAY_INDEX:-0}"
     runs_here = True
     submitted_note = "no scheduler: the trials run one after another in the background on this machine"
 
