@@ -23,6 +23,12 @@ def _stat_fields(pid: int) -> list[str] | None:
 def identity(pid: int | None = None) -> dict | None:
     """{pid, start, uid} of a live process (this one by default); None if it cannot be read."""
     pid = os.getpid() if pid is None else pid
+    now = _observe(pid)
+    return None if now is None else {k: now[k] for k in ("pid", "start", "uid")}
+
+
+def _observe(pid: int) -> dict | None:
+    """What /proc says of a process now: pid, start, uid and state (one read of its stat)."""
     fields = _stat_fields(pid)
     if not fields:
         return None
@@ -30,7 +36,7 @@ def identity(pid: int | None = None) -> dict | None:
         uid = os.stat(f"/proc/{pid}").st_uid
     except OSError:
         return None
-    return {"pid": pid, "start": int(fields[19]), "uid": uid}  # field 22 is the 20th after ')'
+    return {"pid": pid, "start": int(fields[19]), "uid": uid, "state": fields[0]}  # field 22: the 20th after ')'
 
 
 def _valid_pid(pid) -> int | None:
@@ -46,11 +52,10 @@ def is_running(recorded: dict | None) -> bool:
     pid = _valid_pid(recorded.get("pid"))
     if pid is None or recorded.get("uid") != os.getuid():
         return False
-    now = identity(pid)
+    now = _observe(pid)
     if now is None or now["start"] != recorded.get("start") or now["uid"] != os.getuid():
         return False
-    fields = _stat_fields(pid)
-    return bool(fields) and fields[0] != "Z"
+    return now["state"] != "Z"
 
 
 def signal_if_running(recorded: dict | None, signum: int = signal.SIGTERM) -> bool:
