@@ -78,8 +78,9 @@ def load(ref, runs_dir=None) -> "Experiment":
 
 def experiments(runs_dir=None) -> list["Experiment"]:
     """Every experiment under the runs folder, oldest first."""
-    root = _runs_root(runs_dir)
-    found = [d for d in root.iterdir() if (d / "experiment.json").is_file()] if root.is_dir() else []
+    from dlhpc.plan.experiment import experiments_under
+
+    found = experiments_under(_runs_root(runs_dir))
     return [Experiment(d) for d in sorted(found, key=lambda d: d.stat().st_mtime)]
 
 
@@ -195,10 +196,9 @@ class Status:
 
     @property
     def counts(self) -> dict:
-        counts: dict = {}
-        for t in self.trials:
-            counts[t["state"]] = counts.get(t["state"], 0) + 1
-        return counts
+        from dlhpc.results.status import state_counts
+
+        return state_counts(self.trials)
 
     def __rich__(self):
         from dlhpc.results.status import report_table

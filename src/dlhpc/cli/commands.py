@@ -424,18 +424,18 @@ def cmd_cancel(args):
 
 def _refuse_cancel_without_experiment(args):
     """Like scancel with no job id: name what could be cancelled, cancel nothing."""
+    from dlhpc.plan.experiment import experiments_under
     from dlhpc.results import status
 
     root = _runs_root(args)
     live = []
-    for exp_dir in sorted(root.iterdir() if root.is_dir() else [], key=lambda d: d.stat().st_mtime):
-        if (exp_dir / "experiment.json").is_file():
-            try:
-                jobs = status.live_jobs(exp_dir)
-            except DlhpcError:
-                continue
-            if jobs:
-                live.append(f"{exp_dir.name} ({len(jobs)} job(s) queued or running)")
+    for exp_dir in sorted(experiments_under(root), key=lambda d: d.stat().st_mtime):
+        try:
+            jobs = status.live_jobs(exp_dir)
+        except DlhpcError:
+            continue
+        if jobs:
+            live.append(f"{exp_dir.name} ({len(jobs)} job(s) queued or running)")
     listing = (
         ("experiments with live jobs under " + str(root) + ":\n  " + "\n  ".join(live))
         if live

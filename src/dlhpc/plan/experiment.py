@@ -275,7 +275,7 @@ def find_experiment(ref: str | None, root: Path) -> Path:
     experiment's `name` (its newest run); None means the newest experiment. Nothing else: no
     prefixes or patterns, so `cancel` never reaches an experiment the user did not name."""
     if ref is None:
-        found = _experiments(root)
+        found = experiments_under(root)
         if not found:
             raise UserError(f"no experiments under {root}/; pass an experiment directory, or submit one first")
         return max(found, key=lambda d: d.stat().st_mtime)
@@ -286,7 +286,7 @@ def find_experiment(ref: str | None, root: Path) -> Path:
         exact = root / ref
         if _is_experiment(exact):
             return exact
-        named = [d for d in _experiments(root) if (m := STAMPED.fullmatch(d.name)) and m["name"] == ref]
+        named = [d for d in experiments_under(root) if (m := STAMPED.fullmatch(d.name)) and m["name"] == ref]
         if named:
             return max(named, key=lambda d: d.stat().st_mtime)
     raise UserError(
@@ -301,12 +301,13 @@ def _is_experiment(folder: Path) -> bool:
         return False
 
 
-def _experiments(root: Path) -> list[Path]:
-    return [d for d in root.iterdir() if (d / "experiment.json").is_file()] if root.is_dir() else []
+def experiments_under(root: Path) -> list[Path]:
+    """The experiment folders in a runs folder, in no order."""
+    return [d for d in root.iterdir() if _is_experiment(d)] if root.is_dir() else []
 
 
 def _candidates(root: Path, shown: int = 10) -> str:
-    names = sorted((d.name for d in _experiments(root)), reverse=True)
+    names = sorted((d.name for d in experiments_under(root)), reverse=True)
     if not names:
         return "(none)"
     more = f" and {len(names) - shown} more (ls {root})" if len(names) > shown else ""

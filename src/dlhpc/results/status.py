@@ -96,11 +96,17 @@ SHOWN_ROWS = 40  # past this, status shows counts and the trials that need atten
 ATTENTION = {"FAILED": 0, "TIMEOUT": 0, "CANCELLED": 1, "UNKNOWN": 1, "RUNNING": 2, "REQUEUED": 2, "PREEMPTED": 2}
 
 
-def count_line(trials: list) -> str:
-    """'10,000 trials: 9,990 COMPLETED, 10 FAILED' (most common state first)."""
+def state_counts(trials: list) -> dict:
+    """{state word: how many trials are in it}, in the order states first appear."""
     counts: dict = {}
     for t in trials:
         counts[str(t["state"])] = counts.get(str(t["state"]), 0) + 1
+    return counts
+
+
+def count_line(trials: list) -> str:
+    """'10,000 trials: 9,990 COMPLETED, 10 FAILED' (most common state first)."""
+    counts = state_counts(trials)
     parts = ", ".join(f"{n:,} {state}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     return f"{len(trials):,} trial{'s' if len(trials) != 1 else ''}: {parts}"
 
