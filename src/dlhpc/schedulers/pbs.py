@@ -473,14 +473,13 @@ class PBSBackend(Backend):
     # Torque sets PBS_ARRAYID and OpenPBS PBS_ARRAY_INDEX; PBS-on-SLURM wrappers set neither.
     job_id_expr = "${PBS_JOBID:-${SLURM_JOB_ID:-}}"
     job_id_pattern = r"\d+(_\d+|\[\d*\])?(\.[A-Za-z0-9][A-Za-z0-9.-]*)?"  # 123, 123_4 (array element), 123[].srv
+    array_index_expr = "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"
 
     def queue_command(self, job_name: str) -> str:
         return f"qstat -u $USER  (job name {job_name})"
 
     def release_command(self, job_id: str) -> str:
         return f"qrls {job_id.split('_')[0]}"
-
-    array_index_expr = "${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-${SLURM_ARRAY_TASK_ID:-0}}}"
 
     def template(self, resources: dict) -> str:
         return f"pbs/{flavor(resources)}"

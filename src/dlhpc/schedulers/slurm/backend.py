@@ -47,14 +47,13 @@ class SlurmBackend(Backend):
     submit_command = "sbatch"
     job_id_expr = "${SLURM_JOB_ID}"
     job_id_pattern = r"\d+(_\d+)?"
+    array_index_expr = "${SLURM_ARRAY_TASK_ID:-0}"
 
     def queue_command(self, job_name: str) -> str:
         return f"squeue --me --name {job_name}"
 
     def release_command(self, job_id: str) -> str:
         return f"scontrol release {job_id.split('_')[0]}"
-
-    array_index_expr = "${SLURM_ARRAY_TASK_ID:-0}"
 
     def check(self) -> None:
         if shutil.which("sbatch") is None:
