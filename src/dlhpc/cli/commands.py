@@ -95,12 +95,14 @@ def _check_template_exists(spec) -> None:
 
 def cmd_validate(args):
     from dlhpc.spec.sweep import count_trials
+    from dlhpc.submission import pipeline
 
     reports = []
     for path in args.specs:
         try:
             spec = load_spec(path, args.sets)
             _check_template_exists(spec)
+            pipeline.snapshot_code(spec)  # the script exists, the code folder is not too big
         except UserError as exc:
             reports.append({"spec": path, "ok": False, "error": str(exc)})
             if not args.json:
@@ -229,6 +231,7 @@ def _run_here(args) -> int:
     _say_where_ranks_run(spec, console)
     p = experiment.plan(spec)
     pipeline.preflight(p, LocalBackend())
+    p.code = pipeline.snapshot_code(spec)
     pipeline.prepare_data(p.trials, may_fetch=True, say=_out)
     p = experiment.materialize(p)
     jobs = plan_jobs(p, os.getpid())

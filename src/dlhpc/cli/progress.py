@@ -4,9 +4,7 @@ epoch per trial anywhere else (a CI log, `| tee`, a batch job's output file)."""
 import contextlib
 import sys
 
-
-def _accuracy(m: dict) -> str:
-    return f"test acc {100 * m['test_acc']:.2f}%  {m['images_per_s']:.0f} img/s"
+from dlhpc.results.metrics import describe, total_epochs
 
 
 class Bars:
@@ -27,7 +25,7 @@ class Bars:
         }
 
     def epoch(self, trial: str, m: dict):
-        self.bar.update(self.tasks[trial], completed=m["epoch"], acc=_accuracy(m))
+        self.bar.update(self.tasks[trial], completed=m.get("epoch"), acc=describe(m))
 
     def trial_end(self, trial: str, state: str):
         if state != "COMPLETED":
@@ -37,20 +35,25 @@ class Bars:
 class Lines:
     def __init__(self, trials, stream=None):
         self.stream = stream or sys.stdout
-        self.epochs = {t.id: t.data["train"]["epochs"] for t in trials}
+        self.epochs = {t.id: total_epochs(t.data) or "?" for t in trials}
 
     def _say(self, text: str):
         self.stream.write(text + "\n")
         self.stream.flush()
 
     def epoch(self, trial: str, m: dict):
-        self._say(
-            f"{trial} epoch {m['epoch']}/{self.epochs[trial]} train_loss {m['train_loss']:.4f} "
-            f"test_loss {m['test_loss']:.4f} {_accuracy(m)} ({m['epoch_time_s']:.2f} s)"
-        )
+        losses = "".join(f"{k} {m[k]:.4f} " for k in ("train_loss", "test_loss") if isinstance(m.get(k), float))
+        took = f" ({m['epoch_time_s']:.2f} s)" if isinstance(m.get("epoch_time_s"), float) else ""
+        self._say(f"{trial} epoch {m.get('epoch', '?')}/{self.epochs[trial]} {losses}{describe(m)}{took}")
 
     def trial_end(self, trial: str, state: str):
         self._say(f"{trial} {state}")
+
+
+def _what(data: dict) -> str:
+    program = data.get("program") or {}
+    named = program.get("script") or program.get("module") or program.get("entry")
+    return str(named) if named else data["model"]["name"]
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ class Plan:
     trials_per_task: int | None = None  # chosen at submit where a scheduler limit needs packing
     submit_args: list = field(default_factory=list)  # for the submit command (a dependency: --after)
     first_script: int = 0  # a resubmission numbers its scripts after the experiment's earlier ones
+    code: object = None  # plan.code.CodeSnapshot of the program's folder (None: the built-in trainer)
 
     def script_name(self, i: int) -> str:
         return f"job-{self.first_script + i}.sh"
@@ -187,8 +188,14 @@ def materialize(p: Plan) -> Plan:
     mode = dir_mode(p.spec.data)
     final = reserve_dir(p.exp_dir, mode)
     if final != p.exp_dir:  # the scripts name the directory: render them again for the new one
+        code_snapshot = p.code
         p = plan(p.spec, final, max_array=p.max_array, trials=p.trials, trials_per_task=p.trials_per_task)
+        p.code = code_snapshot
     try:
+        if p.code is not None:
+            from dlhpc.plan import code
+
+            code.write(p.code, p.exp_dir, mode, private_mode(executable=True))
         (p.exp_dir / SUBMITIT_DIR).mkdir(mode=mode)
         (p.exp_dir / "logs").mkdir(mode=mode)
         script_of = {}

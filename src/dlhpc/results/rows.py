@@ -12,6 +12,8 @@ from pathlib import Path
 
 from dlhpc.fsutil import read_json
 from dlhpc.results import redact
+from dlhpc.results.metrics import logged_keys, total_epochs
+from dlhpc.spec.program import is_builtin
 from dlhpc.states import reconcile
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -80,8 +82,31 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         row["requeues"] = requeues
     if sched:
         row.update({k: sched[k] for k in ("elapsed", "queue_wait_s", "core_hours", "gpu_hours") if k in sched})
+    if not is_builtin(spec):
+        _program_columns(row, spec, metrics, state, flags)
     row["flags"] = "; ".join(flags)
     return row
+
+
+def _program_columns(row: dict, spec: dict, metrics: list, state: str, flags: list) -> None:
+    """A user's program: its name instead of the model, and the keys it logs as columns (their
+    last values), in place of the built-in trainer's accuracy columns."""
+    prog = spec.get("program") or {}
+    row["model"] = prog.get("script") or prog.get("module") or prog.get("entry")
+    keys = logged_keys(metrics)
+    last = metrics[-1] if metrics else {}
+    for key in keys:
+        row.setdefault(key if key not in row else f"metric.{key}", last.get(key))
+    row["logged"] = [k if k not in BUILTIN_ROW_KEYS else f"metric.{k}" for k in keys]
+    if state == "COMPLETED" and not metrics:
+        flags.append("no metrics logged (the program does not call dlhpc.trial.log; its exit code decided)")
+
+
+# the row keys a program's logged keys must not overwrite (they become metric.<key>)
+BUILTIN_ROW_KEYS = {
+    "trial", "name", "model", "experiment", "state", "job_id", "world_size", "epochs", "epochs_done",
+    "nodes", "device", "gpu_util", "curve", "flags", "requeues", "logged",
+}  # fmt: skip
 
 
 def _read_trial_files(tdir: Path) -> tuple[dict, list, list]:
@@ -93,7 +118,7 @@ def _read_trial_files(tdir: Path) -> tuple[dict, list, list]:
     metrics, problem = read_metrics(tdir / "metrics.jsonl")
     if problem:
         flags.append(problem)
-    if any(not _finite(m.get("train_loss")) or not _finite(m.get("test_loss")) for m in metrics):
+    if any(k in m and not _finite(m[k]) for m in metrics for k in ("train_loss", "test_loss", "loss")):
         flags.append("NaN or infinite loss")
     return (result if isinstance(result, dict) else {}), metrics, flags
 
@@ -101,7 +126,10 @@ def _read_trial_files(tdir: Path) -> tuple[dict, list, list]:
 def _trial_epochs(trial: dict, spec: dict):
     """The trial's epochs before it has a result: its swept value, else the experiment's (no
     spec.yaml to parse: a status of 1,000 pending trials stays fast)."""
-    return trial.get("params", {}).get("train.epochs", spec.get("train", {}).get("epochs"))
+    params = trial.get("params", {})
+    if "train.epochs" in params or "params.epochs" in params:
+        return params.get("train.epochs", params.get("params.epochs"))
+    return total_epochs(spec)
 
 
 def _time_to_target(metrics, spec):
@@ -242,7 +270,7 @@ def sort_rows(rows: list, key: str | None) -> list:
     if not any(key in r for r in rows):
         from dlhpc.errors import UserError
 
-        known = sorted({k for r in rows for k in r if k not in ("curve", "flags")})
+        known = sorted({k for r in rows for k in r if k not in ("curve", "flags", "logged")})
         raise UserError(f"--sort {key!r}: no such column; columns: {', '.join(known)}")
     reverse = key in ("test_acc", "best_test_acc", "images_per_s", "speedup", "efficiency")
     present = [r for r in rows if r.get(key) is not None]
@@ -253,7 +281,7 @@ def sort_rows(rows: list, key: str | None) -> list:
 def json_rows(rows: list) -> list:
     out = []
     for r in rows:
-        item = {k: v for k, v in r.items() if k != "curve"}
+        item = {k: v for k, v in r.items() if k not in ("curve", "logged")}
         for k, v in item.items():
             if isinstance(v, float) and not math.isfinite(v):
                 item[k] = None
@@ -262,19 +290,11 @@ def json_rows(rows: list) -> list:
 
 
 def columns(rows: list, swept: list) -> list:
-    cols = [
-        "trial",
-        *swept,
-        "model",
-        "state",
-        "world_size",
-        "epochs_done",
-        "test_acc",
-        "best_test_acc",
-        "time_to_target_s",
-        "train_time_s",
-        "images_per_s",
-    ]
+    logged = list(dict.fromkeys(k for r in rows for k in r.get("logged") or []))
+    if rows and all("logged" in r for r in rows):  # a program's: its own keys
+        cols = ["trial", *swept, "state", "world_size", "epochs_done", *logged]
+    else:
+        cols = _builtin_columns(swept)
     extra = [
         c
         for c in (
@@ -291,6 +311,22 @@ def columns(rows: list, swept: list) -> list:
         if any(c in r for r in rows)
     ]
     return cols + extra
+
+
+def _builtin_columns(swept: list) -> list:
+    return [
+        "trial",
+        *swept,
+        "model",
+        "state",
+        "world_size",
+        "epochs_done",
+        "test_acc",
+        "best_test_acc",
+        "time_to_target_s",
+        "train_time_s",
+        "images_per_s",
+    ]
 
 
 def fmt(key: str, value) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from dlhpc.errors import UserError
-from dlhpc.spec import schema
+from dlhpc.spec import program, schema
 from dlhpc.spec.yamlsource import Origin, load_file, load_text, where  # noqa: F401 - where: spec.where for callers
 
 SITE_DEFAULT = "/etc/dlhpc/site.yaml"
@@ -107,7 +107,7 @@ def load_spec(path, sets=(), *, use_site=True, enforce_policy=True) -> Spec:
             )
         layers.append((_expect_mapping(data, str(path)), origins))
     layers.append(parse_sets(sets))
-    spec = resolve(layers, site_settings, source=str(path) if path else "<defaults>")
+    spec = resolve(layers, site_settings, source=str(path) if path else "<defaults>", site_file=site_layer[0])
     spec.site_file, spec.site_defaults, spec.site_origins = site_layer
     if enforce_policy:
         from dlhpc.spec import policy
@@ -121,17 +121,18 @@ def load_spec_text(text: str, source="<string>", sets=()) -> Spec:
     return resolve([(_expect_mapping(data, source), origins), parse_sets(sets)], {}, source=source)
 
 
-def resolve(layers, site_settings, source) -> Spec:
+def resolve(layers, site_settings, source, site_file=None) -> Spec:
     merged = copy.deepcopy(schema.DEFAULTS)
     origins: dict = {}
     for data, layer_origins in layers:
         clean = validate_layer(data, layer_origins)
         _merge(merged, clean, (), layer_origins, origins)
-    spec = Spec(merged, origins, site_settings, source)
+    spec = Spec(merged, origins, site_settings, source, site_file=site_file)
     _check_cross_fields(spec)
     from dlhpc.spec import sweep  # sweep checks need the merged spec (key types, trial count)
 
     sweep.check_sweep(spec)
+    program.check(spec)
     return spec
 
 
@@ -185,10 +186,10 @@ def _unknown_key(key, tree, origins, path) -> str:
 def _merge(base: dict, layer: dict, prefix, layer_origins, origins):
     for key, value in layer.items():
         path = prefix + (key,)
-        # sections merge key by key; extra/vars/sweep merge too so a site can add to them
+        # sections merge key by key; extra/vars/sweep/params merge too so a site can add to them
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value, path, layer_origins, origins)
-            if key in ("extra", "vars", "sweep") or not value:
+            if key in ("extra", "vars", "sweep", "params") or not value:
                 origins.setdefault(path, layer_origins.get(path))
         else:
             base[key] = copy.deepcopy(value)

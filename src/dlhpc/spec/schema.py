@@ -282,6 +282,43 @@ DIRECTIVE_VALUE = Optional(Str(None, r"[^\x00\n\r#]{0,512}", "a value without ne
 
 MODELS = ("softmax", "mlp", "lenet5", "cnn")
 
+
+class ParamValue(Field):
+    """A program's parameter: a number, text, true/false, null, or a list or mapping of them (at
+    most 4 levels deep); it reaches the program as JSON (DLHPC_PARAMS) and through `args`."""
+
+    allowed = "a number, text, true/false, null, or a list or mapping of them"
+
+    def check(self, value, depth=0):
+        if depth > 4:
+            raise Invalid("nests too deep (at most 4 levels)")
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise Invalid(f"must be a finite number, got {value}")
+            return float(value)
+        if isinstance(value, list):
+            return [self.check(v, depth + 1) for v in value]
+        if isinstance(value, dict):
+            return {str(k): self.check(v, depth + 1) for k, v in value.items()}
+        raise Invalid(f"must be {self.allowed}, got {_show(value)}")
+
+
+PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
+PARAM = ParamValue()
+# A program's command-line argument: one line of text ({params.NAME} is replaced per trial).
+ARG = Str(None, r"[^\x00\n\r]{0,4096}", "one argument (text without newlines; {params.NAME} is replaced)")
+MODULE = Str(None, r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", "a Python module like mypkg.train")
+ENTRY = Str(
+    None,
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*",
+    "a function as module:function, like mypkg.train:main",
+)
+STOP_SIGNALS = ("TERM", "USR1", "USR2", "INT")
+
 SCHEMA = {
     "name": NAME,
     "model": {
@@ -317,6 +354,18 @@ SCHEMA = {
         "augment_rotate_deg": Float(10.0, 0, 45),
         "augment_scale": Float(0.1, 0, 0.5),
     },
+    "program": {
+        "script": Optional(PATH),
+        "module": Optional(MODULE),
+        "entry": Optional(ENTRY),
+        "args": List(ARG, max_len=1000),
+        "code": Optional(PATH),
+        "code_max_mb": Int(100, 1, 100_000),
+        "python": Optional(PATH),
+        "stop_signal": Choice("TERM", STOP_SIGNALS),
+        "grace_s": Int(60, 1, 3600),
+    },
+    "params": Map(PARAM_NAME, "parameter names (letters, digits, _)", PARAM),
     "data": {
         "name": Choice("mnist", ("mnist",)),
         "root": Optional(PATH),
@@ -356,10 +405,16 @@ SCHEMA = {
     "sweep": None,  # checked by sweep.py: dotted key -> list
 }
 
+SCHEMA_PROGRAM = SCHEMA["program"]
+# The built-in trainer's sections: a spec that names its own program sets `params` instead.
+BUILTIN_SECTIONS = ("model", "train", "data")
+
 DEFAULTS = {
     "name": "experiment",
     "model": {"name": "cnn", "hidden": None, "width": None},
     "train": {k: f.default for k, f in SCHEMA["train"].items()},
+    "program": {k: f.default for k, f in SCHEMA_PROGRAM.items()},
+    "params": {},
     "data": {"name": "mnist", "root": None, "download": True, "train_subset": None},
     "resources": {
         k: f.default if not isinstance(f, dict) else {"flavor": "openpbs"} for k, f in SCHEMA["resources"].items()
@@ -398,7 +453,7 @@ SITE_SCHEMA = {
     },
 }
 
-SWEEPABLE_EXCLUDED = {"name", "runs_dir", "share", "sweep"}
+SWEEPABLE_EXCLUDED = {"name", "runs_dir", "share", "sweep", "program", "params"}
 # Keys renamed since a release: the message names the new key.
 RENAMED = {"output": "runs_dir", "resources.pbs_flavor": "resources.pbs.flavor"}
 
@@ -413,6 +468,15 @@ def leaf_fields(schema=SCHEMA, prefix=()):
 
 
 LEAVES = dict(leaf_fields())
+
+
+def sweep_field(parts: tuple) -> Field | None:
+    """The field a swept dotted key checks its values with: a spec key, or params.NAME."""
+    if len(parts) == 2 and parts[0] == "params" and re.fullmatch(PARAM_NAME, parts[1]):
+        return PARAM
+    if parts in LEAVES and parts[0] not in SWEEPABLE_EXCLUDED:
+        return LEAVES[parts]
+    return None
 
 
 # What every key means: docs/spec.md is generated from these (`python -m dlhpc.spec.docs`), and a
@@ -457,6 +521,25 @@ DOCS = {
     "train.cuda_graphs": "Capture the training step as CUDA graphs and replay them: `auto` turns it on for one "
     "CUDA rank with sgd and compile off (about 9x faster for these small models).",
     "train.eval_batch_size": "Test-set batch size; null: the whole test set at once on a GPU, 1000 on a CPU.",
+    "program.script": "Your training script (a path relative to the spec), run with `python SCRIPT ARGS` on "
+    "every rank, as torchrun would (docs/own-code.md). Set one of script, module or entry; none: dlhpc's "
+    "built-in MNIST trainer (model, train, data).",
+    "program.module": "Your training module, run as `python -m MODULE ARGS` on every rank.",
+    "program.entry": "A function `module:function` called on every rank with the trial's params as a dict.",
+    "program.args": "Arguments after the script or module; `{params.NAME}` is replaced by the trial's value "
+    "(`{{` and `}}` for literal braces).",
+    "program.code": "The folder copied into the experiment at submit, which the jobs run (so editing it later "
+    "changes nothing queued); null: the script's folder, or the spec's for module and entry. In a git "
+    "repository only tracked and untracked-not-ignored files are copied.",
+    "program.code_max_mb": "Refuse a code folder larger than this many MB (data belongs elsewhere).",
+    "program.python": "The interpreter that runs the program on the nodes (a venv's or conda env's "
+    "bin/python); null: the one dlhpc was submitted with.",
+    "program.stop_signal": "The signal each rank gets `resources.signal_margin_s` before the time limit (and on "
+    "preemption), before the job requeues: TERM (as torchrun forwards), USR1, USR2 or INT.",
+    "program.grace_s": "Seconds the ranks get after the stop signal to save and exit before they are killed "
+    "and the job requeues.",
+    "params": "Your program's parameters (name: value), given to it as $DLHPC_PARAMS (JSON), `dlhpc.trial.params` "
+    "and `{params.NAME}` in program.args; sweep and --set reach them as params.NAME.",
     "data.name": "The data set (MNIST: 60,000 training and 10,000 test images).",
     "data.root": "Folder holding MNIST/raw/ (the four IDX files); null: $DLHPC_DATA, else ~/.cache/dlhpc/data.",
     "data.download": "Download missing files (checksummed) where the trials run on this machine; cluster jobs "

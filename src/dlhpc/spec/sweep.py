@@ -33,7 +33,8 @@ def check_sweep(spec) -> None:
     for key, values in sweep.items():
         path = ("sweep", key)
         parts = tuple(str(key).split("."))
-        if parts not in schema.LEAVES or parts[0] in schema.SWEEPABLE_EXCLUDED:
+        field = schema.sweep_field(parts)
+        if field is None:
             import difflib
 
             candidates = [".".join(p) for p in schema.LEAVES if p[0] not in schema.SWEEPABLE_EXCLUDED]
@@ -41,11 +42,10 @@ def check_sweep(spec) -> None:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise UserError(
                 f"{where(spec.origins, path)}: cannot sweep over {key!r}: no such spec key{hint}; "
-                "sweep keys are dotted paths like train.lr or model.name"
+                "sweep keys are dotted paths like train.lr, model.name or params.lr"
             )
         if not isinstance(values, list) or not values:
             raise UserError(f"{where(spec.origins, path)}: must be a non-empty list of values, e.g. [0.01, 0.1]")
-        field = schema.LEAVES[parts]
         for i, value in enumerate(values):
             try:
                 field.check(value)
@@ -97,10 +97,10 @@ def expand(spec) -> list[Trial]:
         params = {}
         for key, value in zip(keys, combo, strict=True):
             parts = key.split(".")
-            value = schema.LEAVES[tuple(parts)].check(value)  # normalise as a plain value would be
+            value = schema.sweep_field(tuple(parts)).check(value)  # normalise as a plain value would be
             node = data
             for part in parts[:-1]:
-                node = node[part]
+                node = node.setdefault(part, {})
             node[parts[-1]] = value
             params[key] = value
         data["model"]["hidden"] = _hidden_for(data["model"])

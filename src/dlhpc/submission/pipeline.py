@@ -67,6 +67,7 @@ def _submit(spec, options: SubmitOptions, say) -> Submission:
     sched = backend(spec.data["resources"]["scheduler"])
     p = experiment.plan(spec, max_array=sched.max_array())
     check_training_here(p.spec, options.here, "submit")
+    p.code = snapshot_code(spec)
     prepare_data(p.trials, may_fetch=sched.runs_here and not options.dry_run, say=say)
     check_cost(p, options.max_cost, say=say)
     p = pack_to_fit(p, sched, say=say)
@@ -132,11 +133,22 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
     return Submission(p, sched.name, list(jobs))
 
 
+def snapshot_code(spec):
+    """The program's code folder as it will be copied (None for the built-in trainer); the runs
+    folder is never part of it."""
+    from dlhpc.plan import code
+    from dlhpc.plan.experiment import runs_root
+
+    return code.collect(spec, exclude=runs_root(spec))
+
+
 def prepare_data(trials, *, may_fetch: bool, say=print):
     """The data must be at data.root before anything runs: compute nodes often have no internet.
     Where this machine runs the trials itself (may_fetch) and the spec allows it, download first."""
+    from dlhpc.spec import program
     from dlhpc.train import data as mnist
 
+    trials = [t for t in trials if program.is_builtin(t.data)]  # a program brings its own data
     for t in trials:  # pin the resolved root, so the job reads what this check saw
         t.data["data"]["root"] = str(mnist.resolve_root(t.data["data"]["root"]).absolute())
     for root in sorted({t.data["data"]["root"] for t in trials}):

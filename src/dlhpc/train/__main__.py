@@ -1,20 +1,33 @@
-"""`python -m dlhpc.train [--nproc N] TRIAL_DIR`: run one trial here, on N local processes.
+"""`python -m dlhpc.train TRIAL_DIR`: the built-in trainer, one rank of a trial.
 
-Used by `dlhpc run` and the local job template; works under torchrun too (it sets RANK etc.).
+dlhpc's runner (node/runner.py) starts it on every rank with the torchrun contract, exactly as it
+starts a user's script; torchrun can start it too. `--nproc N` starts N ranks on this machine
+through the runner.
 """
 
 import argparse
+import os
 import sys
-
-from dlhpc.train.launch import run_local
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dlhpc.train", description=__doc__)
-    parser.add_argument("--nproc", type=int, default=1, help="DDP processes on this machine")
+    parser.add_argument("--nproc", type=int, default=1, help="DDP processes on this machine (through the runner)")
     parser.add_argument("trial_dir")
     args = parser.parse_args(argv)
-    run_local(args.trial_dir, args.nproc)
+    if args.nproc > 1 and "RANK" not in os.environ:
+        from dlhpc.node.__main__ import main as run_here
+
+        return run_here(["--nproc", str(args.nproc), args.trial_dir])
+    from dlhpc.train.loop import train_trial
+
+    train_trial(args.trial_dir)
+    # The run is complete and its files written: skip the interpreter's teardown, where threads
+    # of the distributed backend's C++ objects can still abort a finished rank (SIGABRT, "terminate
+    # called without an active exception"), which the runner would report as a failure.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -215,6 +215,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.amp_dtype = autocast_dtype(self.cfg["precision"], self.device)
         self.rank_nodes, self.rank_addresses, self.rendezvous = [dist_env.node_name()], [], ""
+        # where the runner asks the program to save (the contract's DLHPC_CHECKPOINT)
+        self.checkpoint_path = Path(os.environ.get("DLHPC_CHECKPOINT") or self.trial_dir / CHECKPOINT)
 
     # ---- files (rank 0 only) ----
     def write_result(self, **fields) -> dict:
@@ -247,7 +249,7 @@ class Trainer:
     # ---- the run ----
     def run(self) -> dict:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        self.rendezvous = dist_env.init_process_group(self.denv, backend, self.trial_dir)
+        self.rendezvous = dist_env.init_process_group(self.denv, backend)
         self.rank_nodes, self.rank_addresses = dist_env.gather_node_names(
             self.denv, dist_env.local_address(self.denv, self.rendezvous)
         )
@@ -442,13 +444,13 @@ class Trainer:
         }
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(self.trial_dir / CHECKPOINT, buf.getvalue())
+        atomic_write_bytes(self.checkpoint_path, buf.getvalue())
 
     def restore_checkpoint(self, model, optimizer, scheduler, ema) -> dict:
         """Load the last checkpoint, if any, into the objects given (written on a GPU or a CPU,
         either way round); returns the progress to carry on from (epoch 0 for a fresh run)."""
         fresh = {"epoch": 0, "history": [], "elapsed": 0.0, "time_to_target": None, "best": 0.0}
-        path = self.trial_dir / CHECKPOINT
+        path = self.checkpoint_path
         if not path.is_file():
             return fresh
         # weights_only: a checkpoint is tensors and numbers; loading it never runs code, whoever wrote it

@@ -1,35 +1,72 @@
-"""The callable that submitit pickles for each trial and runs on every rank of the job.
+"""The callable that submitit pickles for each trial and runs on every rank of the job: it runs
+the trial's program on this rank (node/runner.py), the built-in trainer and the user's alike.
 
 It must import without torch (the login node pickles it), and be checkpointable: on the
-time-limit or preemption signal submitit calls `checkpoint()` on rank 0 and requeues the job with
-what it returns. Training state is already on disk (a checkpoint every epoch), so requeueing
-the same TrainJob resumes from the last finished epoch.
+time-limit or preemption signal submitit calls `checkpoint()` on rank 0, which passes the stop
+signal to the ranks, waits up to program.grace_s for them to save and exit, and returns the job
+to requeue. The program resumes from what it saved (the built-in trainer: every epoch).
 """
 
+import time
 from pathlib import Path
 
 
-class TrainJob:
+class _RunsATrial:
+    """What both callables share: the run in progress on this rank, and how to stop it."""
+
+    _run = None
+
+    def _start(self, trial_dir):
+        from dlhpc.node.identity import detect
+        from dlhpc.node.runner import run_trial
+
+        def keep(run):
+            self._run = run
+
+        return run_trial(trial_dir, detect(), on_start=keep)
+
+    def _stop_for_requeue(self):
+        run = self._run
+        if run is not None and run.ranks is not None:
+            run.stop()
+            run.ranks.wait_stopped(run.grace_s)
+            _note_requeue(run.trial_dir)
+
+    def _wait_for_requeue(self):
+        """A rank other than 0 whose program stopped on the time-limit signal: rank 0 requeues
+        the job, which ends this one; a non-zero exit here would end the job step first."""
+        run = self._run
+        if run is not None and run.ranks is not None and run.ranks.stop_requested is not None:
+            time.sleep(run.grace_s + 120)
+
+
+class TrainJob(_RunsATrial):
     def __init__(self, trial_dir):
         self.trial_dir = str(Path(trial_dir).absolute())
 
     def __call__(self):
-        from dlhpc.train.loop import train_trial
-
         _quiet_sigcont()
-        return train_trial(self.trial_dir)
+        code = self._start(self.trial_dir)
+        self._wait_for_requeue()
+        return code
 
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        _note_requeue(Path(self.trial_dir))
+        self._stop_for_requeue()
         return submitit.helpers.DelayedSubmission(TrainJob(self.trial_dir))
+
+    def __getstate__(self):
+        return {"trial_dir": self.trial_dir}
+
+    def __setstate__(self, state):
+        self.trial_dir = state["trial_dir"]
 
     def __repr__(self):
         return f"TrainJob({self.trial_dir!r})"
 
 
-class PackedTrainJob:
+class PackedTrainJob(_RunsATrial):
     """Several trials, one after another, in one array task (resources.trials_per_task). Each
     keeps its own directory, log, metrics, result and checkpoint. Run again (a requeue, or a
     resubmission), it skips the trials that completed and resumes the interrupted one from its
@@ -44,7 +81,6 @@ class PackedTrainJob:
         import sys
 
         from dlhpc.fsutil import read_json
-        from dlhpc.train.loop import train_trial
 
         _quiet_sigcont()
         failed, results = [], []
@@ -59,8 +95,9 @@ class PackedTrainJob:
                     flush=True,
                 )
                 try:
-                    results.append(train_trial(trial_dir))
-                except Exception as exc:  # recorded in its result.json by the trainer
+                    results.append(self._start(trial_dir))
+                    self._wait_for_requeue()
+                except Exception as exc:  # recorded in its result.json by the runner
                     print(f"dlhpc: trial {Path(trial_dir).name} failed: {exc}", file=sys.stderr, flush=True)
                     failed.append(Path(trial_dir).name)
         if failed:
@@ -70,15 +107,14 @@ class PackedTrainJob:
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        if self._current:
-            _note_requeue(Path(self._current))
+        self._stop_for_requeue()
         return submitit.helpers.DelayedSubmission(PackedTrainJob(self.trial_dirs))
 
     def __getstate__(self):
         return {"trial_dirs": self.trial_dirs}
 
     def __setstate__(self, state):
-        self.trial_dirs, self._current = state["trial_dirs"], None
+        self.trial_dirs, self._current, self._run = state["trial_dirs"], None, None
 
     def __repr__(self):
         return f"PackedTrainJob({len(self.trial_dirs)} trials from {Path(self.trial_dirs[0]).name})"

@@ -1,0 +1,233 @@
+"""Run one trial's program on this node's ranks: the built-in trainer (`python -m dlhpc.train`)
+and the user's script, module or function alike, each rank a child process started with the
+torchrun contract (contract.py) in the trial's folder.
+
+Signals: the time-limit warning (SIGUSR2: SLURM's --signal, PBS's pbs_launch timer) and SIGTERM
+reach this process; it passes them on to its ranks as the spec's program.stop_signal (TERM by
+default, what torchrun forwards) and SIGTERM, and chains to the handler that was there before
+(submitit's, which checkpoints and requeues on rank 0: job.py waits up to program.grace_s for the
+ranks to save and exit first).
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from dlhpc.fsutil import atomic_write_json, read_json
+from dlhpc.node import contract, rendezvous
+from dlhpc.node.identity import Identity, node_name
+from dlhpc.node.ranks import Ranks, describe_exit
+
+CODE_DIR = "code"
+
+
+class TrialFailed(RuntimeError):
+    pass
+
+
+def trial_data(trial_dir: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((Path(trial_dir) / "spec.yaml").read_text()) or {}
+
+
+def program_argv(data: dict, trial_dir: Path) -> tuple[list[str], dict]:
+    """The command every rank runs, and the variables it adds (PYTHONPATH for the code copy)."""
+    from dlhpc.spec import program
+
+    kind = program.kind(data)
+    if kind == program.BUILTIN:  # dlhpc's own program, through the same contract
+        return [sys.executable, "-u", "-m", "dlhpc.train", str(trial_dir)], {}
+    exp_dir = trial_dir.parent
+    settings = data["program"]
+    record = read_json(exp_dir / "code.json", {}) or {}
+    python = settings.get("python") or record.get("python") or sys.executable
+    code = exp_dir / CODE_DIR
+    args = program.format_args(settings.get("args") or [], data.get("params") or {})
+    path = os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)
+    if kind == "script":
+        return [python, "-u", str(code / record["script"]), *args], {"PYTHONPATH": path}
+    if kind == "module":
+        return [python, "-u", "-m", settings["module"], *args], {"PYTHONPATH": path}
+    return [python, "-u", "-m", "dlhpc.node.entry", settings["entry"], *args], {"PYTHONPATH": path}
+
+
+class TrialRun:
+    """One run of a trial on this node (a requeue is a new run)."""
+
+    def __init__(self, trial_dir, denv: Identity):
+        self.trial_dir = Path(trial_dir).absolute()
+        self.exp_dir = self.trial_dir.parent
+        self.denv = denv
+        self.data = trial_data(self.trial_dir)
+        settings = self.data.get("program") or {}
+        self.stop_signal = signal.Signals["SIG" + (settings.get("stop_signal") or "TERM")]
+        self.grace_s = float(settings.get("grace_s") or 60)
+        self.ranks: Ranks | None = None
+        self.meeting = None
+        self.started = time.time()
+
+    @property
+    def is_main(self) -> bool:
+        return self.denv.rank == 0
+
+    def start(self) -> None:
+        argv, extra = program_argv(self.data, self.trial_dir)
+        master, interface = None, None
+        if self.denv.launcher != "env":  # under torchrun, its agent hosts the store already
+            self.meeting = rendezvous.meet(self.denv, self.trial_dir)
+            master = (self.meeting.host, self.meeting.port)
+            interface = rendezvous.gloo_interface(self.denv, self.meeting.host)
+        res = self.data.get("resources") or {}
+        local = range(self.denv.ranks_here) if self.denv.ranks_here > 1 else [self.denv.local_rank]
+        envs = [
+            {
+                **contract.rank_environment(
+                    self.denv,
+                    r,
+                    self.trial_dir,
+                    self.data.get("params") or {},
+                    master,
+                    stop_signal=self.stop_signal.name[3:],
+                    max_restarts=int(res.get("timeout_requeues") or 0),
+                    gloo_interface=interface,
+                ),
+                **extra,
+            }
+            for r in local
+        ]
+        self.ranks = Ranks(argv, envs, self.trial_dir)
+        self.ranks.start()
+
+    def stop(self) -> None:
+        if self.ranks is not None:
+            self.ranks.stop(self.stop_signal)
+
+    def wait(self) -> int:
+        code, failed_at = self.ranks.wait()
+        if self.ranks.stop_requested is not None:
+            return code  # told to stop: the requeue (or the end of the allocation) decides
+        if failed_at is not None:
+            self._record_failure(code, failed_at)
+            raise TrialFailed(self._failure_words(code, failed_at))
+        if self.is_main:
+            self._record_completion()
+        return 0
+
+    def rank_of(self, index: int) -> int:
+        return self.denv.rank + index if self.denv.ranks_here > 1 else self.denv.rank
+
+    def _failure_words(self, code: int, index: int) -> str:
+        return f"rank {self.rank_of(index)} on {node_name()} {describe_exit(code)}"
+
+    def _record_failure(self, code: int, index: int) -> None:
+        """The first rank to fail writes the trial's FAILED result, with its last lines (the
+        others are then stopped, and their exit says less)."""
+        lines = self.ranks.tail(index)
+        words = self._failure_words(code, index)
+        print(f"dlhpc: {words}; its last lines:", *(f"  {line}" for line in lines), sep="\n", file=sys.stderr)
+        result = self._current_result()
+        if result.get("state") == "FAILED" and result.get("failed_rank") is not None:
+            return
+        result.update(
+            state="FAILED",
+            failed_rank=self.rank_of(index),
+            failed_node=node_name(),
+            exit_code=code,
+            last_lines=lines,
+        )
+        result.setdefault("error", words)
+        atomic_write_json(self.trial_dir / "result.json", {**self._facts(), **result})
+
+    def _record_completion(self) -> None:
+        result = self._current_result()
+        if result.get("state") == "COMPLETED":
+            return  # the built-in trainer wrote its own, fuller result
+        metrics = _last_metrics(self.trial_dir / "metrics.jsonl")
+        atomic_write_json(
+            self.trial_dir / "result.json",
+            {**self._facts(), **result, "state": "COMPLETED", "exit_code": 0, "final": metrics},
+        )
+
+    def _current_result(self) -> dict:
+        """result.json as this run wrote it (an earlier run's does not count)."""
+        path = self.trial_dir / "result.json"
+        try:
+            if path.stat().st_mtime < self.started - 1:
+                return {}
+        except OSError:
+            return {}
+        return read_json(path, {}) or {}
+
+    def _facts(self) -> dict:
+        from dlhpc.spec import program
+
+        return {
+            "trial": self.trial_dir.name,
+            "program": program.kind(self.data),
+            "job_id": self.denv.job_id or None,
+            "nodes": self.denv.num_nodes,
+            "world_size": self.denv.world_size,
+            "hostnames": self.denv.hostnames,
+            "rendezvous": self.meeting.address if self.meeting else None,
+        }
+
+
+def _last_metrics(path: Path) -> dict:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(item, dict):
+            return item
+    return {}
+
+
+class forwarded_signals:
+    """While a trial runs: SIGUSR2 (the time-limit warning) and SIGTERM go on to its ranks, then
+    to the handler that was there before (submitit's requeue on rank 0)."""
+
+    SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+    def __init__(self, run: TrialRun):
+        self.run, self.previous = run, {}
+
+    def __enter__(self):
+        for signum in self.SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if signum == signal.SIGUSR2:
+            self.run.stop()
+        elif self.run.ranks is not None:
+            self.run.ranks.signal_all(signal.SIGTERM)
+        previous = self.previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL and signum == signal.SIGTERM:
+            raise SystemExit(128 + signum)
+
+    def __exit__(self, *exc):
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
+        return False
+
+
+def run_trial(trial_dir, denv: Identity, on_start=None) -> int:
+    """Run the trial's program on this node's ranks and wait; raise TrialFailed when a rank
+    fails. `on_start(run)` lets a caller (job.py) reach the run from a signal handler."""
+    run = TrialRun(trial_dir, denv)
+    if on_start:
+        on_start(run)
+    with forwarded_signals(run):
+        run.start()
+        return run.wait()

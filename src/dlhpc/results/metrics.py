@@ -1,0 +1,44 @@
+"""What a trial's metrics.jsonl says, for any program: the built-in trainer's lines (train_loss,
+test_acc, images_per_s...) and whatever keys a user's program logs (dlhpc.trial.log)."""
+
+import math
+
+# Keys every line may carry that are bookkeeping, not results
+BOOKKEEPING = ("epoch", "step", "time", "elapsed_s", "epoch_time_s", "world_size")
+
+
+def total_epochs(data: dict) -> int | None:
+    """Epochs a trial will run, when known: train.epochs for the built-in trainer, params.epochs
+    for a program that names it."""
+    program = data.get("program") or {}
+    if any(program.get(k) for k in ("script", "module", "entry")):
+        value = (data.get("params") or {}).get("epochs")
+    else:
+        value = (data.get("train") or {}).get("epochs")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def describe(m: dict) -> str:
+    """One epoch's line in a few words."""
+    if finite(m.get("test_acc")) and finite(m.get("images_per_s")):
+        return f"test acc {100 * m['test_acc']:.2f}%  {m['images_per_s']:.0f} img/s"
+    shown = [f"{k} {_num(v)}" for k, v in m.items() if k not in BOOKKEEPING and finite(v)]
+    return "  ".join(shown[:4])
+
+
+def logged_keys(lines: list) -> list[str]:
+    """The result keys the lines carry, in the order they first appear."""
+    keys: dict = {}
+    for m in lines:
+        for k, v in m.items():
+            if k not in BOOKKEEPING and (finite(v) or isinstance(v, str)):
+                keys.setdefault(k, None)
+    return list(keys)
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,82 @@
+"""The helper a program may use to talk to dlhpc (optional: a torchrun script runs without it).
+Imports no torch, and works outside dlhpc too (then it keeps quiet and saves nothing).
+
+    from dlhpc import trial
+    trial.params                  # this trial's parameters (dict), from $DLHPC_PARAMS
+    trial.checkpoint_path         # where to save: <trial folder>/checkpoint.pt
+    trial.log(epoch=3, test_acc=0.97)   # one line of metrics.jsonl (rank 0 writes; others no-op)
+    if trial.should_checkpoint(): ...   # true once the time-limit (or preemption) signal came
+
+On the signal dlhpc sends before the time limit (program.stop_signal, TERM by default; on SLURM
+the warning SIGUSR2 reaches the program too) the helper only sets a flag: the program saves at
+its next step and exits, and the job requeues; the next run finds the checkpoint in the same
+folder. docs/own-code.md has the whole contract.
+"""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+_stop_at: float | None = None
+
+
+def _env_path(name: str, default: str) -> Path:
+    return Path(os.environ.get(name) or default)
+
+
+params: dict = json.loads(os.environ.get("DLHPC_PARAMS") or "{}")
+trial_dir: Path = _env_path("DLHPC_TRIAL_DIR", ".")
+checkpoint_path: Path = _env_path("DLHPC_CHECKPOINT", "checkpoint.pt")
+rank: int = int(os.environ.get("RANK") or 0)
+world_size: int = int(os.environ.get("WORLD_SIZE") or 1)
+restart_count: int = int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0)
+under_dlhpc: bool = "DLHPC_TRIAL_DIR" in os.environ
+
+
+def _on_stop(signum, frame):
+    global _stop_at
+    if _stop_at is None:
+        _stop_at = time.monotonic()
+
+
+def _install() -> None:
+    if not under_dlhpc:
+        return
+    wanted = {os.environ.get("DLHPC_STOP_SIGNAL") or "TERM", "USR2"}
+    for name in wanted:
+        signum = getattr(signal, "SIG" + name, None)
+        if signum is not None and signal.getsignal(signum) in (signal.SIG_DFL, None):
+            try:
+                signal.signal(signum, _on_stop)
+            except ValueError:  # imported outside the main thread: the signal ends the program
+                pass
+
+
+def should_checkpoint() -> bool:
+    """True once dlhpc asked the program to save and stop (the time limit is near, or the job
+    is preempted); the program should save to checkpoint_path and exit soon."""
+    return _stop_at is not None
+
+
+def log(**metrics) -> None:
+    """Append one line to the trial's metrics.jsonl (rank 0 only), e.g. log(epoch=3, loss=0.2).
+    Numbers, text and true/false; `epoch` lets `status` show epoch k/N."""
+    if rank != 0:
+        return
+    line = json.dumps({k: _plain(v) for k, v in metrics.items()}, allow_nan=True)
+    path = trial_dir / "metrics.jsonl"
+    with open(path, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _plain(value):
+    if hasattr(value, "item"):  # a tensor or numpy scalar
+        value = value.item()
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+_install()
