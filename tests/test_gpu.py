@@ -100,9 +100,11 @@ def test_checkpoint_resumes_on_the_other_device(tmp_path, first, then):
 def test_nccl_single_rank_initialises_and_reduces(tmp_path):
     import torch.distributed as dist
 
-    denv = dist_env.DistEnv(rank=0, world_size=1, job_id="nccl-test")
-    store = dist_env._published_store(denv, tmp_path, timeout_s=30)
-    dist.init_process_group("nccl", store=store, rank=0, world_size=1)
+    from dlhpc.node import rendezvous
+    from dlhpc.node.identity import Identity
+
+    meeting = rendezvous.meet(Identity(rank=0, world_size=1, job_id="nccl-test"), tmp_path, timeout_s=30)
+    dist.init_process_group("nccl", store=meeting.store, rank=0, world_size=1)
     try:
         assert dist.get_backend() == "nccl"
         t = torch.full((4,), 3.0, device="cuda")

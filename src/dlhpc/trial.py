@@ -62,15 +62,43 @@ def should_checkpoint() -> bool:
 
 def log(**metrics) -> None:
     """Append one line to the trial's metrics.jsonl (rank 0 only), e.g. log(epoch=3, loss=0.2).
-    Numbers, text and true/false; `epoch` lets `status` show epoch k/N."""
+    Numbers, text and true/false; `epoch` lets `status` show epoch k/N. A run resumed from an
+    older snapshot logs some epochs again: the lines of those epochs from before are dropped, so
+    every epoch appears once."""
     if rank != 0:
         return
-    line = json.dumps({k: _plain(v) for k, v in metrics.items()}, allow_nan=True)
+    line = json.dumps({k: _plain(v) for k, v in metrics.items()}, allow_nan=True) + "\n"
     path = trial_dir / "metrics.jsonl"
-    with open(path, "a") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    epoch = metrics.get("epoch")
+    kept = _lines_before(path, epoch) if isinstance(epoch, (int, float)) else None
+    if kept is None:
+        with open(path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(kept) + line)
+    os.replace(tmp, path)
+
+
+def _lines_before(path: Path, epoch) -> list | None:
+    """The lines to keep when `epoch` is logged again (None: nothing to drop, just append)."""
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except OSError:
+        return None
+    kept, dropped = [], False
+    for text in lines:
+        try:
+            earlier = json.loads(text).get("epoch")
+        except (ValueError, AttributeError):
+            earlier = None
+        if isinstance(earlier, (int, float)) and earlier >= epoch:
+            dropped = True
+        else:
+            kept.append(text if text.endswith("\n") else text + "\n")
+    return kept if dropped else None
 
 
 def _plain(value):

@@ -42,9 +42,8 @@ class Lines:
         self.stream.flush()
 
     def epoch(self, trial: str, m: dict):
-        losses = "".join(f"{k} {m[k]:.4f} " for k in ("train_loss", "test_loss") if isinstance(m.get(k), float))
         took = f" ({m['epoch_time_s']:.2f} s)" if isinstance(m.get("epoch_time_s"), float) else ""
-        self._say(f"{trial} epoch {m.get('epoch', '?')}/{self.epochs[trial]} {losses}{describe(m)}{took}")
+        self._say(f"{trial} epoch {m.get('epoch', '?')}/{self.epochs[trial]} {describe(m)}{took}")
 
     def trial_end(self, trial: str, state: str):
         self._say(f"{trial} {state}")

@@ -186,5 +186,3 @@ def interface_of(address: str) -> str | None:
             if socket.inet_ntoa(packed[20:24]) == address:
                 return name
     return None
-
-

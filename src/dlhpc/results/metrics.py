@@ -24,8 +24,9 @@ def finite(x) -> bool:
 
 def describe(m: dict) -> str:
     """One epoch's line in a few words."""
-    if finite(m.get("test_acc")) and finite(m.get("images_per_s")):
-        return f"test acc {100 * m['test_acc']:.2f}%  {m['images_per_s']:.0f} img/s"
+    if finite(m.get("test_acc")) and finite(m.get("images_per_s")):  # the built-in trainer's
+        losses = "".join(f"{k} {m[k]:.4f} " for k in ("train_loss", "test_loss") if finite(m.get(k)))
+        return f"{losses}test acc {100 * m['test_acc']:.2f}%  {m['images_per_s']:.0f} img/s"
     shown = [f"{k} {_num(v)}" for k, v in m.items() if k not in BOOKKEEPING and finite(v)]
     return "  ".join(shown[:4])
 

@@ -350,8 +350,8 @@ def fmt(key: str, value) -> str:
         return f"{value:.0f}%"
     if key in ("core_hours", "gpu_hours"):
         return f"{value:.3f}"
-    if key == "epochs_done":
-        return str(value)
+    if isinstance(value, float):  # a program's own metric
+        return f"{value:.4g}"
     return str(value)
 
 

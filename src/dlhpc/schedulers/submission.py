@@ -74,8 +74,8 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
     PackedTrainJob running several trials in turn), an array per script.
     make_executor(folder, script_text, submit_cwd, max_num_timeout, timeout_min) → executor.
     `queued` fills as jobs are accepted, so a caller can cancel them if a later script fails."""
-    from dlhpc.plan.experiment import SUBMITIT_DIR
     from dlhpc.node.job import PackedTrainJob, TrainJob
+    from dlhpc.plan.experiment import SUBMITIT_DIR
 
     data_of = {t.id: t.data for t in plan.trials}
     jobs = queued if queued is not None else []
