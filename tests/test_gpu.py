@@ -11,7 +11,6 @@ import yaml
 from conftest import DATA, ROOT
 from dlhpc.plan import experiment
 from dlhpc.spec.load import load_spec
-from dlhpc.train import dist as dist_env
 from dlhpc.train.loop import Trainer, train_trial
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -117,6 +117,19 @@ class TrialRun:
             self._record_completion()
         return 0
 
+    def interrupted(self, exc: Exception) -> None:
+        """The run ended by an error outside the program (it was stopped first): rank 0 records it."""
+        import signal as signals
+
+        if self.ranks is not None:
+            self.ranks.signal_all(signals.SIGKILL)
+        if self.is_main:
+            result = self._current_result()
+            error = f"{type(exc).__name__}: {exc}"
+            atomic_write_json(
+                self.trial_dir / "result.json", {**self._facts(), **result, "state": "FAILED", "error": error}
+            )
+
     def rank_of(self, index: int) -> int:
         return self.denv.rank + index if self.denv.ranks_here > 1 else self.denv.rank
 
@@ -230,4 +243,10 @@ def run_trial(trial_dir, denv: Identity, on_start=None) -> int:
         on_start(run)
     with forwarded_signals(run):
         run.start()
-        return run.wait()
+        try:
+            return run.wait()
+        except TrialFailed:
+            raise
+        except Exception as exc:  # from a signal handler: submitit's "timed-out too many times"
+            run.interrupted(exc)
+            raise

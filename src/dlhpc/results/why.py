@@ -89,6 +89,8 @@ def classify(
         return "cancelled (dlhpc cancel, the scheduler's cancel command or an administrator)", reasons.FIXES[
             Reason.CANCELLED
         ]
+    if result.get("failed_rank") is not None:
+        return _rank_failure(result)
     python = _python_error(text)
     if python:
         frame, message = python
@@ -103,6 +105,25 @@ def classify(
             "read the whole output: dlhpc logs EXP --trial ID",
         )
     return f"{state.lower()}", ""
+
+
+def _rank_failure(result: dict) -> tuple[str, str]:
+    """A rank whose program exited non-zero (the runner recorded which, where, and its last lines)."""
+    lines = [line for line in result.get("last_lines") or [] if line.strip()]
+    python = _python_error("\n".join(lines))
+    said = f"{python[1]} ({python[0]})" if python else (lines[-1][:200] if lines else "no output on stderr")
+    shown = "".join(f"\n    | {line[:200]}" for line in lines[-10:])
+    cause = (
+        f"rank {result['failed_rank']} on {result.get('failed_node') or 'its node'} "
+        f"{_exit_words(result.get('exit_code'))}: {said}; its last lines:{shown}"
+    )
+    return cause, "fix the cause above; the whole output is in job.err (dlhpc logs EXP --trial ID)"
+
+
+def _exit_words(code) -> str:
+    from dlhpc.node.ranks import describe_exit
+
+    return describe_exit(int(code)) if isinstance(code, int) else "failed"
 
 
 class _NoBackend:

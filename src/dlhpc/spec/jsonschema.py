@@ -48,6 +48,8 @@ def field_schema(field) -> dict:
             "minItems": field.min_len,
             "maxItems": field.max_len,
         }
+    if isinstance(field, s.ParamValue):
+        return {"type": ["number", "string", "boolean", "null", "array", "object"]}
     if isinstance(field, s.Map):
         return {
             "type": "object",
