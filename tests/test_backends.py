@@ -16,8 +16,9 @@ from dlhpc.schedulers.base import Backend
 
 # Every module outside schedulers/ is generic: it asks the Backend, never names a scheduler.
 # Two still do, named here so that no other joins them: the schema (the default scheduler, and
-# PBS's flavours, which belong in the PBS backend) and train/dist.py (it asks submitit's executor).
-NOT_YET_GENERIC = {"spec/schema", "train/dist"}
+# PBS's flavours, which belong in the PBS backend) and node/identity.py (the one place that reads
+# each launcher's node-side variables; the trainer and the runner read only the torchrun contract).
+NOT_YET_GENERIC = {"spec/schema", "node/identity"}
 GENERIC = sorted(
     name
     for path in (ROOT / "src" / "dlhpc").rglob("*.py")

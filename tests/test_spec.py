@@ -220,3 +220,11 @@ def test_validate_json_reports_each_spec(dlhpc, tmp_path):
 def test_the_old_pbs_flavor_key_names_its_new_place(dlhpc, tmp_path):
     r = check_error(dlhpc, tmp_path, "name: a\nresources:\n  pbs_flavor: torque\n", "bad.yaml:3")
     assert "resources.pbs_flavor was renamed resources.pbs.flavor: write resources.pbs.flavor instead" in r.err
+
+
+def test_a_later_set_of_a_whole_section_keeps_an_earlier_dotted_set(tmp_path):
+    from dlhpc.spec.load import load_spec
+
+    spec = write(tmp_path / "s.yaml", "name: s\n")
+    loaded = load_spec(spec, ["resources.scheduler=slurm", 'resources={time: "00:02:00", nodes: 2}'])
+    assert loaded.data["resources"]["scheduler"] == "slurm" and loaded.data["resources"]["nodes"] == 2

@@ -25,10 +25,10 @@ except ImportError:
     trial = None
 
 
-def spirals(n: int, seed: int, noise: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+def spirals(n: int, seed: int, noise: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     label = torch.randint(0, 2, (n,), generator=g)
-    t = torch.rand(n, generator=g) * 3 * math.pi + 0.5
+    t = torch.rand(n, generator=g) * 2 * math.pi + 0.5
     angle = t + label * math.pi
     x = torch.stack([t * torch.cos(angle), t * torch.sin(angle)], 1) / 5
     return x + noise * torch.randn(n, 2, generator=g), label
@@ -108,8 +108,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--snapshot", default="snapshot.pt")
     parser.add_argument("--step-sleep", type=float, default=0.0)
     parser.add_argument("--crash-rank", type=int, default=-1)

@@ -30,7 +30,7 @@ def rank_environment(
     rendezvous variables are the outer launcher's (torchrun started this process) and are kept."""
     global_rank = denv.node_rank * denv.local_world_size + local_rank if denv.ranks_here > 1 else denv.rank
     trial_dir = Path(trial_dir)
-    run_id = f"{denv.job_id or 'local'}-{trial_dir.name}"
+    run_id = f"{denv.job_id or 'job'}-{trial_dir.name}"
     env = {
         "RANK": global_rank,
         "LOCAL_RANK": local_rank if denv.ranks_here > 1 else denv.local_rank,

@@ -16,7 +16,7 @@ def environment(exp_dir: Path) -> dict:
             {
                 "trial": trial["id"],
                 "state": result.get("state"),
-                "rank_nodes": result.get("rank_nodes"),
+                "rank_nodes": result.get("rank_nodes") or result.get("hostnames"),
                 "device": result.get("device"),
                 "software": result.get("software"),
             }
@@ -35,6 +35,8 @@ def environment(exp_dir: Path) -> dict:
         "versions": record.get("versions"),
         "jobs": sorted({str(j.get("job_id", "")).split("_")[0] for j in record.get("jobs", [])}),
         "packages": str(packages) if packages.is_file() else None,
+        "code": read_json(exp_dir / "code.json"),
+        "code_diff": str(exp_dir / "code.diff") if (exp_dir / "code.diff").is_file() else None,
         "trials": trials,
     }
 
@@ -55,8 +57,16 @@ def lines(env: dict) -> list[str]:
         f"commit      {commit_label(env['git'])}" + (f"   in {env['git']['repo']}" if env["git"] else ""),
         f"versions    {versions}",
         f"packages    {env['packages'] or '-'}",
-        "trials:",
     ]
+    code = env.get("code")
+    if code:
+        python = f"{code.get('python')} (Python {code.get('python_version')})"
+        diff = f"   diff {env['code_diff']}" if env["code_diff"] else ""
+        out += [
+            f"code        {code.get('files')} files copied from {code.get('source')}   run with {python}",
+            f"code commit {commit_label(code.get('git'))}{diff}",
+        ]
+    out.append("trials:")
     for t in env["trials"]:
         sw = ", ".join(f"{k} {v}" for k, v in (t["software"] or {}).items() if v)
         out.append(

@@ -292,7 +292,10 @@ def parse_sets(sets) -> tuple:
                     f"--set {item!r}: {'.'.join(parts[: i + 1])} is set to a value elsewhere on the command line"
                 )
             origins.setdefault(tuple(parts[: i + 1]), Origin(f"--set {item}"))
-        node[parts[-1]] = value
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]] = {**node[parts[-1]], **value}  # `--set a.b=1 --set a={c: 2}` keeps a.b
+        else:
+            node[parts[-1]] = value
         origins[tuple(parts)] = Origin(f"--set {item}")
     return data, origins
 

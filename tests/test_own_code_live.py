@@ -1,0 +1,131 @@
+"""Your own code on the live test clusters: examples/own-code's torchrun script, unchanged, as a
+2x2 sweep with `nodes: 2` across both test hosts on SLURM and on PBS, through a time-limit
+requeue that resumes from the script's own snapshot, and under `dlhpc run` inside `salloc -N2`."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, release_if_requeued, scontrol_job, wait_finished
+from test_slurm import exp_dir_from
+
+EXAMPLE = ROOT / "examples" / "own-code"
+TWO_NODES = ["--set", "resources.nodes=2", "--set", "resources.tasks_per_node=1", "--set", "params.epochs=4"]
+
+
+def example(tmp_path: Path) -> Path:
+    folder = tmp_path / "own-code"
+    shutil.copytree(EXAMPLE, folder)
+    return folder / "exp.yaml"
+
+
+def check_sweep(run, exp: str, timeout: int = 400) -> list:
+    report = wait_finished(run, exp, timeout=timeout)
+    assert [t["state"] for t in report["trials"]] == ["COMPLETED"] * 4, report
+    rows = json.loads(run("summary", exp, "--format", "json").out)
+    assert {(r["params.lr"], r["params.seed"]) for r in rows} == {(0.05, 0), (0.05, 1), (0.2, 0), (0.2, 1)}
+    for row in rows:
+        assert row["world_size"] == 2 and row["epochs_done"] == 4 and 0.5 < row["test_acc"] <= 1, row
+        result = json.loads((Path(exp) / row["trial"] / "result.json").read_text())
+        assert result["nodes"] == 2 and sorted(result["hostnames"]) == ["n1", "n2"], result
+    print(run("summary", exp).out)  # the closing note quotes this table
+    return rows
+
+
+@pytest.mark.slurm
+def test_example_sweep_on_two_slurm_hosts(slurm_cluster, dlhpc, tmp_path):
+    spec = example(tmp_path)
+    r = dlhpc("submit", spec, "--scheduler", "slurm", "--runs-dir", tmp_path / "runs", *TWO_NODES)
+    assert r.code == 0, r
+    check_sweep(dlhpc, exp_dir_from(r.out))
+
+
+@pytest.mark.pbs
+def test_example_sweep_on_two_pbs_hosts(pbs_cluster, dlhpc, tmp_path):
+    spec = example(tmp_path)
+
+    def pbs(*args, **kwargs):
+        return dlhpc(*args, env=pbs_cluster, **kwargs)
+
+    r = pbs("submit", spec, "--scheduler", "pbs", "--runs-dir", tmp_path / "runs", *TWO_NODES)
+    assert r.code == 0, r
+    check_sweep(pbs, exp_dir_from(r.out))
+
+
+@pytest.mark.slurm
+def test_a_time_limit_requeue_resumes_the_script_from_its_snapshot_exactly(slurm_cluster, dlhpc, tmp_path):
+    spec = example(tmp_path)
+    r = dlhpc(
+        "submit",
+        spec,
+        "--scheduler",
+        "slurm",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--set",
+        "sweep.params.lr=[0.2]",
+        "--set",
+        "sweep.params.seed=[1]",
+        "--set",
+        "params.epochs=10",
+        "--set",
+        'program.args=["--epochs", "{params.epochs}", "--lr", "{params.lr}", "--seed", "{params.seed}", '
+        '"--step-sleep", "0.1"]',
+        "--set",
+        "program.grace_s=20",
+        "--set",
+        'resources={time: "00:03:00", signal_margin_s: 120, timeout_requeues: 5, mem: 2G}',
+    )
+    assert r.code == 0, r
+    exp = Path(exp_dir_from(r.out))
+    record = json.loads((exp / "experiment.json").read_text())
+    job_id, trial = record["jobs"][0]["job_id"], exp / record["jobs"][0]["trial"]
+    deadline = time.monotonic() + 600
+    while scontrol_job(job_id).get("JobState") not in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"):
+        assert time.monotonic() < deadline, scontrol_job(job_id)
+        release_if_requeued(job_id)
+        time.sleep(0.5)
+    report = wait_finished(dlhpc, exp, timeout=60)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert int(scontrol_job(job_id).get("Restarts", 0)) >= 1  # stopped at the warning, requeued, resumed
+    assert json.loads((trial / "requeues.json").read_text())["count"] >= 1
+    assert "resuming from snapshot" in (trial / "job.out").read_text()
+    lines = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == list(range(1, 11))  # every epoch exactly once
+
+    # the same trial start to end, uninterrupted, on two local ranks: the same numbers
+    reference = dlhpc(
+        "run",
+        spec,
+        "--here",
+        "--runs-dir",
+        tmp_path / "reference",
+        "--set",
+        "sweep.params.lr=[0.2]",
+        "--set",
+        "sweep.params.seed=[1]",
+        "--set",
+        "params.epochs=10",
+    )
+    assert reference.code == 0, reference
+    (expected,) = (tmp_path / "reference").glob("*/*/metrics.jsonl")
+    final = [json.loads(line) for line in expected.read_text().splitlines()][-1]
+    assert lines[-1]["test_acc"] == final["test_acc"] and lines[-1]["train_loss"] == final["train_loss"]
+
+
+@pytest.mark.slurm
+def test_run_inside_salloc_spans_both_hosts(slurm_cluster, tmp_path):
+    spec = example(tmp_path)
+    argv = ["salloc", "-N2", "--time=5", sys.executable, "-m", "dlhpc", "run", str(spec)]
+    argv += ["--runs-dir", str(tmp_path / "runs"), *TWO_NODES, "--set", "sweep.params.seed=[0]"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ranks run on n1, n2" in proc.stdout
+    results = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/*/result.json")]
+    assert len(results) == 2 and all(r["state"] == "COMPLETED" and r["world_size"] == 2 for r in results)
+    assert all(sorted(r["hostnames"]) == ["n1", "n2"] for r in results), results
