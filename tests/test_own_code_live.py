@@ -129,3 +129,58 @@ def test_run_inside_salloc_spans_both_hosts(slurm_cluster, tmp_path):
     results = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/*/result.json")]
     assert len(results) == 2 and all(r["state"] == "COMPLETED" and r["world_size"] == 2 for r in results)
     assert all(sorted(r["hostnames"]) == ["n1", "n2"] for r in results), results
+
+
+@pytest.mark.slurm
+def test_a_crash_on_rank_1_on_the_second_host_fails_fast_and_why_shows_its_lines(slurm_cluster, dlhpc, tmp_path):
+    spec = example(tmp_path)
+    t0 = time.monotonic()
+    r = dlhpc(
+        "submit",
+        spec,
+        "--scheduler",
+        "slurm",
+        "--runs-dir",
+        tmp_path / "runs",
+        *TWO_NODES,
+        "--set",
+        "sweep.params.lr=[0.2]",
+        "--set",
+        "sweep.params.seed=[0]",
+        "--set",
+        'program.args=["--epochs", "200", "--crash-rank", "1", "--crash-epoch", "2"]',
+    )
+    assert r.code == 0, r
+    exp = exp_dir_from(r.out)
+    report = wait_finished(dlhpc, exp, timeout=180)
+    took = time.monotonic() - t0
+    assert report["trials"][0]["state"] == "FAILED", report
+    assert took < 150, f"the failed trial took {took:.0f} s to end"  # not its 200 epochs
+    (answer,) = json.loads(dlhpc("why", exp, "--json").out)
+    assert answer["cause"].startswith("rank 1 on n2 exited with code 1"), answer
+    assert "crashing on purpose after epoch 2" in answer["cause"], answer
+
+
+@pytest.mark.slurm
+def test_a_script_edited_after_submit_runs_as_submitted_on_slurm(slurm_cluster, dlhpc, tmp_path):
+    spec = example(tmp_path)
+    r = dlhpc(
+        "submit",
+        spec,
+        "--scheduler",
+        "slurm",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--set",
+        "sweep.params.lr=[0.2]",
+        "--set",
+        "sweep.params.seed=[0]",
+        "--set",
+        "params.epochs=2",
+    )
+    assert r.code == 0, r
+    (spec.parent / "train.py").write_text('raise SystemExit("the edited script ran")\n')
+    exp = exp_dir_from(r.out)
+    report = wait_finished(dlhpc, exp, timeout=180)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert report["trials"][0]["epoch"] == 2, report
