@@ -16,12 +16,20 @@ from test_slurm import exp_dir_from
 
 EXAMPLE = ROOT / "examples" / "own-code"
 TWO_NODES = ["--set", "resources.nodes=2", "--set", "resources.tasks_per_node=1", "--set", "params.epochs=4"]
+ONE_TRIAL = ["--set", "sweep.params.lr=[0.2]", "--set", "sweep.params.seed=[1]"]
 
 
 def example(tmp_path: Path) -> Path:
     folder = tmp_path / "own-code"
     shutil.copytree(EXAMPLE, folder)
     return folder / "exp.yaml"
+
+
+def submit_example(run, tmp_path: Path, scheduler: str, *sets: str) -> str:
+    """Submit a copy of examples/own-code with these --set options; the experiment's folder."""
+    r = run("submit", example(tmp_path), "--scheduler", scheduler, "--runs-dir", tmp_path / "runs", *sets)
+    assert r.code == 0, r
+    return exp_dir_from(r.out)
 
 
 def check_sweep(run, exp: str, timeout: int = 400) -> list:
@@ -39,38 +47,24 @@ def check_sweep(run, exp: str, timeout: int = 400) -> list:
 
 @pytest.mark.slurm
 def test_example_sweep_on_two_slurm_hosts(slurm_cluster, dlhpc, tmp_path):
-    spec = example(tmp_path)
-    r = dlhpc("submit", spec, "--scheduler", "slurm", "--runs-dir", tmp_path / "runs", *TWO_NODES)
-    assert r.code == 0, r
-    check_sweep(dlhpc, exp_dir_from(r.out))
+    check_sweep(dlhpc, submit_example(dlhpc, tmp_path, "slurm", *TWO_NODES))
 
 
 @pytest.mark.pbs
 def test_example_sweep_on_two_pbs_hosts(pbs_cluster, dlhpc, tmp_path):
-    spec = example(tmp_path)
-
     def pbs(*args, **kwargs):
         return dlhpc(*args, env=pbs_cluster, **kwargs)
 
-    r = pbs("submit", spec, "--scheduler", "pbs", "--runs-dir", tmp_path / "runs", *TWO_NODES)
-    assert r.code == 0, r
-    check_sweep(pbs, exp_dir_from(r.out))
+    check_sweep(pbs, submit_example(pbs, tmp_path, "pbs", *TWO_NODES))
 
 
 @pytest.mark.slurm
 def test_a_time_limit_requeue_resumes_the_script_from_its_snapshot_exactly(slurm_cluster, dlhpc, tmp_path):
-    spec = example(tmp_path)
-    r = dlhpc(
-        "submit",
-        spec,
-        "--scheduler",
+    exp = submit_example(
+        dlhpc,
+        tmp_path,
         "slurm",
-        "--runs-dir",
-        tmp_path / "runs",
-        "--set",
-        "sweep.params.lr=[0.2]",
-        "--set",
-        "sweep.params.seed=[1]",
+        *ONE_TRIAL,
         "--set",
         "params.epochs=10",
         "--set",
@@ -81,8 +75,7 @@ def test_a_time_limit_requeue_resumes_the_script_from_its_snapshot_exactly(slurm
         "--set",
         'resources={time: "00:03:00", signal_margin_s: 120, timeout_requeues: 5, mem: 2G}',
     )
-    assert r.code == 0, r
-    exp = Path(exp_dir_from(r.out))
+    exp = Path(exp)
     record = json.loads((exp / "experiment.json").read_text())
     job_id, trial = record["jobs"][0]["job_id"], exp / record["jobs"][0]["trial"]
     deadline = time.monotonic() + 600
@@ -99,19 +92,9 @@ def test_a_time_limit_requeue_resumes_the_script_from_its_snapshot_exactly(slurm
     assert [m["epoch"] for m in lines] == list(range(1, 11))  # every epoch exactly once
 
     # the same trial start to end, uninterrupted, on two local ranks: the same numbers
-    reference = dlhpc(
-        "run",
-        spec,
-        "--here",
-        "--runs-dir",
-        tmp_path / "reference",
-        "--set",
-        "sweep.params.lr=[0.2]",
-        "--set",
-        "sweep.params.seed=[1]",
-        "--set",
-        "params.epochs=10",
-    )
+    spec = tmp_path / "own-code" / "exp.yaml"
+    ten = ["--set", "params.epochs=10"]
+    reference = dlhpc("run", spec, "--here", "--runs-dir", tmp_path / "reference", *ONE_TRIAL, *ten)
     assert reference.code == 0, reference
     (expected,) = (tmp_path / "reference").glob("*/*/metrics.jsonl")
     final = [json.loads(line) for line in expected.read_text().splitlines()][-1]
@@ -133,25 +116,9 @@ def test_run_inside_salloc_spans_both_hosts(slurm_cluster, tmp_path):
 
 @pytest.mark.slurm
 def test_a_crash_on_rank_1_on_the_second_host_fails_fast_and_why_shows_its_lines(slurm_cluster, dlhpc, tmp_path):
-    spec = example(tmp_path)
     t0 = time.monotonic()
-    r = dlhpc(
-        "submit",
-        spec,
-        "--scheduler",
-        "slurm",
-        "--runs-dir",
-        tmp_path / "runs",
-        *TWO_NODES,
-        "--set",
-        "sweep.params.lr=[0.2]",
-        "--set",
-        "sweep.params.seed=[0]",
-        "--set",
-        'program.args=["--epochs", "200", "--crash-rank", "1", "--crash-epoch", "2"]',
-    )
-    assert r.code == 0, r
-    exp = exp_dir_from(r.out)
+    crash = 'program.args=["--epochs", "200", "--crash-rank", "1", "--crash-epoch", "2"]'
+    exp = submit_example(dlhpc, tmp_path, "slurm", *TWO_NODES, *ONE_TRIAL, "--set", crash)
     report = wait_finished(dlhpc, exp, timeout=180)
     took = time.monotonic() - t0
     assert report["trials"][0]["state"] == "FAILED", report
@@ -163,24 +130,8 @@ def test_a_crash_on_rank_1_on_the_second_host_fails_fast_and_why_shows_its_lines
 
 @pytest.mark.slurm
 def test_a_script_edited_after_submit_runs_as_submitted_on_slurm(slurm_cluster, dlhpc, tmp_path):
-    spec = example(tmp_path)
-    r = dlhpc(
-        "submit",
-        spec,
-        "--scheduler",
-        "slurm",
-        "--runs-dir",
-        tmp_path / "runs",
-        "--set",
-        "sweep.params.lr=[0.2]",
-        "--set",
-        "sweep.params.seed=[0]",
-        "--set",
-        "params.epochs=2",
-    )
-    assert r.code == 0, r
-    (spec.parent / "train.py").write_text('raise SystemExit("the edited script ran")\n')
-    exp = exp_dir_from(r.out)
+    exp = submit_example(dlhpc, tmp_path, "slurm", *ONE_TRIAL, "--set", "params.epochs=2")
+    (tmp_path / "own-code" / "train.py").write_text('raise SystemExit("the edited script ran")\n')
     report = wait_finished(dlhpc, exp, timeout=180)
     assert report["trials"][0]["state"] == "COMPLETED", report
     assert report["trials"][0]["epoch"] == 2, report

@@ -120,3 +120,15 @@ def read_json(path, default=None):
             return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return default
+
+
+def read_trial_spec(path: Path) -> dict:
+    """A trial's spec.yaml: JSON behind a comment line (dump_trial_spec), read without a YAML
+    library (a container image may have none); a hand-written YAML one through PyYAML."""
+    text = Path(path).read_text()
+    try:
+        return json.loads("".join(line for line in text.splitlines(keepends=True) if not line.startswith("#")))
+    except ValueError:
+        import yaml
+
+        return yaml.safe_load(text) or {}

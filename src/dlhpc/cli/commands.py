@@ -103,6 +103,7 @@ def cmd_validate(args):
             spec = load_spec(path, args.sets)
             _check_template_exists(spec)
             pipeline.snapshot_code(spec)  # the script exists, the code folder is not too big
+            pipeline.check_image(spec)  # the container image is there
         except UserError as exc:
             reports.append({"spec": path, "ok": False, "error": str(exc)})
             if not args.json:
@@ -231,7 +232,7 @@ def _run_here(args) -> int:
     _say_where_ranks_run(spec, console)
     p = experiment.plan(spec)
     pipeline.preflight(p, LocalBackend())
-    p.code = pipeline.snapshot_code(spec)
+    p.code, p.image = pipeline.snapshot_code(spec), pipeline.check_image(spec)
     pipeline.prepare_data(p.trials, may_fetch=True, say=_out)
     p = experiment.materialize(p)
     jobs = plan_jobs(p, os.getpid())
@@ -318,6 +319,8 @@ def cmd_summary(args):
     cols = results.columns(rows, swept)
     if args.commit:
         cols.insert(1, "commit")
+        if any(r.get("image") for r in rows):
+            cols.insert(2, "image")
     if args.efficiency:
         cols += ["cpu_efficiency", "cpus_used", "mem_peak_mb", "mem_req_mb", "gpu_util"]
         cols += ["hint"] if fmt_is_file(args) else []

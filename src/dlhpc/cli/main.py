@@ -157,7 +157,7 @@ def _results_commands(sub) -> None:
     p.add_argument("--sort", metavar="KEY", help="sort rows by a column, e.g. test_acc or train.lr")
     p.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of printing")
     p.add_argument("--no-accounting", action="store_true", help="do not ask the scheduler what jobs cost")
-    p.add_argument("--commit", action="store_true", help="add the git commit each experiment was submitted from")
+    p.add_argument("--commit", action="store_true", help="add each experiment's git commit and image digest")
     p.add_argument(
         "--efficiency",
         action="store_true",

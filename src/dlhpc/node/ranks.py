@@ -14,15 +14,15 @@ KILL_AFTER_S = 10.0  # a rank told to stop by SIGTERM after another failed gets 
 
 
 class Ranks:
-    def __init__(self, argv: list[str], envs: list[dict], cwd, first_rank: int = 0):
-        self.argv, self.envs, self.cwd, self.first_rank = argv, envs, str(cwd), first_rank
+    def __init__(self, commands: list[list[str]], envs: list[dict], cwd):
+        self.commands, self.envs, self.cwd = commands, envs, str(cwd)
         self.procs: list[subprocess.Popen] = []
         self.tails: list[collections.deque] = []
         self.stop_requested: float | None = None  # when the stop signal was passed on
 
     def start(self) -> None:
-        for env in self.envs:
-            proc = subprocess.Popen(self.argv, cwd=self.cwd, env=env, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        for argv, env in zip(self.commands, self.envs, strict=True):
+            proc = subprocess.Popen(argv, cwd=self.cwd, env=env, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
             tail = collections.deque(maxlen=TAIL_LINES)
             threading.Thread(target=_copy_stderr, args=(proc.stderr, tail), daemon=True).start()
             self.procs.append(proc)

@@ -29,25 +29,33 @@ class TrialFailed(RuntimeError):
 
 
 def trial_data(trial_dir: Path) -> dict:
-    import yaml
+    from dlhpc.fsutil import read_trial_spec
 
-    return yaml.safe_load((Path(trial_dir) / "spec.yaml").read_text()) or {}
+    return read_trial_spec(Path(trial_dir) / "spec.yaml")
 
 
-def program_argv(data: dict, trial_dir: Path) -> tuple[list[str], dict]:
-    """The command every rank runs, and the variables it adds (PYTHONPATH for the code copy)."""
+def program_argv(data: dict, trial_dir: Path, in_container: bool = False) -> tuple[list[str], dict]:
+    """The command every rank runs, and the variables it adds (PYTHONPATH for the code copy; in a
+    container, the image's interpreter and dlhpc's code bound into it)."""
+    from dlhpc.containers import DLHPC_LIB
     from dlhpc.spec import program
 
     kind = program.kind(data)
+    image_python = ((data.get("env") or {}).get("container") or {}).get("python") or "python3"
     if kind == program.BUILTIN:  # dlhpc's own program, through the same contract
-        return [sys.executable, "-u", "-m", "dlhpc.train", str(trial_dir)], {}
+        python, extra = (image_python, {"PYTHONPATH": DLHPC_LIB}) if in_container else (sys.executable, {})
+        return [python, "-u", "-m", "dlhpc.train", str(trial_dir)], extra
     exp_dir = trial_dir.parent
     settings = data["program"]
     record = read_json(exp_dir / "code.json", {}) or {}
-    python = settings.get("python") or record.get("python") or sys.executable
     code = exp_dir / CODE_DIR
     args = program.format_args(settings.get("args") or [], data.get("params") or {})
-    path = os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)
+    if in_container:
+        python = settings.get("python") or image_python
+        path = os.pathsep.join((str(code), DLHPC_LIB))
+    else:
+        python = settings.get("python") or record.get("python") or sys.executable
+        path = os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p)
     if kind == "script":
         return [python, "-u", str(code / record["script"]), *args], {"PYTHONPATH": path}
     if kind == "module":
@@ -67,6 +75,7 @@ class TrialRun:
         self.stop_signal = signal.Signals["SIG" + (settings.get("stop_signal") or "TERM")]
         self.grace_s = float(settings.get("grace_s") or 60)
         self.ranks: Ranks | None = None
+        self.container = None
         self.meeting = None
         self.started = time.time()
 
@@ -75,7 +84,8 @@ class TrialRun:
         return self.denv.rank == 0
 
     def start(self) -> None:
-        argv, extra = program_argv(self.data, self.trial_dir)
+        container = os.environ.get("DLHPC_CONTAINER")
+        argv, extra = program_argv(self.data, self.trial_dir, in_container=bool(container))
         master, interface = None, None
         if self.denv.launcher != "env":  # under torchrun, its agent hosts the store already
             self.meeting = rendezvous.meet(self.denv, self.trial_dir)
@@ -99,8 +109,23 @@ class TrialRun:
             }
             for r in local
         ]
-        self.ranks = Ranks(argv, envs, self.trial_dir)
+        commands = [argv] * len(envs)
+        if container:
+            self.container = InContainer(json.loads(container), os.environ.get("DLHPC_CONTAINER_RUNTIME", ""))
+            commands = [self.container.command(argv, env, self._rank_name(env)) for env in envs]
+        self.ranks = Ranks(commands, envs, self.trial_dir)
         self.ranks.start()
+
+    def _rank_name(self, env: dict) -> str:
+        """A container name unique to this rank of this run of the trial."""
+        import re
+
+        raw = f"dlhpc-{self.denv.job_id or os.getpid()}-{self.trial_dir.name}-r{env['RANK']}-{self.denv.restart}"
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
+
+    def clean_up(self) -> None:
+        if self.container is not None:
+            self.container.clean_up()
 
     def stop(self) -> None:
         if self.ranks is not None:
@@ -204,6 +229,49 @@ def _last_metrics(path: Path) -> dict:
     return {}
 
 
+class InContainer:
+    """The rank's program in the spec's image (env.container, rendered into DLHPC_CONTAINER)."""
+
+    # what a rank's program gets from the host besides the contract
+    PASSED = ("PYTHONPATH", "PYTHONUNBUFFERED", "OMP_NUM_THREADS", "DLHPC_CPUS_PER_TASK", "GLOO_SOCKET_IFNAME",
+              "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "TORCHELASTIC_USE_AGENT_STORE", "MASTER_ADDR",
+              "MASTER_PORT", "TZ", "LANG")  # fmt: skip
+
+    def __init__(self, command: list, runtime: str):
+        from dlhpc.containers import RUNTIMES
+
+        self.template, self.runtime, self.names = command, RUNTIMES[runtime](), []
+
+    def command(self, argv: list, env: dict, name: str) -> list:
+        from dlhpc.containers import expand
+
+        env.setdefault("USER", _user())  # ch-run refuses to start without it
+        passed = [k for k in env if k.startswith(("DLHPC_", "TORCHELASTIC_", "GROUP_", "ROLE_", "LOCAL_"))]
+        passed += [k for k in ("RANK", "WORLD_SIZE", *self.PASSED, *_spec_vars()) if k in env]
+        self.names.append(name)
+        return expand(self.template, self.runtime, env["DLHPC_TRIAL_DIR"], name, sorted(set(passed))) + argv
+
+    def clean_up(self) -> None:
+        """Remove what killing a runtime's client may leave (podman's container)."""
+        import subprocess
+
+        for name in self.names:
+            argv = self.runtime.cleanup(name)
+            if argv:
+                subprocess.run(argv, capture_output=True, timeout=60)
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _spec_vars() -> list:
+    """env.vars of the spec: the job script exported them, and the program expects them."""
+    return [k for k in os.environ.get("DLHPC_SPEC_VARS", "").split(",") if k]
+
+
 class forwarded_signals:
     """While a trial runs: SIGUSR2 (the time-limit warning) and SIGTERM go on to its ranks, then
     to the handler that was there before (submitit's requeue on rank 0)."""
@@ -250,3 +318,5 @@ def run_trial(trial_dir, denv: Identity, on_start=None) -> int:
         except Exception as exc:  # from a signal handler: submitit's "timed-out too many times"
             run.interrupted(exc)
             raise
+        finally:
+            run.clean_up()

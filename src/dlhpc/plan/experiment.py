@@ -34,6 +34,7 @@ class Plan:
     submit_args: list = field(default_factory=list)  # for the submit command (a dependency: --after)
     first_script: int = 0  # a resubmission numbers its scripts after the experiment's earlier ones
     code: object = None  # plan.code.CodeSnapshot of the program's folder (None: the built-in trainer)
+    image: dict | None = None  # env.container's image, runtime and digest (plan.image.check)
 
     def script_name(self, i: int) -> str:
         return f"job-{self.first_script + i}.sh"
@@ -188,9 +189,9 @@ def materialize(p: Plan) -> Plan:
     mode = dir_mode(p.spec.data)
     final = reserve_dir(p.exp_dir, mode)
     if final != p.exp_dir:  # the scripts name the directory: render them again for the new one
-        code_snapshot = p.code
+        code_snapshot, image = p.code, p.image
         p = plan(p.spec, final, max_array=p.max_array, trials=p.trials, trials_per_task=p.trials_per_task)
-        p.code = code_snapshot
+        p.code, p.image = code_snapshot, image
     try:
         if p.code is not None:
             from dlhpc.plan import code
@@ -259,6 +260,7 @@ def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:
         "trials": [{"id": t.id, "index": t.index, "params": t.params} for t in p.trials],
         "jobs": jobs,
         **environment.record(p.spec.source),  # versions, git commit of the spec's repository, host
+        **({"container": p.image} if p.image else {}),
         **(extra or {}),
     }
     atomic_write_json(p.exp_dir / "experiment.json", record, mode=private_mode())

@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 import jinja2.sandbox
 
+import dlhpc.containers as containers
 from dlhpc._version import __version__
 from dlhpc.errors import UserError
 from dlhpc.plan.cost import trial_hours
@@ -140,6 +141,7 @@ def render_script(
         trial_ids = [task[0] for task in tasks]
     sched = backend(data["resources"]["scheduler"])
     template = load_template(template_ref(data), site)
+    container = containers.prefix(data, exp_dir)
     context = {
         "version": __version__,
         "template_name": template_ref(data),
@@ -158,6 +160,9 @@ def render_script(
         "python": python or sys.executable,
         "site": site or {},
         "share": data.get("share") or "private",
+        # env.container: the command the program runs in (JSON), and its runtime
+        "container": containers.to_json(container),
+        "container_runtime": containers.runtime_of(data["env"]["container"]).name if container else "",
         # the tag dlhpc finds its jobs by in accounting: experiment and the trial's estimated hours
         "tag": "dlhpc:{}:{:.4g}:{:.4g}".format(data["name"], *trial_hours(data["resources"])),
         # what the job script needs to know of its scheduler (no user input in these)

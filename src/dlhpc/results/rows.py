@@ -198,6 +198,9 @@ def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[di
             rows[-1]["why_pending"] = sched["pending_reason"]
         git = record.get("git") or {}
         rows[-1]["commit"] = (git.get("commit", "")[:12] + ("+dirty" if git.get("dirty") else "")) or None
+        image = record.get("container")
+        if image:  # two experiments in two images are told apart by this
+            rows[-1]["image"] = (image.get("digest") or image.get("image") or "")[:19]
     add_scaling(rows)
     return record, rows
 

@@ -36,6 +36,7 @@ def environment(exp_dir: Path) -> dict:
         "jobs": sorted({str(j.get("job_id", "")).split("_")[0] for j in record.get("jobs", [])}),
         "packages": str(packages) if packages.is_file() else None,
         "code": read_json(exp_dir / "code.json"),
+        "container": record.get("container"),
         "code_diff": str(exp_dir / "code.diff") if (exp_dir / "code.diff").is_file() else None,
         "trials": trials,
     }
@@ -66,6 +67,9 @@ def lines(env: dict) -> list[str]:
             f"code        {code.get('files')} files copied from {code.get('source')}   run with {python}",
             f"code commit {commit_label(code.get('git'))}{diff}",
         ]
+    image = env.get("container")
+    if image:
+        out.append(f"container   {image['image']}   {image['runtime']}   {image.get('digest') or 'digest unknown'}")
     out.append("trials:")
     for t in env["trials"]:
         sw = ", ".join(f"{k} {v}" for k, v in (t["software"] or {}).items() if v)

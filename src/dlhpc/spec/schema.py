@@ -318,6 +318,13 @@ ENTRY = Str(
     "a function as module:function, like mypkg.train:main",
 )
 STOP_SIGNALS = ("TERM", "USR1", "USR2", "INT")
+CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman", "charliecloud", "enroot", "pyxis")
+IMAGE = Str(
+    None,
+    r"[^\x00\n\r\s]{1,4096}",
+    "an image: a .sif or squashfs file, a rootfs folder, or a reference like docker://nvcr.io/nvidia/pytorch:24.05-py3",
+)
+BIND = Str(None, r"/[^\x00\n\r:]{0,4095}(:/[^\x00\n\r:]{0,4095})?(:ro)?", "an absolute path, or SRC:DST[:ro]")
 
 SCHEMA = {
     "name": NAME,
@@ -398,6 +405,14 @@ SCHEMA = {
         ),
         "setup": List(SHELL_LINE, max_len=200),
         "vars": Map(r"[A-Za-z_][A-Za-z0-9_]{0,127}", "shell variable names", ENV_VALUE),
+        "container": {
+            "image": Optional(IMAGE),
+            "runtime": Optional(Choice(None, CONTAINER_RUNTIMES)),
+            "binds": List(BIND, max_len=100),
+            "gpus": AutoBool("auto"),
+            "python": Str("python3", r"[^\x00\n\r\s]{1,4096}", "an interpreter inside the image, e.g. python3"),
+            "options": List(ARG, max_len=100),
+        },
     },
     "template": Optional(Str(None, r"[^\x00\n\r]{1,4096}", "a template name (see `dlhpc templates list`) or a path")),
     "runs_dir": PATH,
@@ -419,7 +434,12 @@ DEFAULTS = {
     "resources": {
         k: f.default if not isinstance(f, dict) else {"flavor": "openpbs"} for k, f in SCHEMA["resources"].items()
     },
-    "env": {"modules": [], "setup": [], "vars": {}},
+    "env": {
+        "modules": [],
+        "setup": [],
+        "vars": {},
+        "container": {k: f.default for k, f in SCHEMA["env"]["container"].items()},
+    },
     "template": None,
     "runs_dir": "runs",
     "share": "private",
@@ -570,6 +590,19 @@ DOCS = {
     "`module` command exists).",
     "env.setup": "Shell lines run before training, as written (trusted input).",
     "env.vars": "Environment variables exported before training (values quoted).",
+    "env.container.image": "Run the program (the built-in trainer or yours) in this image: a .sif or squashfs "
+    "file, a rootfs folder (Charliecloud), or a registry reference (podman, enroot); null: no container. The "
+    "batch script, rank launch, signals and requeue stay on the host (docs/containers.md).",
+    "env.container.runtime": "apptainer, singularity, podman, charliecloud, enroot or pyxis (SLURM: each rank's "
+    "program as an srun step in the image); null: guessed from the "
+    "image (.sif: apptainer, a folder: charliecloud, .sqsh: enroot, a reference: podman).",
+    "env.container.binds": "More host paths to bind (`/scratch`, or `SRC:DST[:ro]`); the experiment, the data "
+    "folder and dlhpc's own code (read-only) are bound by dlhpc.",
+    "env.container.gpus": "Give the container the node's GPUs (`--nv`, `--device nvidia.com/gpu=all`...): "
+    "`auto` when the trial asks for GPUs.",
+    "env.container.python": "The interpreter inside the image that runs the program.",
+    "env.container.options": "More arguments for the runtime's run command, before the image (e.g. "
+    "`--writable-tmpfs` for apptainer).",
     "template": "Job-script template: a name from `dlhpc templates list` or a file path; null: the scheduler's.",
     "runs_dir": "Folder that holds experiment directories (also `--runs-dir`, $DLHPC_RUNS_DIR or the user "
     "config); relative paths are relative to where dlhpc runs.",

@@ -67,7 +67,7 @@ def _submit(spec, options: SubmitOptions, say) -> Submission:
     sched = backend(spec.data["resources"]["scheduler"])
     p = experiment.plan(spec, max_array=sched.max_array())
     check_training_here(p.spec, options.here, "submit")
-    p.code = snapshot_code(spec)
+    p.code, p.image = snapshot_code(spec), check_image(spec)
     prepare_data(p.trials, may_fetch=sched.runs_here and not options.dry_run, say=say)
     check_cost(p, options.max_cost, say=say)
     p = pack_to_fit(p, sched, say=say)
@@ -140,6 +140,13 @@ def snapshot_code(spec):
     from dlhpc.plan.experiment import runs_root
 
     return code.collect(spec, exclude=runs_root(spec))
+
+
+def check_image(spec):
+    """The container image is there (env.container); its digest for the record."""
+    from dlhpc.plan import image
+
+    return image.check(spec)
 
 
 def prepare_data(trials, *, may_fetch: bool, say=print):

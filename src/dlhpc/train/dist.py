@@ -5,21 +5,12 @@ is MASTER_ADDR:MASTER_PORT, the env:// way.
 """
 
 import os
-import socket
 import time
-from dataclasses import dataclass, field
 
+from dlhpc.node.identity import Identity
 
-@dataclass
-class DistEnv:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    num_nodes: int = 1
-    hostnames: list = field(default_factory=lambda: [socket.gethostname()])
-    job_id: str = ""
-    restart: int = 0
-    launcher: str = "single"
+# The trainer's view of its rank is the runner's Identity, filled from the torchrun contract.
+DistEnv = Identity
 
 
 def detect() -> DistEnv:
@@ -31,14 +22,15 @@ def detect() -> DistEnv:
         return DistEnv(job_id=env.get("DLHPC_JOB_ID", ""), restart=restart)
     nodes = [h for h in env.get("DLHPC_NODELIST", "").split(",") if h] or [env.get("MASTER_ADDR", "127.0.0.1")]
     return DistEnv(
-        int(env["RANK"]),
-        int(env.get("LOCAL_RANK", 0)),
-        int(env["WORLD_SIZE"]),
-        int(env.get("GROUP_WORLD_SIZE") or env.get("DLHPC_NUM_NODES") or 1),
-        nodes,
-        env.get("DLHPC_JOB_ID", ""),
-        restart,
-        "env",
+        rank=int(env["RANK"]),
+        local_rank=int(env.get("LOCAL_RANK", 0)),
+        world_size=int(env["WORLD_SIZE"]),
+        num_nodes=int(env.get("GROUP_WORLD_SIZE") or env.get("DLHPC_NUM_NODES") or 1),
+        node_rank=int(env.get("GROUP_RANK") or 0),
+        hostnames=nodes,
+        job_id=env.get("DLHPC_JOB_ID", ""),
+        restart=restart,
+        launcher="env",
     )
 
 

@@ -39,12 +39,11 @@ def load_trial_spec(trial_dir: Path) -> dict:
     lack keys added since)."""
     import copy
 
-    import yaml
-
+    from dlhpc.fsutil import read_trial_spec
     from dlhpc.spec.schema import DEFAULTS
 
     spec = copy.deepcopy(DEFAULTS)
-    for section, values in (yaml.safe_load((trial_dir / "spec.yaml").read_text()) or {}).items():
+    for section, values in read_trial_spec(trial_dir / "spec.yaml").items():
         if isinstance(values, dict) and isinstance(spec.get(section), dict):
             spec[section].update(values)
         else:
