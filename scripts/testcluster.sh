@@ -3,6 +3,7 @@
 #
 #   sudo scripts/testcluster.sh install   # Debian packages; OpenPBS built into /opt/pbs unless there
 #   sudo scripts/testcluster.sh up        # install, then start whatever is not running yet
+#   sudo scripts/testcluster.sh containers  # podman, Charliecloud and the test image only
 #   sudo scripts/testcluster.sh status    # what is up, in a few lines
 #   sudo scripts/testcluster.sh down      # stop everything this script started, remove the hosts
 #
@@ -417,6 +418,40 @@ status() {
 
 # Two ordinary users in one project group, as on a shared login node: the multi-user test runs
 # dlhpc as each (runuser) against a setgid project folder they can both write.
+# ---- container runtimes and a test image ---------------------------------------------------------
+
+IMAGES=/var/lib/dlhpc-test/images
+IMAGE_TAG=localhost/dlhpc-torch:test
+containers_up() {  # podman and Charliecloud (Debian), and one image with Debian's python3-torch, no registry
+  local t0=$SECONDS
+  { command -v podman && command -v runc && command -v ch-run && command -v mmdebstrap; } >/dev/null \
+    || apt_install podman runc charliecloud-runtime mmdebstrap
+  mkdir -p /etc/containers "$IMAGES"
+  # These machines mount cgroups v1 (hybrid): crun refuses it, and podman's default ulimits cannot
+  # be set (../shared/containers.md). A site's podman configuration, not dlhpc's business.
+  cat >/etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+CONF
+  if [ ! -s "$IMAGES/torch.tar" ]; then
+    log "building the test image (Debian 12 + python3-torch) with mmdebstrap"
+    mmdebstrap --quiet --variant=minbase --include=python3,python3-torch bookworm "$IMAGES/torch.tar.part" \
+      || die "mmdebstrap failed"
+    mv "$IMAGES/torch.tar.part" "$IMAGES/torch.tar"
+  fi
+  podman image exists "$IMAGE_TAG" || podman import --quiet "$IMAGES/torch.tar" "$IMAGE_TAG" >/dev/null
+  if [ ! -d "$IMAGES/torch-rootfs" ]; then  # Charliecloud runs an unpacked image
+    rm -rf "$IMAGES/torch-rootfs.part" && mkdir -p "$IMAGES/torch-rootfs.part"
+    tar -C "$IMAGES/torch-rootfs.part" -xf "$IMAGES/torch.tar"
+    mv "$IMAGES/torch-rootfs.part" "$IMAGES/torch-rootfs"
+  fi
+  log "containers ready ($((SECONDS - t0)) s): podman image $IMAGE_TAG, Charliecloud image $IMAGES/torch-rootfs"
+}
+
 TEST_GROUP=dlhpc-proj
 TEST_USERS=(dlhpc-alice dlhpc-bob)
 users_up() {
@@ -435,6 +470,7 @@ up() {
   network_up
   slurm_up
   pbs_up
+  containers_up
   log "up in $((SECONDS - t0)) s"
   status
 }
@@ -451,7 +487,8 @@ down() {
 case "${1:-up}" in
   install) install ;;
   up) up ;;
+  containers) need_root; containers_up ;;
   status) status ;;
   down) down ;;
-  *) echo "usage: $0 install|up|status|down" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up|containers|status|down" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ Podman and Charliecloud run for real on the test clusters: test_containers_live.
 
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -82,9 +83,9 @@ runs_dir: {tmp_path / "runs"}
 def test_golden_container_scripts(runtime, tmp_path):
     spec = load_spec(container_spec(tmp_path, runtime, IMAGES[runtime]), use_site=False)
     text = plan(spec).scripts[0].text
-    text = (
-        text.replace(str(tmp_path), "<tmp>").replace(dlhpc_package_dir(), "<dlhpc>").replace(sys.executable, "<python>")
-    )
+    for real, shown in ((str(tmp_path), "<tmp>"), (dlhpc_package_dir(), "<dlhpc>"), (sys.executable, "<python>")):
+        text = text.replace(real, shown)
+    text = re.sub(r"spec-hash [0-9a-f]{12}", "spec-hash <of the spec, paths and all>", text)
     path = GOLDEN / f"container-{runtime}.slurm.sh"
     if os.environ.get("DLHPC_REGEN_GOLDEN"):
         path.write_text(text)

@@ -44,6 +44,7 @@ def is_reference(image: str) -> bool:
 
 class Runtime:
     name = ""
+    executable = ""  # the command on PATH (dlhpc doctor looks for it)
     passes_environment = True  # the runtime hands its own environment to the program
 
     def command(self, image: str, binds: list[tuple[str, str, bool]], gpus: bool, options: list) -> list[str]:
@@ -62,16 +63,17 @@ class Apptainer(Runtime):
     the host environment passes in by default; --nv binds the NVIDIA driver and devices."""
 
     name = "apptainer"
+    executable = "apptainer"
 
     def command(self, image, binds, gpus, options):
-        argv = [self.name, "exec", "--pwd", "{trial_dir}"]
+        argv = [self.executable, "exec", "--pwd", "{trial_dir}"]
         for src, dst, ro in binds:
             argv += ["--bind", f"{src}:{dst}" + (":ro" if ro else "")]
         return argv + (["--nv"] if gpus else []) + list(options) + [image]
 
 
 class Singularity(Apptainer):
-    name = "singularity"
+    name = executable = "singularity"
 
 
 class Podman(Runtime):
@@ -80,6 +82,7 @@ class Podman(Runtime):
     the value from podman's own environment), GPUs through CDI."""
 
     name = "podman"
+    executable = "podman"
     passes_environment = False
 
     def command(self, image, binds, gpus, options):
@@ -101,6 +104,7 @@ class Charliecloud(Runtime):
     made in the image folder if missing. GPUs need the image prepared with `ch-fromhost --nvidia`."""
 
     name = "charliecloud"
+    executable = "ch-run"
 
     def command(self, image, binds, gpus, options):
         argv = ["ch-run", "--cd", "{trial_dir}"]
@@ -115,6 +119,7 @@ class Enroot(Runtime):
     changes to it before the program starts."""
 
     name = "enroot"
+    executable = "enroot"
     passes_environment = False
 
     def command(self, image, binds, gpus, options):
@@ -135,6 +140,7 @@ class Pyxis(Runtime):
     program as one more step on its own node, --overlap with the job's step, in the image."""
 
     name = "pyxis"
+    executable = "srun"
 
     def command(self, image, binds, gpus, options):
         mounts = ",".join(f"{src}:{dst}" + (":ro" if ro else "") for src, dst, ro in binds)
@@ -180,12 +186,16 @@ def prefix(data: dict, exp_dir: Path) -> list[str] | None:
         binds.append((root, root, True))
     binds.append((dlhpc_package_dir(), f"{DLHPC_LIB}/dlhpc", True))
     binds += [parse_bind(b) for b in container.get("binds") or []]
-    gpus = container.get("gpus")
-    wants_gpus = bool((data.get("resources") or {}).get("gpus_per_node")) if gpus == "auto" else bool(gpus)
     image = container["image"]
     if not is_reference(image):
         image = os.path.abspath(os.path.expanduser(image))
-    return runtime_of(container).command(image, binds, wants_gpus, container.get("options") or [])
+    return runtime_of(container).command(image, binds, wants_gpus(data), container.get("options") or [])
+
+
+def wants_gpus(data: dict) -> bool:
+    """env.container.gpus, where `auto` means: when the trial asks for GPUs."""
+    gpus = ((data.get("env") or {}).get("container") or {}).get("gpus")
+    return bool((data.get("resources") or {}).get("gpus_per_node")) if gpus == "auto" else bool(gpus)
 
 
 def expand(command: list[str], runtime: Runtime, trial_dir: str, name: str, env_names: list[str]) -> list[str]:

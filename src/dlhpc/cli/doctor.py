@@ -54,7 +54,9 @@ def run(spec_path, sets, job=False) -> int:
 
     spec = load_spec(spec_path, sets)
     sched = backend(spec.data["resources"]["scheduler"])
-    checks = sched.doctor_checks(spec) + _common_checks(spec, sched) + _policy_checks(spec)
+    from dlhpc.plan import image
+
+    checks = sched.doctor_checks(spec) + _common_checks(spec, sched) + image.doctor_checks(spec) + _policy_checks(spec)
     checks += sched.job_check(spec) if job else []
     console = Console(highlight=False)
     console.print(f"[bold]dlhpc doctor[/] — scheduler {sched.name}, spec {escape(str(spec_path or '(defaults)'))}")
