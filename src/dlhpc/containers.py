@@ -57,6 +57,9 @@ class Runtime:
         """A command that removes a rank's container if killing the runtime's process leaves it."""
         return None
 
+    def prepare(self, command: list[str]) -> None:
+        """Anything the image needs before a rank starts in it (on the node, per run)."""
+
 
 class Apptainer(Runtime):
     """apptainer exec (Apptainer user guide: "exec", "Bind Paths and Mounts", "GPU Support"):
@@ -111,6 +114,22 @@ class Charliecloud(Runtime):
         for src, dst, _ro in binds:
             argv += ["-b", f"{src}:{dst}"]
         return argv + list(options) + [image, "--"]
+
+    def prepare(self, command):
+        """ch-run binds only onto folders that exist in the image (Charliecloud 0.31): make the
+        missing mount points in the image folder, which its owner can write."""
+        image = Path(command[command.index("--") - 1])
+        targets = [command[i + 1].split(":", 1)[1] for i, token in enumerate(command) if token == "-b"]
+        for target in targets:
+            point = image / target.lstrip("/")
+            if not point.is_dir():
+                try:
+                    point.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise RuntimeError(
+                        f"Charliecloud binds only onto folders that exist in the image: {point} is missing and "
+                        f"cannot be made ({exc.strerror}); create {target} in the image"
+                    ) from None
 
 
 class Enroot(Runtime):

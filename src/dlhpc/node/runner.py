@@ -19,6 +19,7 @@ from pathlib import Path
 from dlhpc.fsutil import atomic_write_json, read_json
 from dlhpc.node import contract, rendezvous
 from dlhpc.node.identity import Identity, node_name
+from dlhpc.node.incontainer import InContainer
 from dlhpc.node.ranks import Ranks, describe_exit
 
 CODE_DIR = "code"
@@ -86,42 +87,37 @@ class TrialRun:
     def start(self) -> None:
         container = os.environ.get("DLHPC_CONTAINER")
         argv, extra = program_argv(self.data, self.trial_dir, in_container=bool(container))
+        envs = [{**env, **extra} for env in self._rank_environments()]
+        commands = [argv] * len(envs)
+        if container:
+            self.container = InContainer(json.loads(container), os.environ.get("DLHPC_CONTAINER_RUNTIME", ""))
+            commands = [self.container.command(argv, env, self.denv) for env in envs]
+        self.ranks = Ranks(commands, envs, self.trial_dir)
+        self.ranks.start()
+
+    def _rank_environments(self) -> list[dict]:
+        """Meet the other nodes' runners (rank 0 hosts the store), then each local rank's contract."""
         master, interface = None, None
         if self.denv.launcher != "env":  # under torchrun, its agent hosts the store already
             self.meeting = rendezvous.meet(self.denv, self.trial_dir)
             master = (self.meeting.host, self.meeting.port)
             interface = rendezvous.gloo_interface(self.denv, self.meeting.host)
-        res = self.data.get("resources") or {}
+        requeues = int((self.data.get("resources") or {}).get("timeout_requeues") or 0)
         local = range(self.denv.ranks_here) if self.denv.ranks_here > 1 else [self.denv.local_rank]
-        envs = [
-            {
-                **contract.rank_environment(
-                    self.denv,
-                    r,
-                    self.trial_dir,
-                    self.data.get("params") or {},
-                    master,
-                    stop_signal=self.stop_signal.name[3:],
-                    max_restarts=int(res.get("timeout_requeues") or 0),
-                    gloo_interface=interface,
-                ),
-                **extra,
-            }
+        params = self.data.get("params") or {}
+        return [
+            contract.rank_environment(
+                self.denv,
+                r,
+                self.trial_dir,
+                params,
+                master,
+                stop_signal=self.stop_signal.name[3:],
+                max_restarts=requeues,
+                gloo_interface=interface,
+            )
             for r in local
         ]
-        commands = [argv] * len(envs)
-        if container:
-            self.container = InContainer(json.loads(container), os.environ.get("DLHPC_CONTAINER_RUNTIME", ""))
-            commands = [self.container.command(argv, env, self._rank_name(env)) for env in envs]
-        self.ranks = Ranks(commands, envs, self.trial_dir)
-        self.ranks.start()
-
-    def _rank_name(self, env: dict) -> str:
-        """A container name unique to this rank of this run of the trial."""
-        import re
-
-        raw = f"dlhpc-{self.denv.job_id or os.getpid()}-{self.trial_dir.name}-r{env['RANK']}-{self.denv.restart}"
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
 
     def clean_up(self) -> None:
         if self.container is not None:
@@ -227,49 +223,6 @@ def _last_metrics(path: Path) -> dict:
         if isinstance(item, dict):
             return item
     return {}
-
-
-class InContainer:
-    """The rank's program in the spec's image (env.container, rendered into DLHPC_CONTAINER)."""
-
-    # what a rank's program gets from the host besides the contract
-    PASSED = ("PYTHONPATH", "PYTHONUNBUFFERED", "OMP_NUM_THREADS", "DLHPC_CPUS_PER_TASK", "GLOO_SOCKET_IFNAME",
-              "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "TORCHELASTIC_USE_AGENT_STORE", "MASTER_ADDR",
-              "MASTER_PORT", "TZ", "LANG")  # fmt: skip
-
-    def __init__(self, command: list, runtime: str):
-        from dlhpc.containers import RUNTIMES
-
-        self.template, self.runtime, self.names = command, RUNTIMES[runtime](), []
-
-    def command(self, argv: list, env: dict, name: str) -> list:
-        from dlhpc.containers import expand
-
-        env.setdefault("USER", _user())  # ch-run refuses to start without it
-        passed = [k for k in env if k.startswith(("DLHPC_", "TORCHELASTIC_", "GROUP_", "ROLE_", "LOCAL_"))]
-        passed += [k for k in ("RANK", "WORLD_SIZE", *self.PASSED, *_spec_vars()) if k in env]
-        self.names.append(name)
-        return expand(self.template, self.runtime, env["DLHPC_TRIAL_DIR"], name, sorted(set(passed))) + argv
-
-    def clean_up(self) -> None:
-        """Remove what killing a runtime's client may leave (podman's container)."""
-        import subprocess
-
-        for name in self.names:
-            argv = self.runtime.cleanup(name)
-            if argv:
-                subprocess.run(argv, capture_output=True, timeout=60)
-
-
-def _user() -> str:
-    import getpass
-
-    return getpass.getuser()
-
-
-def _spec_vars() -> list:
-    """env.vars of the spec: the job script exported them, and the program expects them."""
-    return [k for k in os.environ.get("DLHPC_SPEC_VARS", "").split(",") if k]
 
 
 class forwarded_signals:
