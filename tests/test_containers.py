@@ -189,3 +189,23 @@ def test_the_image_digest_is_recorded_and_shown(dlhpc, tmp_path, monkeypatch):
     assert digest in dlhpc("show", exp).out
     rows = json.loads(dlhpc("summary", exp, "--commit", "--format", "json").out)
     assert rows[0]["image"] == digest[:19]
+
+
+SITE_IMAGE = """\
+resources: {scheduler: slurm}
+env:
+  container: {image: /shared/images/site.sif, runtime: apptainer}
+site:
+  policy:
+    container_images: [/shared/images/site.sif, /shared/images/site-next.sif]
+"""
+
+
+def test_the_site_sets_the_image_and_its_policy_holds_a_spec_to_its_list(dlhpc, tmp_path):
+    env = {"DLHPC_SITE": str(write(tmp_path / "site.yaml", SITE_IMAGE))}
+    rendered = dlhpc("render", write(tmp_path / "plain.yaml", "name: plain\n"), env=env)
+    assert rendered.code == 0 and '"/shared/images/site.sif"' in rendered.out, rendered  # the site's image
+    other = write(tmp_path / "other.yaml", "name: other\nenv:\n  container: {image: /home/me/mine.sif}\n")
+    r = dlhpc("validate", other, env=env)
+    assert r.code == 2 and "other.yaml:3" in r.err and "image '/home/me/mine.sif' is not allowed" in r.err, r
+    assert "site.yaml:6" in r.err, r  # the rule's own line

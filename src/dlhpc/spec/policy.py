@@ -2,7 +2,7 @@
 
 A site file can declare under `site.policy` the partitions, accounts and QOS jobs may use,
 per-trial maxima (nodes, GPUs per node, GPUs in all, walltime, memory), the most trials one
-submission may have, and keys every job must set. A violation names the spec's file:line, the
+submission may have, the container images jobs may run in, and keys every job must set. A violation names the spec's file:line, the
 rule and the site file's line it came from, and is exit 2. The policy governs what is submitted
 to a cluster (submit, resubmit, render and validate say so first), every trial of a sweep; a
 spec that runs on this machine alone (the local backend) is not held to it, and commands that
@@ -95,6 +95,17 @@ def violations(spec) -> list[str]:
                 f"the site's maximum of {policy['max_array_size']} per submission "
                 f"({_site_where(spec, 'max_array_size')}). Fix: sweep fewer values, or submit in parts"
             )
+    images = policy.get("container_images")
+    image = spec.data["env"]["container"].get("image")
+    if images and image not in images:
+        from dlhpc.spec.yamlsource import where
+
+        at = where(spec.origins, ("env", "container", "image")).rsplit(": ", 1)[0]
+        said = f"image {image!r}" if image else "no container image"
+        found.append(
+            f"{at}: env.container: {said} is not allowed by the site policy (allowed: {', '.join(images)}; "
+            f"{_site_where(spec, 'container_images')}). Fix: set env.container.image to one of them"
+        )
     for key in policy.get("required") or []:
         try:
             value = spec.get(key)

@@ -469,6 +469,7 @@ SITE_SCHEMA = {
         "max_time": Optional(Time(None)),
         "max_mem": Optional(Mem(None)),
         "max_array_size": Optional(Int(None, 1)),
+        "container_images": Optional(List(IMAGE, min_len=1)),
         "required": List(Str(None, r"[a-z_]+(\.[a-z_]+)+", "a dotted spec key like resources.account"), max_len=50),
     },
 }
@@ -628,5 +629,6 @@ SITE_DOCS = {
     "policy.max_time": "Longest walltime one trial may ask for.",
     "policy.max_mem": "Most memory per node one trial may ask for.",
     "policy.max_array_size": "Most trials one submission may have.",
+    "policy.container_images": "The container images jobs must run in (env.container.image); null: any, or none.",
     "policy.required": "Spec keys every job must set, e.g. [resources.account].",
 }
