@@ -439,9 +439,9 @@ cgroup_manager = "cgroupfs"
 CONF
   if [ ! -s "$IMAGES/torch.tar" ]; then
     log "building the test image (Debian 12 + python3-torch) with mmdebstrap"
-    mmdebstrap --quiet --variant=minbase --include=python3,python3-torch bookworm "$IMAGES/torch.tar.part" \
+    mmdebstrap --quiet --format=tar --variant=minbase --include=python3,python3-torch bookworm "$IMAGES/torch.part.tar" \
       || die "mmdebstrap failed"
-    mv "$IMAGES/torch.tar.part" "$IMAGES/torch.tar"
+    mv "$IMAGES/torch.part.tar" "$IMAGES/torch.tar"
   fi
   podman image exists "$IMAGE_TAG" || podman import --quiet "$IMAGES/torch.tar" "$IMAGE_TAG" >/dev/null
   if [ ! -d "$IMAGES/torch-rootfs" ]; then  # Charliecloud runs an unpacked image

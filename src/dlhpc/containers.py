@@ -81,15 +81,16 @@ class Singularity(Apptainer):
 
 class Podman(Runtime):
     """podman run (podman-run(1)): the host's network and IPC (the ranks meet on the host's
-    addresses; NCCL uses shared memory), the rank's variables passed one by one (--env NAME takes
-    the value from podman's own environment), GPUs through CDI."""
+    addresses; NCCL uses shared memory), standard input kept open (-i: the store's keeper serves
+    until it closes), the rank's variables passed one by one (--env NAME takes the value from
+    podman's own environment), GPUs through CDI."""
 
     name = "podman"
     executable = "podman"
     passes_environment = False
 
     def command(self, image, binds, gpus, options):
-        argv = ["podman", "run", "--rm", "--name", "{name}", "--network=host", "--ipc=host", "-w", "{trial_dir}"]
+        argv = ["podman", "run", "--rm", "-i", "--name", "{name}", "--network=host", "--ipc=host", "-w", "{trial_dir}"]
         for src, dst, ro in binds:
             argv += ["-v", f"{src}:{dst}" + (":ro" if ro else "")]
         argv += [ENV_PLACEHOLDER]

@@ -29,7 +29,7 @@ export WANDB_MODE=offline
 export DLHPC_SPEC_VARS=WANDB_MODE
 # The program runs in a container image (env.container); the launch, the rendezvous, signals and
 # requeue stay on the host. dlhpc's runner fills {trial_dir}, {name} and {env} for each rank.
-export DLHPC_CONTAINER='["podman", "run", "--rm", "--name", "{name}", "--network=host", "--ipc=host", "-w", "{trial_dir}", "-v", "<tmp>/runs/in-podman-19700101-000000:<tmp>/runs/in-podman-19700101-000000", "-v", "<dlhpc>:/opt/dlhpc/lib/dlhpc:ro", "-v", "/scratch:/scratch", "-v", "/datasets:/data:ro", "{env}", "--device", "nvidia.com/gpu=all", "nvcr.io/nvidia/pytorch:24.05-py3"]'
+export DLHPC_CONTAINER='["podman", "run", "--rm", "-i", "--name", "{name}", "--network=host", "--ipc=host", "-w", "{trial_dir}", "-v", "<tmp>/runs/in-podman-19700101-000000:<tmp>/runs/in-podman-19700101-000000", "-v", "<dlhpc>:/opt/dlhpc/lib/dlhpc:ro", "-v", "/scratch:/scratch", "-v", "/datasets:/data:ro", "{env}", "--device", "nvidia.com/gpu=all", "nvcr.io/nvidia/pytorch:24.05-py3"]'
 export DLHPC_CONTAINER_RUNTIME=podman
 # One DDP rank per task; each rank uses the CPUs of its task.
 export OMP_NUM_THREADS=1

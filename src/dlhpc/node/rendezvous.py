@@ -115,18 +115,25 @@ class Meeting:
 
     host: str
     port: int
-    store: object = None  # rank 0's runner holds the store (and so keeps it serving) until the end
+    store: object = None  # rank 0's: what serves the store (the keeper process), until the end
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
 
-def meet(denv: Identity, trial_dir: Path, timeout_s: float = 300, connect_s: float = 30) -> Meeting:
-    """Rank 0 binds a TCPStore on a free port and publishes its addresses and port in the trial
-    directory; the others wait for the file, then keep the first address that accepts a
-    connection, or fail within `connect_s` naming every address they tried."""
+def meet(denv: Identity, trial_dir: Path, host_store=None, timeout_s: float = 300, connect_s: float = 30) -> Meeting:
+    """Rank 0 hosts a TCPStore on a free port (`host_store(address) -> (what serves it, port)`;
+    by default in this process) and publishes its addresses and port in the trial directory; the
+    others wait for the file, then keep the first address that accepts a connection, or fail
+    within `connect_s` naming every address they tried."""
     import datetime
+
+    if host_store is None:
+
+        def host_store(address):
+            store = _listening_store(address, None, datetime.timedelta(seconds=timeout_s))
+            return store, store.port
 
     tag = f"{denv.job_id or 'job'}-{os.environ.get('DLHPC_LAUNCH_ID') or denv.restart}".replace("/", "_")
     path = Path(trial_dir) / f".rendezvous-{tag}"
@@ -134,13 +141,13 @@ def meet(denv: Identity, trial_dir: Path, timeout_s: float = 300, connect_s: flo
         for stale in Path(trial_dir).glob(".rendezvous-*"):
             stale.unlink(missing_ok=True)
         addresses = advertised_addresses(denv)
-        store = _listening_store(bind_address(denv), None, datetime.timedelta(seconds=timeout_s))
+        store, port = host_store(bind_address(denv))
         if _single_node(denv):
             addresses = ["127.0.0.1"]  # bound to the loopback: the only address that answers
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"port": store.port, "addresses": addresses, "node": node_name()}) + "\n")
+        tmp.write_text(json.dumps({"port": port, "addresses": addresses, "node": node_name()}) + "\n")
         os.replace(tmp, path)
-        return Meeting(addresses[0], store.port, store)
+        return Meeting(addresses[0], port, store)
     deadline = time.monotonic() + timeout_s
     while not path.is_file():
         if time.monotonic() > deadline:

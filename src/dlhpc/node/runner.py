@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from dlhpc.fsutil import atomic_write_json, read_json
-from dlhpc.node import contract, rendezvous
+from dlhpc.node import contract, rendezvous, store
 from dlhpc.node.identity import Identity, node_name
 from dlhpc.node.incontainer import InContainer
 from dlhpc.node.ranks import Ranks, describe_exit
@@ -87,19 +87,29 @@ class TrialRun:
     def start(self) -> None:
         container = os.environ.get("DLHPC_CONTAINER")
         argv, extra = program_argv(self.data, self.trial_dir, in_container=bool(container))
-        envs = [{**env, **extra} for env in self._rank_environments()]
-        commands = [argv] * len(envs)
         if container:
             self.container = InContainer(json.loads(container), os.environ.get("DLHPC_CONTAINER_RUNTIME", ""))
+        envs = [{**env, **extra} for env in self._rank_environments(argv[0])]
+        commands = [argv] * len(envs)
+        if container:
             commands = [self.container.command(argv, env, self.denv) for env in envs]
         self.ranks = Ranks(commands, envs, self.trial_dir)
         self.ranks.start()
 
-    def _rank_environments(self) -> list[dict]:
+    def _host_store(self, python: str):
+        """How rank 0 hosts the store: a keeper run by the program's own interpreter, in its image
+        (node/store.py), so that the store and the ranks share one torch."""
+        env = {**os.environ, "DLHPC_TRIAL_DIR": str(self.trial_dir), "DLHPC_TRIAL_ID": self.trial_dir.name}
+        command = [python]
+        if self.container is not None:
+            command = self.container.command(command, {**env, "RANK": "store"}, self.denv)
+        return lambda address: store.start(command, address, env)
+
+    def _rank_environments(self, python: str) -> list[dict]:
         """Meet the other nodes' runners (rank 0 hosts the store), then each local rank's contract."""
         master, interface = None, None
         if self.denv.launcher != "env":  # under torchrun, its agent hosts the store already
-            self.meeting = rendezvous.meet(self.denv, self.trial_dir)
+            self.meeting = rendezvous.meet(self.denv, self.trial_dir, self._host_store(python))
             master = (self.meeting.host, self.meeting.port)
             interface = rendezvous.gloo_interface(self.denv, self.meeting.host)
         requeues = int((self.data.get("resources") or {}).get("timeout_requeues") or 0)
@@ -120,6 +130,8 @@ class TrialRun:
         ]
 
     def clean_up(self) -> None:
+        if self.meeting is not None and self.meeting.store is not None:
+            store.stop(self.meeting.store)
         if self.container is not None:
             self.container.clean_up()
 

@@ -2,8 +2,9 @@
 
 A site file can declare under `site.policy` the partitions, accounts and QOS jobs may use,
 per-trial maxima (nodes, GPUs per node, GPUs in all, walltime, memory), the most trials one
-submission may have, the container images jobs may run in, and keys every job must set. A violation names the spec's file:line, the
-rule and the site file's line it came from, and is exit 2. The policy governs what is submitted
+submission may have, the container images jobs may run in, and keys every job must set. A
+violation names the spec's file:line, the rule and the site file's line it came from, and is
+exit 2. The policy governs what is submitted
 to a cluster (submit, resubmit, render and validate say so first), every trial of a sweep; a
 spec that runs on this machine alone (the local backend) is not held to it, and commands that
 submit nothing (status, summary, cancel...) never consult it. `resources.extra` cannot get
