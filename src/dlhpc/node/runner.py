@@ -101,8 +101,10 @@ class TrialRun:
         (node/store.py), so that the store and the ranks share one torch."""
         env = {**os.environ, "DLHPC_TRIAL_DIR": str(self.trial_dir), "DLHPC_TRIAL_ID": self.trial_dir.name}
         command = [python]
-        if self.container is not None:
-            command = self.container.command(command, {**env, "RANK": "store"}, self.denv)
+        if self.container is not None:  # (it names the keeper's container by RANK, and sets USER)
+            env["RANK"] = "store"
+            command = self.container.command(command, env, self.denv)
+            del env["RANK"]
         return lambda address: store.start(command, address, env)
 
     def _rank_environments(self, python: str) -> list[dict]:
@@ -275,7 +277,12 @@ def run_trial(trial_dir, denv: Identity, on_start=None) -> int:
     if on_start:
         on_start(run)
     with forwarded_signals(run):
-        run.start()
+        try:
+            run.start()
+        except (rendezvous.RendezvousError, store.KeeperFailed, OSError) as exc:
+            run.interrupted(exc)  # recorded, and said in one line: nothing ran
+            run.clean_up()
+            raise TrialFailed(str(exc)) from None
         try:
             return run.wait()
         except TrialFailed:

@@ -108,17 +108,29 @@ def ensure(root, download: bool) -> Path:
     raise UserError(missing_message(root))
 
 
+def read_idx(path: Path):
+    """An IDX file (MNIST's format: a magic number whose third byte is the type, 0x08 for unsigned
+    bytes, and whose fourth is the number of dimensions; big-endian sizes; then the data) as a
+    uint8 tensor. Read here rather than through torchvision, so a container image needs only torch."""
+    import struct
+
+    import torch
+
+    data = path.read_bytes()
+    zero, kind, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or kind != 0x08:
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return torch.frombuffer(bytearray(data[4 + 4 * ndim :]), dtype=torch.uint8).reshape(shape)
+
+
 def load(root, device, train_subset=None, download=True, dtype=None):
     """(x_train, y_train, x_test, y_test) on `device`; x is float [N,1,28,28], normalised."""
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
     root = ensure(root, download)
     raw = raw_dir(root)
     tensors = []
     for images, labels in (RAW_FILES[:2], RAW_FILES[2:]):
-        x = read_image_file(str(raw / images))
-        y = read_label_file(str(raw / labels)).long()
-        tensors += [x, y]
+        tensors += [read_idx(raw / images), read_idx(raw / labels).long()]
     x_train, y_train, x_test, y_test = tensors
     if train_subset:
         x_train, y_train = x_train[:train_subset], y_train[:train_subset]
