@@ -49,16 +49,17 @@ class Trainer:
         self.ddp = DDP(self.model)
 
     def _load_snapshot(self, path):
-        snapshot = torch.load(path, weights_only=True)
+        snapshot = torch.load(path, weights_only=True)  # tensors and ints only: even torch 1.13 reads it so
         self.model.load_state_dict(snapshot["MODEL_STATE"])
-        self.optimizer.load_state_dict(snapshot["OPTIMIZER_STATE"])
+        for param, buffer in zip(self.model.parameters(), snapshot["MOMENTUM"]):
+            self.optimizer.state[param]["momentum_buffer"] = buffer.clone()
         self.epochs_run = snapshot["EPOCHS_RUN"]
         print(f"rank {self.rank}: resuming from snapshot at epoch {self.epochs_run}", flush=True)
 
     def _save_snapshot(self, epoch):
-        snapshot = {
+        snapshot = {  # SGD's state is its momentum; the learning rate is constant
             "MODEL_STATE": self.model.state_dict(),
-            "OPTIMIZER_STATE": self.optimizer.state_dict(),
+            "MOMENTUM": [self.optimizer.state[p]["momentum_buffer"] for p in self.model.parameters()],
             "EPOCHS_RUN": epoch,
         }
         tmp = self.args.snapshot + ".tmp"

@@ -60,6 +60,9 @@ class Runtime:
     def prepare(self, command: list[str]) -> None:
         """Anything the image needs before a rank starts in it (on the node, per run)."""
 
+    def adjust_environment(self, command: list[str], env: dict) -> None:
+        """What the runtime's own process needs in its environment to start this command."""
+
 
 class Apptainer(Runtime):
     """apptainer exec (Apptainer user guide: "exec", "Bind Paths and Mounts", "GPU Support"):
@@ -120,8 +123,9 @@ class Charliecloud(Runtime):
         """ch-run binds only onto folders that exist in the image (Charliecloud 0.31): make the
         missing mount points in the image folder, which its owner can write."""
         image = Path(command[command.index("--") - 1])
-        targets = [command[i + 1].split(":", 1)[1] for i, token in enumerate(command) if token == "-b"]
-        for target in targets:
+        for target in self._targets(command):
+            if target == "/tmp" or target.startswith("/tmp/"):
+                continue  # the guest's /tmp is the host's (adjust_environment)
             point = image / target.lstrip("/")
             if not point.is_dir():
                 try:
@@ -131,6 +135,16 @@ class Charliecloud(Runtime):
                         f"Charliecloud binds only onto folders that exist in the image: {point} is missing and "
                         f"cannot be made ({exc.strerror}); create {target} in the image"
                     ) from None
+
+    def adjust_environment(self, command, env):
+        """ch-run binds the host's $TMPDIR at the guest's /tmp (a job's private folder under PBS,
+        say): a bind under /tmp needs the host's /tmp there, where the path exists."""
+        if any(t == "/tmp" or t.startswith("/tmp/") for t in self._targets(command)):
+            env["TMPDIR"] = "/tmp"
+
+    @staticmethod
+    def _targets(command) -> list[str]:
+        return [command[i + 1].split(":", 1)[1] for i, token in enumerate(command) if token == "-b"]
 
 
 class Enroot(Runtime):

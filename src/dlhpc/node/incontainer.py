@@ -24,6 +24,7 @@ class InContainer:
 
         name = _container_name(env, denv)
         env.setdefault("USER", _user())  # ch-run refuses to start without it
+        self.runtime.adjust_environment(self.template, env)
         passed = [k for k in env if k.startswith(("DLHPC_", "TORCHELASTIC_", "GROUP_", "ROLE_", "LOCAL_"))]
         passed += [k for k in ("RANK", "WORLD_SIZE", *self.PASSED, *_spec_vars()) if k in env]
         self.names.append(name)
