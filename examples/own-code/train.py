@@ -51,7 +51,7 @@ class Trainer:
     def _load_snapshot(self, path):
         snapshot = torch.load(path, weights_only=True)  # tensors and ints only: even torch 1.13 reads it so
         self.model.load_state_dict(snapshot["MODEL_STATE"])
-        for param, buffer in zip(self.model.parameters(), snapshot["MOMENTUM"]):
+        for param, buffer in zip(self.model.parameters(), snapshot["MOMENTUM"], strict=True):
             self.optimizer.state[param]["momentum_buffer"] = buffer.clone()
         self.epochs_run = snapshot["EPOCHS_RUN"]
         print(f"rank {self.rank}: resuming from snapshot at epoch {self.epochs_run}", flush=True)
