@@ -212,3 +212,19 @@ def test_the_site_sets_the_image_and_its_policy_holds_a_spec_to_its_list(dlhpc, 
     r = dlhpc("validate", other, env=env)
     assert r.code == 2 and "other.yaml:3" in r.err and "image '/home/me/mine.sif' is not allowed" in r.err, r
     assert "site.yaml:6" in r.err, r  # the rule's own line
+
+
+def test_templates_check_fails_a_site_template_that_drops_the_container(dlhpc, tmp_path):
+    image = tmp_path / "site.sif"
+    image.write_bytes(b"image")
+    write(tmp_path / "templates" / "local" / "default.sh.j2", '{% extends "shipped/local/default.sh.j2" %}\n'
+          "{% block container %}{% endblock %}\n")  # fmt: skip
+    site_file = write(
+        tmp_path / "site.yaml", f"env:\n  container: {{image: {image}}}\nsite:\n  template_dir: templates\n"
+    )
+    spec = write(tmp_path / "s.yaml", "name: s\ntrain: {epochs: 1}\n")
+    r = dlhpc("templates", "check", "--site", site_file, "--scheduler", "local", spec)
+    assert r.code == 1 and "never exports DLHPC_CONTAINER" in r.out and "keep the `container` block" in r.out, r
+    (tmp_path / "templates" / "local" / "default.sh.j2").unlink()
+    r = dlhpc("templates", "check", "--site", site_file, "--scheduler", "local", spec)
+    assert r.code == 0 and f"runs the program in {image}" in r.out, r

@@ -217,3 +217,13 @@ def test_the_copy_leaves_out_what_git_ignores_and_the_runs_folder(tmp_path):
     snap = code.collect(load_spec(spec_path), exclude=folder / "runs")
     assert sorted(snap.files) == [".gitignore", "exp.yaml", "lib/model.py", "train.py"]
     assert snap.git["dirty"] is True and "+print('changed')" in snap.diff
+
+
+def test_doctor_checks_the_program_and_its_interpreter(dlhpc, tmp_path):
+    folder = tmp_path / "own-code"
+    shutil.copytree(EXAMPLE, folder)
+    r = dlhpc("doctor", folder / "exp.yaml", "--set", "resources.scheduler=local")
+    assert "program code: 2 files" in r.out and "program's Python" in r.out and "torch 2." in r.out, r
+    assert "MNIST data" not in r.out  # the program brings its own data
+    bad = dlhpc("doctor", folder / "exp.yaml", "--set", "resources.scheduler=local", "--set", "program.script=gone.py")
+    assert bad.code == 1 and "program.script: no file" in bad.out, bad

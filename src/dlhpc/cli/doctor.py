@@ -9,13 +9,15 @@ from dlhpc.schedulers.base import Check
 
 
 def _common_checks(spec, sched) -> list[Check]:
+    from dlhpc.spec import program
     from dlhpc.train import data as mnist
 
     checks = []
-    root = mnist.resolve_root(spec.data["data"]["root"])
-    checks.append(
-        Check("MNIST data", mnist.is_present(root), f"{mnist.raw_dir(root)}", f"dlhpc data fetch --root {root}")
-    )
+    if program.is_builtin(spec.data):  # a program of one's own brings its own data
+        root = mnist.resolve_root(spec.data["data"]["root"])
+        checks.append(
+            Check("MNIST data", mnist.is_present(root), f"{mnist.raw_dir(root)}", f"dlhpc data fetch --root {root}")
+        )
     out = runs_root(spec)
     # jobs on other nodes must see it, unless the trials run on this machine
     local_like = not sched.runs_here and any(
@@ -54,9 +56,10 @@ def run(spec_path, sets, job=False) -> int:
 
     spec = load_spec(spec_path, sets)
     sched = backend(spec.data["resources"]["scheduler"])
-    from dlhpc.plan import image
+    from dlhpc.plan import code, image
 
-    checks = sched.doctor_checks(spec) + _common_checks(spec, sched) + image.doctor_checks(spec) + _policy_checks(spec)
+    checks = sched.doctor_checks(spec) + _common_checks(spec, sched) + code.doctor_checks(spec)
+    checks += image.doctor_checks(spec) + _policy_checks(spec)
     checks += sched.job_check(spec) if job else []
     console = Console(highlight=False)
     console.print(f"[bold]dlhpc doctor[/] — scheduler {sched.name}, spec {escape(str(spec_path or '(defaults)'))}")

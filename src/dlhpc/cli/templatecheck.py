@@ -98,6 +98,7 @@ def check_spec(spec_path, sched_name: str) -> list[ScriptReport]:
             )
         else:
             report.passed.append("bash -n")
+        _check_container(data, script, report)
         for problem in preflight:
             report.problems.append((problem, "see the message; `dlhpc doctor SPEC` lists what the cluster has"))
         if not sched.available():
@@ -109,6 +110,24 @@ def check_spec(spec_path, sched_name: str) -> list[ScriptReport]:
                 report.problems.append((str(exc), f"the scheduler refuses the script from {script.template}"))
         reports.append(report)
     return reports
+
+
+def _check_container(data: dict, script, report: ScriptReport) -> None:
+    """A spec with env.container must get a script that runs its program in the image: a site
+    template that replaced the `container` block (or base.sh.j2) would run it on the host."""
+    container = (data.get("env") or {}).get("container") or {}
+    if not container.get("image"):
+        return
+    if "DLHPC_CONTAINER=" not in script.text:
+        report.problems.append(
+            (
+                f"env.container asks for {container['image']}, but the script never exports DLHPC_CONTAINER: "
+                "the program would run on the host",
+                f"keep the `container` block of base.sh.j2 in {script.template}",
+            )
+        )
+    else:
+        report.passed.append(f"runs the program in {container['image']}")
 
 
 def run(specs, site_defaults: dict, wanted_scheduler: str | None) -> list[ScriptReport]:

@@ -193,3 +193,28 @@ def write(snap: CodeSnapshot, exp_dir: Path, dir_mode: int, file_mode: int) -> N
     write_new(exp_dir / "code.json", (json.dumps(snap.record(), indent=1) + "\n").encode(), plain)
     if snap.diff:
         write_new(exp_dir / "code.diff", snap.diff.encode(), plain)
+
+
+def doctor_checks(spec) -> list:
+    """`dlhpc doctor` lines for a spec's own program: the script and code folder, and the
+    interpreter that will run it (outside a container: a container's is checked with the image)."""
+    from dlhpc.schedulers.base import Check
+
+    if program.is_builtin(spec.data):
+        return []
+    try:
+        snap = collect(spec)
+    except UserError as exc:
+        return [Check("program", False, str(exc).split(": ", 1)[-1], "fix the spec's program section")]
+    checks = [Check("program code", True, f"{len(snap.files)} files, {snap.size / 1e6:.1f} MB from {snap.source}")]
+    if spec.data["env"]["container"].get("image"):
+        return checks
+    proc = subprocess.run(
+        [snap.python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True, timeout=300
+    )
+    said = (proc.stdout.strip() or proc.stderr.strip() or "no answer").splitlines()[-1]
+    fix = "set program.python to an environment with torch (its bin/python)"
+    checks.append(
+        Check(f"program's Python {snap.python_version}", proc.returncode == 0, f"{snap.python}: torch {said}", fix)
+    )
+    return checks
