@@ -107,7 +107,7 @@ def test_a_requeue_in_the_container_resumes_exactly(slurm_cluster, test_image, d
         release_if_requeued(job_id)
         time.sleep(0.5)
     report = wait_finished(dlhpc, exp, timeout=60)
-    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert report["trials"][0]["state"] == "COMPLETED", (report, dlhpc("why", exp).out)
     assert int(scontrol_job(job_id).get("Restarts", 0)) >= 1
     lines = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == list(range(1, 11))  # every epoch once

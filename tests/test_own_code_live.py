@@ -84,7 +84,7 @@ def test_a_time_limit_requeue_resumes_the_script_from_its_snapshot_exactly(slurm
         release_if_requeued(job_id)
         time.sleep(0.5)
     report = wait_finished(dlhpc, exp, timeout=60)
-    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert report["trials"][0]["state"] == "COMPLETED", (report, dlhpc("why", exp).out)
     assert int(scontrol_job(job_id).get("Restarts", 0)) >= 1  # stopped at the warning, requeued, resumed
     assert json.loads((trial / "requeues.json").read_text())["count"] >= 1
     assert "resuming from snapshot" in (trial / "job.out").read_text()

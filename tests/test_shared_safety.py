@@ -121,7 +121,16 @@ def finished_local_experiment(dlhpc, tmp_path, text=QUICK):
     (exp,) = (tmp_path / "runs").iterdir()
     watch = dlhpc("status", exp, "--watch", timeout=180)
     assert watch.code == 0, watch
+    # the trials' results say COMPLETED a moment before the runner has recorded their jobs ended
+    deadline = time.monotonic() + 60
+    while not all(j.get("state") == "COMPLETED" for j in local_jobs(exp).values()):
+        assert time.monotonic() < deadline, local_jobs(exp)
+        time.sleep(0.1)
     return exp
+
+
+def local_jobs(exp) -> dict:
+    return json.loads((exp / "logs" / "local-jobs.json").read_text())["jobs"]
 
 
 def test_cancel_of_a_finished_local_experiment_signals_nobody(dlhpc, tmp_path):

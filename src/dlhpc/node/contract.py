@@ -25,6 +25,7 @@ def rank_environment(
     stop_signal: str = "TERM",
     max_restarts: int = 0,
     gloo_interface: str | None = None,
+    agent_store: bool = True,
 ) -> dict:
     """The variables one rank starts with, over this process's environment. `master` None: the
     rendezvous variables are the outer launcher's (torchrun started this process) and are kept."""
@@ -55,8 +56,8 @@ def rank_environment(
         "DLHPC_RESTART_COUNT": denv.restart,
         "PYTHONUNBUFFERED": "1",
     }
-    if master is not None:
-        env.update(MASTER_ADDR=master[0], MASTER_PORT=master[1], TORCHELASTIC_USE_AGENT_STORE="True")
+    if master is not None:  # the agent's store (the runner's keeper), or rank 0's own when alone
+        env.update(MASTER_ADDR=master[0], MASTER_PORT=master[1], TORCHELASTIC_USE_AGENT_STORE=str(agent_store))
     if gloo_interface and not os.environ.get("GLOO_SOCKET_IFNAME"):
         env["GLOO_SOCKET_IFNAME"] = gloo_interface
     return {**os.environ, **{k: str(v) for k, v in env.items()}}

@@ -84,6 +84,14 @@ def _listening_store(address: str, world_size: int, timeout):
     return store
 
 
+def free_port(address: str) -> int:
+    """A port nobody listens on now (for a single rank's own store; the kernel does not hand the
+    same ephemeral port out again at once)."""
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
 def bind_address(denv: Identity) -> str:
     """Where rank 0's store listens: the loopback when every rank is on this node (nobody on the
     network can reach it, whatever the login node's firewall), the site's DLHPC_RENDEZVOUS_ADDR

@@ -109,8 +109,12 @@ class TrialRun:
 
     def _rank_environments(self, python: str) -> list[dict]:
         """Meet the other nodes' runners (rank 0 hosts the store), then each local rank's contract."""
-        master, interface = None, None
-        if self.denv.launcher != "env":  # under torchrun, its agent hosts the store already
+        master, interface, agent_store = None, None, True
+        if self.denv.world_size == 1 and self.denv.launcher != "env":
+            # one rank: it hosts its own store on the loopback (as `torchrun --standalone`), and
+            # the job is spared a keeper (an interpreter with torch loaded)
+            master, interface, agent_store = ("127.0.0.1", rendezvous.free_port("127.0.0.1")), "lo", False
+        elif self.denv.launcher != "env":  # under torchrun, its agent hosts the store already
             self.meeting = rendezvous.meet(self.denv, self.trial_dir, self._host_store(python))
             master = (self.meeting.host, self.meeting.port)
             interface = rendezvous.gloo_interface(self.denv, self.meeting.host)
@@ -127,6 +131,7 @@ class TrialRun:
                 stop_signal=self.stop_signal.name[3:],
                 max_restarts=requeues,
                 gloo_interface=interface,
+                agent_store=agent_store,
             )
             for r in local
         ]

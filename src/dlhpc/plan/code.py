@@ -56,7 +56,7 @@ def collect(spec, exclude: Path | None = None) -> CodeSnapshot | None:
     if program.is_builtin(data):
         return None
     folder = program.code_folder(data, spec.source)
-    if not folder.is_dir():
+    if not _is(folder, "dir"):
         raise UserError(f"{where(spec.origins, ('program', 'code'))}: program.code: no folder {folder}")
     snap = CodeSnapshot(folder)
     script = program.script_path(data, spec.source)
@@ -70,7 +70,7 @@ def collect(spec, exclude: Path | None = None) -> CodeSnapshot | None:
 
 def _script_in(folder: Path, script: Path, spec) -> str:
     at = where(spec.origins, ("program", "script"))
-    if not script.is_file():
+    if not _is(script, "file"):
         raise UserError(f"{at}: program.script: no file {script} (paths are relative to the spec's folder)")
     try:
         return str(script.relative_to(folder))
@@ -79,6 +79,14 @@ def _script_in(folder: Path, script: Path, spec) -> str:
             f"{at}: program.script {script} is outside program.code ({folder}): the jobs run a copy of the code "
             "folder, so the script must be in it"
         ) from None
+
+
+def _is(path: Path, kind: str) -> bool:
+    """path.is_file()/is_dir(), where a name too long for the filesystem is simply not there."""
+    try:
+        return path.is_file() if kind == "file" else path.is_dir()
+    except OSError:
+        return False
 
 
 def _listing(folder: Path, max_mb: int, exclude: Path | None, spec) -> tuple[list, int]:
