@@ -132,3 +132,12 @@ def read_trial_spec(path: Path) -> dict:
         import yaml
 
         return yaml.safe_load(text) or {}
+
+
+def is_there(path: Path, kind: str) -> bool:
+    """path.is_file() (kind "file") or is_dir(), where a name too long for the filesystem, or
+    one behind a folder we may not enter, is simply not there."""
+    try:
+        return path.is_file() if kind == "file" else path.is_dir()
+    except OSError:
+        return False

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlhpc.errors import UserError
+from dlhpc.fsutil import is_there
 from dlhpc.spec import program
 from dlhpc.spec.yamlsource import where
 
@@ -56,7 +57,7 @@ def collect(spec, exclude: Path | None = None) -> CodeSnapshot | None:
     if program.is_builtin(data):
         return None
     folder = program.code_folder(data, spec.source)
-    if not _is(folder, "dir"):
+    if not is_there(folder, "dir"):
         raise UserError(f"{where(spec.origins, ('program', 'code'))}: program.code: no folder {folder}")
     snap = CodeSnapshot(folder)
     script = program.script_path(data, spec.source)
@@ -70,7 +71,7 @@ def collect(spec, exclude: Path | None = None) -> CodeSnapshot | None:
 
 def _script_in(folder: Path, script: Path, spec) -> str:
     at = where(spec.origins, ("program", "script"))
-    if not _is(script, "file"):
+    if not is_there(script, "file"):
         raise UserError(f"{at}: program.script: no file {script} (paths are relative to the spec's folder)")
     try:
         return str(script.relative_to(folder))
@@ -79,14 +80,6 @@ def _script_in(folder: Path, script: Path, spec) -> str:
             f"{at}: program.script {script} is outside program.code ({folder}): the jobs run a copy of the code "
             "folder, so the script must be in it"
         ) from None
-
-
-def _is(path: Path, kind: str) -> bool:
-    """path.is_file()/is_dir(), where a name too long for the filesystem is simply not there."""
-    try:
-        return path.is_file() if kind == "file" else path.is_dir()
-    except OSError:
-        return False
 
 
 def _listing(folder: Path, max_mb: int, exclude: Path | None, spec) -> tuple[list, int]:

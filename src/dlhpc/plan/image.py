@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dlhpc.containers as containers
 from dlhpc.errors import UserError
-from dlhpc.plan.code import _is
+from dlhpc.fsutil import is_there
 from dlhpc.spec.yamlsource import where
 
 CHUNK = 1 << 22
@@ -27,9 +27,9 @@ def check(spec) -> dict | None:
     if containers.is_reference(image):
         return {"image": image, "runtime": runtime, "digest": _reference_digest(image, runtime, at)}
     path = Path(image).expanduser().absolute()
-    if runtime == "charliecloud" and not _is(path, "dir"):
+    if runtime == "charliecloud" and not is_there(path, "dir"):
         raise UserError(f"{at}: env.container.image: no image folder {path} (Charliecloud runs an unpacked image)")
-    if runtime != "charliecloud" and not _is(path, "file"):
+    if runtime != "charliecloud" and not is_there(path, "file"):
         raise UserError(f"{at}: env.container.image: no image file {path}; check the path (the nodes read it there)")
     return {"image": str(path), "runtime": runtime, "digest": digest(path)}
 
