@@ -96,7 +96,7 @@ def test_a_requeue_in_the_container_resumes_exactly(slurm_cluster, test_image, d
     one = ["--set", "sweep.params.lr=[0.2]", "--set", "sweep.params.seed=[1]", "--set", "params.epochs=10"]
     args = '"--epochs", "{params.epochs}", "--lr", "{params.lr}", "--seed", "{params.seed}", "--step-sleep", "0.1"'
     slow = f"program.args=[{args}]"
-    limits = 'resources={time: "00:03:00", signal_margin_s: 120, timeout_requeues: 5, mem: 2G}'
+    limits = 'resources={time: "00:03:00", signal_margin_s: 120, timeout_requeues: 5, mem: 4G}'
     exp = submit(dlhpc, tmp_path, folder / "exp.yaml", "slurm", *one, *CHARLIECLOUD,
                  "--set", slow, "--set", "program.grace_s=20", "--set", limits)  # fmt: skip
     record = json.loads((exp / "experiment.json").read_text())

@@ -73,7 +73,7 @@ def test_a_time_limit_requeue_resumes_the_script_from_its_snapshot_exactly(slurm
         "--set",
         "program.grace_s=20",
         "--set",
-        'resources={time: "00:03:00", signal_margin_s: 120, timeout_requeues: 5, mem: 2G}',
+        'resources={time: "00:03:00", signal_margin_s: 120, timeout_requeues: 5, mem: 4G}',
     )
     exp = Path(exp)
     record = json.loads((exp / "experiment.json").read_text())
