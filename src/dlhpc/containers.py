@@ -212,8 +212,9 @@ def prefix(data: dict, exp_dir: Path) -> list[str] | None:
     if not container.get("image"):
         return None
     binds = [(str(exp_dir), str(exp_dir), False)]
-    program = data.get("program") or {}
-    if not any(program.get(k) for k in ("script", "module", "entry")):  # the built-in trainer reads MNIST
+    from dlhpc.spec.program import is_builtin
+
+    if is_builtin(data):  # the built-in trainer reads MNIST
         from dlhpc.train.data import resolve_root
 
         root = str(resolve_root((data.get("data") or {}).get("root")).absolute())

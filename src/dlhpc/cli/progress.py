@@ -5,6 +5,7 @@ import contextlib
 import sys
 
 from dlhpc.results.metrics import describe, total_epochs
+from dlhpc.spec.program import named
 
 
 class Bars:
@@ -50,9 +51,7 @@ class Lines:
 
 
 def _what(data: dict) -> str:
-    program = data.get("program") or {}
-    named = program.get("script") or program.get("module") or program.get("entry")
-    return str(named) if named else data["model"]["name"]
+    return named(data) or data["model"]["name"]
 
 
 @contextlib.contextmanager

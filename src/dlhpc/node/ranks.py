@@ -18,13 +18,16 @@ class Ranks:
         self.commands, self.envs, self.cwd = commands, envs, str(cwd)
         self.procs: list[subprocess.Popen] = []
         self.tails: list[collections.deque] = []
+        self.copiers: list[threading.Thread] = []
         self.stop_requested: float | None = None  # when the stop signal was passed on
 
     def start(self) -> None:
         for argv, env in zip(self.commands, self.envs, strict=True):
             proc = subprocess.Popen(argv, cwd=self.cwd, env=env, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
             tail = collections.deque(maxlen=TAIL_LINES)
-            threading.Thread(target=_copy_stderr, args=(proc.stderr, tail), daemon=True).start()
+            copier = threading.Thread(target=_copy_stderr, args=(proc.stderr, tail), daemon=True)
+            copier.start()
+            self.copiers.append(copier)
             self.procs.append(proc)
             self.tails.append(tail)
 
@@ -69,7 +72,7 @@ class Ranks:
             time.sleep(poll_s)
 
     def tail(self, index: int) -> list[str]:
-        time.sleep(0.05)  # let the copier take the last lines the rank wrote
+        self.copiers[index].join(timeout=5)  # the rank has ended: its copier reaches the pipe's end
         return list(self.tails[index])
 
 

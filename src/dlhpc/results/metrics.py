@@ -3,6 +3,8 @@ test_acc, images_per_s...) and whatever keys a user's program logs (dlhpc.trial.
 
 import math
 
+from dlhpc.spec.program import is_builtin
+
 # Keys every line may carry that are bookkeeping, not results
 BOOKKEEPING = ("epoch", "step", "time", "elapsed_s", "epoch_time_s", "world_size")
 
@@ -10,8 +12,7 @@ BOOKKEEPING = ("epoch", "step", "time", "elapsed_s", "epoch_time_s", "world_size
 def total_epochs(data: dict) -> int | None:
     """Epochs a trial will run, when known: train.epochs for the built-in trainer, params.epochs
     for a program that names it."""
-    program = data.get("program") or {}
-    if any(program.get(k) for k in ("script", "module", "entry")):
+    if not is_builtin(data):
         value = (data.get("params") or {}).get("epochs")
     else:
         value = (data.get("train") or {}).get("epochs")

@@ -13,7 +13,7 @@ from pathlib import Path
 from dlhpc.fsutil import read_json
 from dlhpc.results import redact
 from dlhpc.results.metrics import logged_keys, total_epochs
-from dlhpc.spec.program import is_builtin
+from dlhpc.spec.program import is_builtin, named
 from dlhpc.states import reconcile
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -91,8 +91,7 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
 def _program_columns(row: dict, spec: dict, metrics: list, state: str, flags: list) -> None:
     """A user's program: its name instead of the model, and the keys it logs as columns (their
     last values), in place of the built-in trainer's accuracy columns."""
-    prog = spec.get("program") or {}
-    row["model"] = prog.get("script") or prog.get("module") or prog.get("entry")
+    row["model"] = named(spec)
     keys = logged_keys(metrics)
     last = metrics[-1] if metrics else {}
     for key in keys:

@@ -28,6 +28,12 @@ def is_builtin(data: dict) -> bool:
     return kind(data) == BUILTIN
 
 
+def named(data: dict) -> str | None:
+    """What the spec's program names (its script, module or entry); None for the built-in trainer."""
+    k = kind(data)
+    return None if k == BUILTIN else data["program"][k]
+
+
 def format_args(args: list, params: dict) -> list[str]:
     """program.args with each {params.NAME} replaced by the trial's value: text as it is, other
     values as JSON (true, 0.1, [1, 2]); {{ and }} are literal braces."""
