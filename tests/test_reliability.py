@@ -293,12 +293,70 @@ resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, tim
     requeues = json.loads((trial / "requeues.json").read_text())
     assert requeues["count"] >= 1
     result = json.loads((trial / "result.json").read_text())
-    assert result["state"] == "FAILED" and "timed-out too many times" in result["error"], result
+    assert result["state"] == "FAILED" and "timed-out too many times" in result["error"], (result, job_err(trial))
     summary = json.loads(dlhpc("summary", exp, "--format", "json").out)
     assert summary[0]["state"] == "FAILED" and "timed-out" in summary[0]["flags"]
     (answer,) = json.loads(dlhpc("why", exp, "--json").out)
     assert answer["cause"].startswith("out of time: resources.time 00:01:00 ran out with no requeues left")
     assert "raise resources.time, or resources.timeout_requeues" in answer["fix"]
+
+
+def job_err(trial: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join((trial / "job.err").read_text().splitlines()[-lines:])
+    except OSError:
+        return "(no job.err)"
+
+
+def entry_process(folder: Path) -> tuple[str, bool] | None:
+    """(pid, whether it has a handler for USR2) of the job's entry process for `folder`, if running."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        interpreter = os.path.basename(argv[0]).startswith(b"python")  # (not the srun that started it)
+        if interpreter and b"dlhpc.schedulers.job_entry" in argv and str(folder).encode() in argv:
+            caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+            return proc.name, bool(caught & (1 << (signal.SIGUSR2 - 1)))
+    return None
+
+
+@pytest.mark.slurm
+def test_a_time_limit_warning_while_the_job_starts_requeues_it(slurm_cluster, dlhpc, tmp_path):
+    """The warning (USR2) can come before the job's interpreter has loaded submitit and the trial
+    (a slow start on a loaded node): it must requeue the job like any other, not end it. The job
+    is held in that window here by keeping its pickle away while the signal is sent."""
+    text = f"""
+name: early
+model: {{name: softmax}}
+train: {{epochs: 1, target_accuracy: 0.5}}
+data: {{train_subset: 1000, root: {DATA}}}
+resources: {{scheduler: slurm, cpus_per_task: 1, mem: 2G, time: "00:05:00", timeout_requeues: 1}}
+"""
+    exp, job_id, trial = submit_one(dlhpc, tmp_path, "early", text)
+    (pickle,) = (exp / ".submitit").glob(f"{job_id}_submitted.pkl")
+    aside = pickle.with_name("aside.pkl")
+    pickle.rename(aside)  # the job's entry waits for it (up to a minute), signal handlers not yet set
+    deadline, seen = time.monotonic() + 120, None
+    while True:  # until the entry runs, and has a handler for USR2 (without one: 5 s, long enough to set it)
+        assert time.monotonic() < deadline, scontrol_job(job_id)
+        found = entry_process(exp / ".submitit")
+        seen = seen or (found and time.monotonic())
+        if found and (found[1] or time.monotonic() - seen > 5):
+            break
+        time.sleep(0.1)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    time.sleep(1.0)
+    aside.rename(pickle)
+    while scontrol_job(job_id).get("JobState") not in ("FAILED", "TIMEOUT", "COMPLETED", "CANCELLED"):
+        assert time.monotonic() < deadline + 120, scontrol_job(job_id)
+        release_if_requeued(job_id)
+        time.sleep(0.5)
+    report = wait_finished(dlhpc, exp, timeout=60)
+    assert report["trials"][0]["state"] == "COMPLETED", (report, job_err(trial))
+    assert scontrol_job(job_id).get("Restarts") == "1"
 
 
 HOSTILE_DIR = "out put $(touch SENTINEL1) `touch SENTINEL2` ; && % é"

@@ -7,8 +7,25 @@ signal to the ranks, waits up to program.grace_s for them to save and exit, and 
 to requeue. The program resumes from what it saved (the built-in trainer: every epoch).
 """
 
+import signal
 import time
 from pathlib import Path
+
+_held_signals: list[int] = []
+
+
+def hold_early_signals() -> None:
+    """The job's entry calls this first thing. A time-limit warning (SIGUSR2) that comes while the
+    interpreter is still loading submitit and the trial's pickle has no handler yet: its default
+    action would end the process, the job FAILED with no requeue and no word in result.json (a
+    slow start under load, in CI). Held here instead, it is raised again once the trial's
+    callable runs with submitit's handler in place (`_replay_held_signals`)."""
+    signal.signal(signal.SIGUSR2, lambda signum, frame: _held_signals.append(signum))
+
+
+def _replay_held_signals() -> None:
+    while _held_signals:
+        signal.raise_signal(_held_signals.pop(0))  # its handler runs here, and may raise
 
 
 class _RunsATrial:
@@ -25,12 +42,13 @@ class _RunsATrial:
 
         return run_trial(trial_dir, detect(), on_start=keep)
 
-    def _stop_for_requeue(self):
+    def _stop_for_requeue(self, trial_dir):
         run = self._run
         if run is not None and run.ranks is not None:
             run.stop()
             run.ranks.wait_stopped(run.grace_s)
-            _note_requeue(run.trial_dir)
+        if trial_dir is not None:  # (a packed task stopped between its trials has none)
+            _note_requeue(Path(trial_dir))
 
     def _wait_for_requeue(self):
         """A rank other than 0 whose program stopped on the time-limit signal: rank 0 requeues
@@ -46,14 +64,19 @@ class TrainJob(_RunsATrial):
 
     def __call__(self):
         _quiet_sigcont()
-        code = self._start(self.trial_dir)
+        try:
+            _replay_held_signals()
+            code = self._start(self.trial_dir)
+        except Exception as exc:
+            _record_error(self.trial_dir, exc)
+            raise
         self._wait_for_requeue()
         return code
 
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        self._stop_for_requeue()
+        self._stop_for_requeue(self.trial_dir)
         return submitit.helpers.DelayedSubmission(TrainJob(self.trial_dir))
 
     def __getstate__(self):
@@ -83,6 +106,7 @@ class PackedTrainJob(_RunsATrial):
         from dlhpc.fsutil import read_json
 
         _quiet_sigcont()
+        _replay_held_signals()
         failed, results = [], []
         for position, trial_dir in enumerate(self.trial_dirs):
             if (read_json(Path(trial_dir) / "result.json", {}) or {}).get("state") == "COMPLETED":
@@ -97,7 +121,10 @@ class PackedTrainJob(_RunsATrial):
                 try:
                     results.append(self._start(trial_dir))
                     self._wait_for_requeue()
-                except Exception as exc:  # recorded in its result.json by the runner
+                except Exception as exc:
+                    _record_error(trial_dir, exc)
+                    if _out_of_time(exc):  # the task's time is up: the trials left wait for its requeue
+                        raise
                     print(f"dlhpc: trial {Path(trial_dir).name} failed: {exc}", file=sys.stderr, flush=True)
                     failed.append(Path(trial_dir).name)
         if failed:
@@ -107,7 +134,7 @@ class PackedTrainJob(_RunsATrial):
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        self._stop_for_requeue()
+        self._stop_for_requeue(self._current)
         return submitit.helpers.DelayedSubmission(PackedTrainJob(self.trial_dirs))
 
     def __getstate__(self):
@@ -161,6 +188,33 @@ def _quiet_sigcont():
     import signal
 
     signal.signal(signal.SIGCONT, signal.SIG_DFL)
+
+
+def _record_error(trial_dir, exc: Exception) -> None:
+    """An error that ended this rank's run outside its program (submitit's "timed-out too many
+    times" at any moment, a trial folder that cannot be read): rank 0 writes it into the trial's
+    result.json, so the trial reads FAILED and says why. A rank's own failure (TrialFailed) was
+    recorded by the runner with its last lines already."""
+    from dlhpc.fsutil import atomic_write_json, read_json
+    from dlhpc.node.identity import detect
+    from dlhpc.node.runner import TrialFailed
+
+    if isinstance(exc, TrialFailed):
+        return
+    try:
+        if detect().rank != 0:
+            return
+    except Exception:  # (no word on who this rank is: the error itself says more than this one)
+        return
+    path = Path(trial_dir) / "result.json"
+    result = read_json(path, {}) or {}
+    atomic_write_json(path, {**result, "state": "FAILED", "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _out_of_time(exc: Exception) -> bool:
+    from submitit.core.utils import UncompletedJobError
+
+    return isinstance(exc, UncompletedJobError)
 
 
 def _note_requeue(trial_dir: Path):

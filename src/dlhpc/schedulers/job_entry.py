@@ -11,12 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+from dlhpc.node.job import hold_early_signals
 from dlhpc.trust import UntrustedFile, require_own_file
 
 PICKLE_WAIT_S = 60  # as submitit: the submitting side may still be moving the pickle into place
 
 
 def main(argv=None) -> int:
+    hold_early_signals()  # a time-limit warning while this process starts must not end it
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0]).absolute()
     os.environ["SUBMITIT_FOLDER"] = str(folder)
