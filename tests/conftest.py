@@ -249,6 +249,19 @@ def uninterrupted(trial: Path, reference: Path) -> dict:
     return json.loads((reference / "result.json").read_text())
 
 
+def event_steps(trial: Path) -> dict[str, list[int]]:
+    """Every scalar's steps in a trial's TensorBoard event files, as TensorBoard's own loader
+    reads them (tracking.tensorboard)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    steps: dict[str, list[int]] = {}
+    for path in sorted(trial.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
 def scontrol_job(job_id):
     out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
     return dict(item.split("=", 1) for item in out.split() if "=" in item)

@@ -16,6 +16,7 @@ import pytest
 from conftest import (
     DATA,
     ROOT,
+    event_steps,
     fake_commands,
     make_experiment,
     release_if_requeued,
@@ -228,6 +229,7 @@ model: {{name: cnn, width: 8}}
 train: {{epochs: 20, batch_size: 64, lr: 0.1, seed: 3, target_accuracy: 0.9}}
 data: {{train_subset: 3000, root: {DATA}}}
 resources: {{scheduler: slurm, tasks_per_node: 2, cpus_per_task: 1, mem: 3G, time: "00:10:00"}}
+tracking: {{tensorboard: true}}
 """
     exp, job_id, trial = submit_one(dlhpc, tmp_path, "requeue", text)
 
@@ -262,6 +264,8 @@ resources: {{scheduler: slurm, tasks_per_node: 2, cpus_per_task: 1, mem: 3G, tim
     assert scontrol_job(job_id).get("Restarts") == "2"
     lines = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == list(range(1, 21))  # every epoch exactly once
+    steps = event_steps(trial)  # and once in TensorBoard's files, one run
+    assert steps["test_acc"] == steps["train_loss"] == list(range(1, 21)), steps
     result = json.loads((trial / "result.json").read_text())
     assert result["resumed_from_epoch"] is not None
 

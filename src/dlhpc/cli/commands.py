@@ -102,8 +102,7 @@ def cmd_validate(args):
         try:
             spec = load_spec(path, args.sets)
             _check_template_exists(spec)
-            pipeline.snapshot_code(spec)  # the script exists, the code folder is not too big
-            pipeline.check_image(spec)  # the container image is there
+            pipeline.check_inputs(spec)  # the script, the code folder's size, the image, tracking
         except UserError as exc:
             reports.append({"spec": path, "ok": False, "error": str(exc)})
             if not args.json:
@@ -232,7 +231,7 @@ def _run_here(args) -> int:
     _say_where_ranks_run(spec, console)
     p = experiment.plan(spec)
     pipeline.preflight(p, LocalBackend())
-    p.code, p.image = pipeline.snapshot_code(spec), pipeline.check_image(spec)
+    p.code, p.image = pipeline.check_inputs(spec)
     pipeline.prepare_data(p.trials, may_fetch=True, say=_out)
     p = experiment.materialize(p)
     jobs = plan_jobs(p, os.getpid())
@@ -492,6 +491,15 @@ def cmd_why(args):
         if a["fix"]:
             _out(f"  fix:   {a['fix']}")
     return 0
+
+
+def cmd_tensorboard(args):
+    from dlhpc.tracking import board
+
+    folder = _find(args.exp, args) if args.exp else _runs_root(args)
+    if not folder.is_dir():
+        raise UserError(f"no runs folder at {folder}: submit something first, or name one with --runs-dir")
+    return board.serve(folder, args.port, say=_out)
 
 
 def cmd_plot(args):

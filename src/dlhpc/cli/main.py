@@ -197,6 +197,11 @@ def _results_commands(sub) -> None:
     _add_json(p)
     _add_runs_dir(p)
 
+    p = sub.add_parser("tensorboard", help="TensorBoard over an experiment (or all of them), on a free port")
+    p.add_argument("exp", nargs="?", metavar="EXP", help="an experiment (default: every one in the runs folder)")
+    p.add_argument("--port", type=int, help="listen on this port of the loopback (default: a free one)")
+    _add_runs_dir(p)
+
     p = sub.add_parser("cancel", help="cancel every job of an experiment")
     p.add_argument("exp", nargs="?", metavar="EXP")
     p.add_argument("--latest", action="store_true", help="cancel the newest experiment (EXP left out)")

@@ -78,6 +78,7 @@ class TrialRun:
         self.ranks: Ranks | None = None
         self.container = None
         self.meeting = None
+        self.mirror = None  # the TensorBoard events of metrics.jsonl (rank 0, tracking.tensorboard)
         self.started = time.time()
 
     @property
@@ -95,6 +96,8 @@ class TrialRun:
             commands = [self.container.command(argv, env, self.denv) for env in envs]
         self.ranks = Ranks(commands, envs, self.trial_dir)
         self.ranks.start()
+        if self.is_main and (self.data.get("tracking") or {}).get("tensorboard"):
+            self.mirror = _start_event_mirror(self.trial_dir)
 
     def _host_store(self, python: str):
         """How rank 0 hosts the store: a keeper run by the program's own interpreter, in its image
@@ -137,6 +140,8 @@ class TrialRun:
         ]
 
     def clean_up(self) -> None:
+        if self.mirror is not None:
+            self.mirror.stop()
         if self.meeting is not None and self.meeting.store is not None:
             store.stop(self.meeting.store)
         if self.container is not None:
@@ -227,6 +232,16 @@ class TrialRun:
             "hostnames": self.denv.hostnames,
             "rendezvous": self.meeting.address if self.meeting else None,
         }
+
+
+def _start_event_mirror(trial_dir: Path):
+    try:
+        from dlhpc.tracking.events import EventMirror
+
+        return EventMirror(trial_dir).start()
+    except ImportError as exc:  # checked at submit; a node whose Python differs says so, and trains on
+        print(f"dlhpc: no TensorBoard events ({exc}): pip install 'dlhpc[tracking]'", file=sys.stderr, flush=True)
+        return None
 
 
 def _last_metrics(path: Path) -> dict:

@@ -414,6 +414,7 @@ SCHEMA = {
             "options": List(ARG, max_len=100),
         },
     },
+    "tracking": {"tensorboard": Bool(False)},
     "template": Optional(Str(None, r"[^\x00\n\r]{1,4096}", "a template name (see `dlhpc templates list`) or a path")),
     "runs_dir": PATH,
     "share": Choice("private", ("private", "group")),
@@ -440,6 +441,7 @@ DEFAULTS = {
         "vars": {},
         "container": {k: f.default for k, f in SCHEMA["env"]["container"].items()},
     },
+    "tracking": {"tensorboard": False},
     "template": None,
     "runs_dir": "runs",
     "share": "private",
@@ -474,7 +476,7 @@ SITE_SCHEMA = {
     },
 }
 
-SWEEPABLE_EXCLUDED = {"name", "runs_dir", "share", "sweep", "program", "params"}
+SWEEPABLE_EXCLUDED = {"name", "runs_dir", "share", "sweep", "program", "params", "tracking"}
 # Keys renamed since a release: the message names the new key.
 RENAMED = {"output": "runs_dir", "resources.pbs_flavor": "resources.pbs.flavor"}
 
@@ -604,6 +606,9 @@ DOCS = {
     "env.container.python": "The interpreter inside the image that runs the program.",
     "env.container.options": "More arguments for the runtime's run command, before the image (e.g. "
     "`--writable-tmpfs` for apptainer).",
+    "tracking.tensorboard": "Write TensorBoard event files in each trial's folder while it runs (every number "
+    "of metrics.jsonl per epoch, the trial's parameters in the HParams tab; a requeued trial continues the same "
+    "run); `dlhpc tensorboard` serves them. Needs `pip install dlhpc[tracking]` (docs/tracking.md).",
     "template": "Job-script template: a name from `dlhpc templates list` or a file path; null: the scheduler's.",
     "runs_dir": "Folder that holds experiment directories (also `--runs-dir`, $DLHPC_RUNS_DIR or the user "
     "config); relative paths are relative to where dlhpc runs.",

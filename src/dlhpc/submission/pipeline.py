@@ -6,6 +6,7 @@ arguments into options and prints the lines `say` is given.
 """
 
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,7 @@ def _submit(spec, options: SubmitOptions, say) -> Submission:
     sched = backend(spec.data["resources"]["scheduler"])
     p = experiment.plan(spec, max_array=sched.max_array())
     check_training_here(p.spec, options.here, "submit")
-    p.code, p.image = snapshot_code(spec), check_image(spec)
+    p.code, p.image = check_inputs(spec)
     prepare_data(p.trials, may_fetch=sched.runs_here and not options.dry_run, say=say)
     check_cost(p, options.max_cost, say=say)
     p = pack_to_fit(p, sched, say=say)
@@ -131,6 +132,28 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
         record_submission(p, sched, jobs, again=True, say=say)
     chain_report(p, sched, jobs, say=say)  # the files written after the first jobs are out of date once these end
     return Submission(p, sched.name, list(jobs))
+
+
+def check_inputs(spec):
+    """What the spec names outside itself is there: the program's code (its snapshot), the
+    container image (its digest) and what tracking needs. (code, image) for the plan."""
+    check_tracking(spec)
+    return snapshot_code(spec), check_image(spec)
+
+
+def check_tracking(spec) -> None:
+    """tracking.tensorboard needs the tensorboard package where the runner runs: the Python that
+    submits (the jobs start the same one)."""
+    import importlib.util
+
+    if spec.data["tracking"]["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+        from dlhpc.spec.yamlsource import where
+
+        at = where(spec.origins, ("tracking", "tensorboard")).rsplit(": ", 1)[0]
+        raise UserError(
+            f"{at}: tracking.tensorboard needs the tensorboard package, which {sys.executable} lacks. "
+            "Fix: pip install 'dlhpc[tracking]', or set tracking.tensorboard: false"
+        )
 
 
 def snapshot_code(spec):

@@ -1,0 +1,120 @@
+"""`dlhpc tensorboard [EXP]`: TensorBoard over one experiment (or every one in the runs folder)
+on the login node, on the loopback and a free port; the URL, and the `ssh -L` line that reaches it
+from a laptop. Ctrl-C stops it (and the TensorBoard process it started, nothing else).
+
+Trials that ran without tracking.tensorboard and have finished get their event files written
+once here from metrics.jsonl (nothing else writes them any more); running ones are the runner's.
+"""
+
+import getpass
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from dlhpc.errors import UserError
+from dlhpc.fsutil import read_json
+
+READY_TIMEOUT_S = 120
+FINISHED = ("COMPLETED", "FAILED")
+
+
+def require_tensorboard() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise UserError(
+            f"TensorBoard is not installed in this Python ({sys.executable}): "
+            "pip install 'dlhpc[tracking]' (or pip install tensorboard)"
+        )
+
+
+def trials_under(folder: Path) -> list[Path]:
+    """Trial folders of one experiment, or of every experiment in a runs folder."""
+    if (folder / "experiment.json").is_file():
+        return sorted(d for d in folder.iterdir() if (d / "trial.json").is_file())
+    return [t for exp in sorted(folder.iterdir()) if (exp / "experiment.json").is_file() for t in trials_under(exp)]
+
+
+def fill_in_events(trials: list[Path]) -> int:
+    """Event files for finished trials that have metrics and none yet; how many were written."""
+    from dlhpc.tracking.events import PATTERN, EventMirror
+
+    written = 0
+    for trial in trials:
+        state = (read_json(trial / "result.json", {}) or {}).get("state")
+        if state in FINISHED and (trial / "metrics.jsonl").is_file() and not any(trial.glob(PATTERN)):
+            mirror = EventMirror(trial)
+            mirror.stop()  # one sync, then closed
+            written += 1
+    return written
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise UserError("TensorBoard did not start:\n  " + "\n  ".join(tail))
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise UserError(f"TensorBoard did not answer on {url} within {READY_TIMEOUT_S} s")
+
+
+def serve(folder: Path, port: int | None = None, say=print) -> int:
+    """Serve `folder` until Ctrl-C or SIGTERM; 0 when stopped that way."""
+    require_tensorboard()
+    trials = trials_under(folder)
+    filled = fill_in_events(trials)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = Path(tempfile.mkstemp(prefix="dlhpc-tensorboard-", suffix=".log")[1])
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(folder), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--reload_interval", "5"]
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and `kill` stop it (started in the background too)
+        signal.signal(signum, _interrupt)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_ready(url, proc, log)
+        more = f"; events written now for {filled}" if filled else ""
+        say(f"TensorBoard over {folder} ({len(trials)} trials{more})")
+        say(f"  {url}")
+        say(f"  from your laptop: ssh -N -L {port}:127.0.0.1:{port} {getpass.getuser()}@{socket.getfqdn()}  then {url}")
+        say("  (anyone logged in to this node can reach that port too; Ctrl-C stops it)")
+        proc.wait()
+        raise UserError(f"TensorBoard ended by itself (exit {proc.returncode}); its output: {log}")
+    except KeyboardInterrupt:
+        log.unlink(missing_ok=True)
+        return 0
+    finally:
+        _stop(proc)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the TensorBoard this command started (its own child: no other process is signalled)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
