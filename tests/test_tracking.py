@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -139,3 +140,160 @@ tracking: {tensorboard: true}
     steps = event_steps(trial)
     for key in ("train_loss", "test_acc"):
         assert steps[key] == [m["epoch"] for m in logged] == [1, 2]
+
+
+# ---- exports: MLflow (a real server on the loopback, and local stores) and W&B offline --------
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory) -> Path:
+    """A 2-trial sweep run here (2 epochs each), once for the export tests."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    env = {**os.environ, "HOME": str(tmp / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlhpc", "run", sweep(tmp, epochs=2), "--here"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return trials_of(tmp / "runs")[0].parent
+
+
+def logged(trial: Path, key: str) -> list:
+    return [json.loads(line)[key] for line in (trial / "metrics.jsonl").read_text().splitlines()]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "mlflow-server.log", "wb")
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
+    command += ["--default-artifact-root", (tmp_path / "artifacts").as_uri()]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "mlflow-server.log").read_text()
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def mlflow_runs(uri: str, name: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_mlflow_export_to_a_server_is_one_run_per_trial_and_updates_on_a_second_export(
+    dlhpc, finished_sweep, mlflow_server, tmp_path
+):
+    exp = tmp_path / finished_sweep.name
+    shutil.copytree(finished_sweep, exp)  # (this test adds a line to a trial's metrics)
+    first = dlhpc("export", "mlflow", exp, "--to", mlflow_server)
+    assert first.code == 0 and "2 runs created, 0 updated" in first.out, first
+    trial = exp / sorted(d.name for d in exp.iterdir() if (d / "trial.json").is_file())[0]
+    with open(trial / "metrics.jsonl", "a") as f:  # the trial went on (a running trial's export)
+        f.write(json.dumps({"epoch": 3, "test_acc": 0.5}) + "\n")
+    second = dlhpc("export", "mlflow", exp, "--to", mlflow_server)
+    assert second.code == 0 and "0 runs created, 2 updated" in second.out, second
+    client, runs = mlflow_runs(mlflow_server, "tb")
+    assert sorted(r.info.run_name for r in runs) == sorted(
+        d.name for d in exp.iterdir() if (d / "trial.json").is_file()
+    )
+    for run in runs:
+        here = exp / run.info.run_name
+        history = client.get_metric_history(run.info.run_id, "test_acc")
+        assert [(m.step, m.value) for m in history] == list(enumerate(logged(here, "test_acc"), start=1))
+        assert float(run.data.params["train.lr"]) == json.loads((here / "trial.json").read_text())["params"]["train.lr"]
+        assert run.data.tags["dlhpc.trial"] == here.name and run.data.tags["dlhpc.scheduler"] == "local"
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["final.test_acc"] == json.loads((here / "result.json").read_text())["test_acc"]
+
+
+@pytest.mark.parametrize("store", ["runs.db", "mlruns"])
+def test_mlflow_export_to_a_local_store(dlhpc, finished_sweep, tmp_path, store):
+    env = {"MLFLOW_ALLOW_FILE_STORE": "true"} if store == "mlruns" else {}
+    for _ in range(2):
+        r = dlhpc("export", "mlflow", finished_sweep, "--to", tmp_path / store, env=env)
+        assert r.code == 0, r
+    uri = f"sqlite:///{tmp_path / store}" if store.endswith(".db") else (tmp_path / store).as_uri()
+    os.environ.update(env)
+    try:
+        client, runs = mlflow_runs(uri, "tb")
+        assert len(runs) == 2
+        for run in runs:
+            assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+    finally:
+        for key in env:
+            os.environ.pop(key)
+
+
+def test_mlflow_refusals_are_one_line_and_exit_2(dlhpc, finished_sweep, tmp_path):
+    r = dlhpc("export", "mlflow", finished_sweep, "--to", tmp_path / "mlruns", env={"MLFLOW_ALLOW_FILE_STORE": "false"})
+    assert r.code == 2 and "MLFLOW_ALLOW_FILE_STORE" in r.err and "Traceback" not in r.err, r
+    down = f"http://127.0.0.1:{free_port()}"
+    r = dlhpc("export", "mlflow", finished_sweep, "--to", down, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    assert r.code == 2 and down in r.err and "Traceback" not in r.err, r
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a W&B run file (`run-*.wandb`): LevelDB's log format (32 KiB blocks of
+    crc32, length, type, data) after a 7-byte header, each record a wandb_internal_pb2.Record."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    pos, pending, found = 7, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 0:
+            continue
+        pending = chunk if kind in (1, 2) else pending + chunk  # full or first; middle or last
+        if kind in (1, 4):
+            found.append(wandb_internal_pb2.Record.FromString(pending))
+    return found
+
+
+def test_wandb_export_writes_one_offline_run_per_trial_again_and_again(dlhpc, finished_sweep, tmp_path):
+    out = tmp_path / "wb"
+    for _ in range(2):
+        r = dlhpc("export", "wandb", finished_sweep, "--dir", out)
+        assert r.code == 0 and "wandb sync" in r.out, r
+    folders = sorted((out / "wandb").glob("offline-run-*"))
+    trials = sorted(d for d in finished_sweep.iterdir() if (d / "trial.json").is_file())
+    assert len(folders) == len(trials) == 2
+    seen = {}
+    for folder in folders:
+        (path,) = folder.glob("run-*.wandb")
+        records = wandb_records(path)
+        (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        history = [r.history for r in records if r.WhichOneof("record_type") == "history"]
+        acc = [json.loads(i.value_json) for h in history for i in h.item if list(i.nested_key) == ["test_acc"]]
+        config = {i.key: json.loads(i.value_json) for i in run.config.update}
+        (exit_record,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+        seen[run.display_name] = (acc, config["train.lr"], exit_record.exit_code, run.project)
+    for trial in trials:
+        lr = json.loads((trial / "trial.json").read_text())["params"]["train.lr"]
+        assert seen[trial.name] == (logged(trial, "test_acc"), lr, 0, "tb")

@@ -502,6 +502,19 @@ def cmd_tensorboard(args):
     return board.serve(folder, args.port, say=_out)
 
 
+def cmd_export(args):
+    exp_dir = _find(args.exp, args)
+    if args.export_to == "mlflow":
+        from dlhpc.tracking import to_mlflow
+
+        to_mlflow.export(exp_dir, args.to, args.experiment, say=_out)
+    else:
+        from dlhpc.tracking import to_wandb
+
+        to_wandb.export(exp_dir, Path(args.dir) if args.dir else None, args.project, say=_out)
+    return 0
+
+
 def cmd_plot(args):
     from dlhpc.results import plot
 
