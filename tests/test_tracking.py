@@ -297,3 +297,25 @@ def test_wandb_export_writes_one_offline_run_per_trial_again_and_again(dlhpc, fi
     for trial in trials:
         lr = json.loads((trial / "trial.json").read_text())["params"]["train.lr"]
         assert seen[trial.name] == (logged(trial, "test_acc"), lr, 0, "tb")
+
+
+WITHOUT_TENSORBOARD = """
+import sys
+class NoTensorBoard:  # this Python has no tensorboard package
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorboard" or name.startswith("tensorboard."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTensorBoard())
+"""
+
+
+def test_without_tensorboard_the_spec_and_the_command_say_how_to_install_it(dlhpc, tmp_path):
+    site = write(tmp_path / "site" / "sitecustomize.py", WITHOUT_TENSORBOARD).parent
+    env = {"PYTHONPATH": str(site)}
+    spec = sweep(tmp_path)
+    r = dlhpc("run", spec, "--here", env=env)
+    assert r.code == 2 and "tracking.tensorboard needs the tensorboard package" in r.err, r
+    assert "pip install 'dlhpc[tracking]'" in r.err and f"{spec}:" in r.err
+    assert not (tmp_path / "runs").exists()  # nothing written
+    r = dlhpc("tensorboard", "--runs-dir", tmp_path, env=env)
+    assert r.code == 2 and "TensorBoard is not installed" in r.err and "pip install 'dlhpc[tracking]'" in r.err, r

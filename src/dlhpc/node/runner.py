@@ -240,7 +240,9 @@ def _start_event_mirror(trial_dir: Path):
 
         return EventMirror(trial_dir).start()
     except ImportError as exc:  # checked at submit; a node whose Python differs says so, and trains on
-        print(f"dlhpc: no TensorBoard events ({exc}): pip install 'dlhpc[tracking]'", file=sys.stderr, flush=True)
+        from dlhpc.tracking import INSTALL
+
+        print(f"dlhpc: no TensorBoard events ({exc}): {INSTALL}", file=sys.stderr, flush=True)
         return None
 
 

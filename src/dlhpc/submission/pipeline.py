@@ -144,15 +144,15 @@ def check_inputs(spec):
 def check_tracking(spec) -> None:
     """tracking.tensorboard needs the tensorboard package where the runner runs: the Python that
     submits (the jobs start the same one)."""
-    import importlib.util
+    from dlhpc.tracking import INSTALL, has
 
-    if spec.data["tracking"]["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+    if spec.data["tracking"]["tensorboard"] and not has("tensorboard"):
         from dlhpc.spec.yamlsource import where
 
         at = where(spec.origins, ("tracking", "tensorboard")).rsplit(": ", 1)[0]
         raise UserError(
             f"{at}: tracking.tensorboard needs the tensorboard package, which {sys.executable} lacks. "
-            "Fix: pip install 'dlhpc[tracking]', or set tracking.tensorboard: false"
+            f"Fix: {INSTALL}, or set tracking.tensorboard: false"
         )
 
 

@@ -18,19 +18,15 @@ from pathlib import Path
 
 from dlhpc.errors import UserError
 from dlhpc.fsutil import read_json
+from dlhpc.tracking import INSTALL, has
 
 READY_TIMEOUT_S = 120
 FINISHED = ("COMPLETED", "FAILED")
 
 
 def require_tensorboard() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        raise UserError(
-            f"TensorBoard is not installed in this Python ({sys.executable}): "
-            "pip install 'dlhpc[tracking]' (or pip install tensorboard)"
-        )
+    if not has("tensorboard"):
+        raise UserError(f"TensorBoard is not installed in this Python ({sys.executable}): {INSTALL}")
 
 
 def trials_under(folder: Path) -> list[Path]:
