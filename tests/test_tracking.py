@@ -319,3 +319,12 @@ def test_without_tensorboard_the_spec_and_the_command_say_how_to_install_it(dlhp
     assert not (tmp_path / "runs").exists()  # nothing written
     r = dlhpc("tensorboard", "--runs-dir", tmp_path, env=env)
     assert r.code == 2 and "TensorBoard is not installed" in r.err and "pip install 'dlhpc[tracking]'" in r.err, r
+
+
+def test_the_api_exports_like_the_command(finished_sweep, tmp_path):
+    import dlhpc
+
+    exp = dlhpc.load(finished_sweep)
+    assert exp.export_mlflow(str(tmp_path / "api.db"))["created"] == 2
+    assert exp.export_mlflow(str(tmp_path / "api.db"))["updated"] == 2
+    assert len(exp.export_wandb(tmp_path / "wb")["runs"]) == 2

@@ -173,6 +173,20 @@ class Experiment:
         atomic_write_text(target, report.build(self.path), mode=None if out else private_mode())
         return target
 
+    def export_mlflow(self, to: str, experiment: str | None = None) -> dict:
+        """One MLflow run per trial at `to` (a server URL, an SQLite `.db` file, a file store);
+        again later, it updates the same runs. {"created", "updated", "experiment_id"}."""
+        from dlhpc.tracking import to_mlflow
+
+        return to_mlflow.export(self.path, to, experiment, say=lambda _line: None)
+
+    def export_wandb(self, folder=None, project: str | None = None) -> dict:
+        """One offline W&B run per trial (for `wandb sync`), in `folder`/wandb (default: the
+        experiment's). {"runs": run ids, "folder": where}."""
+        from dlhpc.tracking import to_wandb
+
+        return to_wandb.export(self.path, Path(folder) if folder else None, project, say=lambda _line: None)
+
     def _repr_html_(self) -> str:
         return self.status()._repr_html_()
 

@@ -28,12 +28,20 @@ def export(exp_dir: Path, folder: Path | None = None, project: str | None = None
     folder = (folder or exp_dir).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     project = project or record.get("name") or exp_dir.name
-    os.environ["WANDB_MODE"] = "offline"  # never from here: `wandb sync` uploads, where there is network
-    os.environ.setdefault("WANDB_SILENT", "true")
+    saved = {k: os.environ.get(k) for k in ("WANDB_MODE", "WANDB_SILENT")}
+    # never online from here: `wandb sync` uploads, from wherever there is network
+    os.environ.update(WANDB_MODE="offline", WANDB_SILENT=saved["WANDB_SILENT"] or "true")
     written = []
-    for trial in trials:
-        _forget(folder, run_id(trial.uid))
-        written.append(_write(wandb, folder, project, trial))
+    try:
+        for trial in trials:
+            _forget(folder, run_id(trial.uid))
+            written.append(_write(wandb, folder, project, trial))
+    finally:  # (the API runs in the caller's process: its environment is given back)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     say(f"{project}: {len(written)} offline runs in {folder / 'wandb'}")
     say(f"  upload them where there is network: wandb sync {folder / 'wandb'}/offline-run-*")
     return {"runs": written, "folder": str(folder / "wandb")}
