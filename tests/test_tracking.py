@@ -78,13 +78,18 @@ def test_a_history_that_went_back_is_written_again_as_one_run(tmp_path):
     first = EventMirror(trial)
     first.sync()  # the first run, then killed by the requeue (no last sync, no close)
     write(metrics, "".join(json.dumps({"epoch": e, "loss": 2.0 / e}) + "\n" for e in range(1, 4)))
-    second = EventMirror(trial)  # the next run's runner
-    second.sync()
+    previous = os.umask(0o002)  # a group-writable umask, as on many project systems
+    try:
+        second = EventMirror(trial)  # the next run's runner
+        second.sync()
+    finally:
+        os.umask(previous)
     with open(metrics, "a") as f:
         f.write("".join(json.dumps({"epoch": e, "loss": 3.0 / e}) + "\n" for e in (4, 5, 6)))
     second.stop()
     assert event_steps(trial)["loss"] == [1, 2, 3, 4, 5, 6]
     (path,) = trial.glob(PATTERN)
+    assert path.stat().st_mode & 0o022 == 0  # nobody else may write into a trial
     # (the loader hands a scalar over as a one-number tensor)
     events = EventFileLoader(str(path)).Load()
     losses = [v.tensor.float_val[0] for ev in events for v in ev.summary.value if v.tag == "loss"]

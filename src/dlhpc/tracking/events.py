@@ -13,12 +13,14 @@ Needs the `tensorboard` package (no TensorFlow, no torch): `pip install dlhpc[tr
 """
 
 import json
+import os
 import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
+from dlhpc.fsutil import private_mode
 from dlhpc.results.metrics import finite
 
 PATTERN = "events.out.tfevents.*.dlhpc"
@@ -81,7 +83,8 @@ class EventFile:
         from tensorboard.summary.writer.record_writer import RecordWriter
 
         self.path, self._event = path, event_pb2.Event
-        self._file = open(path, "wb")  # noqa: SIM115 (kept open while the trial runs)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, private_mode())  # as every file of a trial
+        self._file = os.fdopen(fd, "wb")  # (kept open while the trial runs)
         self._writer = RecordWriter(self._file)
         self._add(self._event(wall_time=time.time(), file_version="brain.Event:2"))
 

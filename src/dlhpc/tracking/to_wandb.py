@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from dlhpc.errors import UserError
+from dlhpc.fsutil import no_write_for_others
 from dlhpc.tracking.records import TrialRecord, read_experiment
 
 
@@ -33,9 +34,10 @@ def export(exp_dir: Path, folder: Path | None = None, project: str | None = None
     os.environ.update(WANDB_MODE="offline", WANDB_SILENT=saved["WANDB_SILENT"] or "true")
     written = []
     try:
-        for trial in trials:
-            _forget(folder, run_id(trial.uid))
-            written.append(_write(wandb, folder, project, trial))
+        with no_write_for_others():  # W&B's files land in the experiment: nobody else may write them
+            for trial in trials:
+                _forget(folder, run_id(trial.uid))
+                written.append(_write(wandb, folder, project, trial))
     finally:  # (the API runs in the caller's process: its environment is given back)
         for key, value in saved.items():
             if value is None:
