@@ -22,6 +22,7 @@ from pathlib import Path
 
 from dlhpc.fsutil import private_mode
 from dlhpc.results.metrics import finite
+from dlhpc.tracking import params
 
 PATTERN = "events.out.tfevents.*.dlhpc"
 NOT_CURVES = ("epoch", "step", "time", "world_size")  # a line's position, not a result
@@ -55,23 +56,6 @@ def step_of(row: dict, index: int) -> int:
 
 def scalars(row: dict) -> dict[str, float]:
     return {k: float(v) for k, v in row.items() if k not in NOT_CURVES and finite(v)}
-
-
-def hparams(trial_dir: Path) -> dict:
-    """The trial's parameters for TensorBoard's HParams tab: the swept keys (trial.json) and a
-    program's params, or the built-in trainer's main settings. Plain values only."""
-    from dlhpc.fsutil import read_json, read_trial_spec
-    from dlhpc.spec.program import is_builtin
-
-    data = read_trial_spec(trial_dir / "spec.yaml")
-    if is_builtin(data):
-        model, train = data.get("model") or {}, data.get("train") or {}
-        found = {"model.name": model.get("name")}
-        found |= {f"train.{k}": train.get(k) for k in ("optimizer", "lr", "batch_size", "epochs", "seed")}
-    else:
-        found = {f"params.{k}": v for k, v in (data.get("params") or {}).items()}
-    found |= (read_json(trial_dir / "trial.json", {}) or {}).get("params") or {}
-    return {k: v for k, v in found.items() if isinstance(v, (bool, int, float, str))}
 
 
 class EventFile:
@@ -147,7 +131,7 @@ class EventMirror:
         old = set(self.trial_dir.glob(PATTERN))
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{time.monotonic_ns()}.dlhpc"
         self.file = EventFile(self.trial_dir / name)
-        self.file.hparams(hparams(self.trial_dir), self.trial_dir.name)
+        self.file.hparams(params.of_trial(self.trial_dir), self.trial_dir.name)
         self.written = []
         for path in old:
             path.unlink(missing_ok=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from dlhpc.fsutil import read_json, read_trial_spec
 from dlhpc.results.metrics import finite
-from dlhpc.spec.program import is_builtin
 from dlhpc.tracking.events import rows, scalars, step_of
+from dlhpc.tracking.params import trial_params
 
 NOT_FIGURES = ("nodes", "world_size", "epochs", "target_accuracy", "exit_code", "failed_rank")
 FINISHED = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED", "TIMEOUT": "FAILED"}
@@ -26,28 +26,6 @@ class TrialRecord:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
-
-
-def flat(prefix: str, values: dict) -> dict:
-    out = {}
-    for key, value in (values or {}).items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out |= flat(name, value)
-        elif value is not None:
-            out[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return out
-
-
-def trial_params(data: dict, swept: dict) -> dict:
-    """The settings that make this trial what it is: the built-in trainer's model/train/data, or
-    a program's params (and its arguments); the swept keys always."""
-    if is_builtin(data):
-        found = flat("model", data.get("model")) | flat("train", data.get("train")) | flat("data", data.get("data"))
-        found.pop("data.root", None)  # where the data lives is not a hyperparameter
-    else:
-        found = flat("params", data.get("params"))
-    return found | flat("", swept)
 
 
 def read_trial(exp_dir: Path, record: dict, trial: dict) -> TrialRecord:
