@@ -13,6 +13,7 @@ RESERVED = {
         **dict.fromkeys(("account", "A"), "resources.account"),
         **dict.fromkeys(("qos", "q"), "resources.qos"),
         **dict.fromkeys(("constraint", "C"), "resources.constraint"),
+        "reservation": "resources.reservation",
         **dict.fromkeys(("nodes", "N"), "resources.nodes"),
         **dict.fromkeys(("ntasks", "n", "ntasks-per-node", "tasks-per-node"), "resources.tasks_per_node"),
         **dict.fromkeys(("cpus-per-task", "c", "cpus-per-gpu", "mincpus"), "resources.cpus_per_task"),
@@ -34,7 +35,7 @@ RESERVED = {
     },
     "pbs": {
         "A": "resources.account",
-        "q": "resources.partition",
+        "q": "resources.partition (or resources.reservation)",
         "N": "name",
         "J": "sweep (and resources.array_parallelism)",
         "o": "runs_dir",

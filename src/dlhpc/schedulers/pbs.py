@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -241,10 +242,78 @@ def preflight(plan) -> list[str]:
     default = server_limits().get("default_queue", "") if found else ""
     for trial in plan.trials:
         res = trial.data["resources"]
+        if res.get("reservation"):
+            problems += reservation_problems(res)
+            continue  # its own queue, made by the server for it
         problems += queue_problems({**res, "partition": res["partition"] or default}, found)
         if sizes:
             problems += fit_problems(res, sizes)
     return sorted(set(problems))
+
+
+GONE_RESERVATION_STATES = ("RESV_BEING_DELETED", "RESV_DELETED", "RESV_FINISHED", "RESV_DELETING_JOBS")
+
+
+def reservation_problems(res: dict) -> list[str]:
+    from dlhpc.schedulers import reservations as checks
+
+    if res.get("partition"):
+        return ["a PBS reservation is its own queue: leave resources.partition out when resources.reservation is set"]
+    return checks.problems(res, reservations())
+
+
+def reservations() -> list:
+    """reservations_now, asked once per command."""
+    from dlhpc.schedulers import backend
+
+    return backend("pbs").asked("reservations", reservations_now)
+
+
+def reservations_now() -> list:
+    """Every reservation `pbs_rstat -f` lists: name, id, queue, state, times, authorised users."""
+    from dlhpc.schedulers.reservations import Reservation
+
+    try:
+        out = run_command(["pbs_rstat", "-f"], timeout=20, check=False).stdout
+    except CommandError:
+        return []
+    found = []
+    for block in re.split(r"^Resv ID:\s*", out, flags=re.MULTILINE)[1:]:
+        rid, _, rest = block.partition("\n")
+        fields = dict(line.strip().split(" = ", 1) for line in rest.splitlines() if " = " in line)
+        if fields.get("reserve_state") in GONE_RESERVATION_STATES:
+            continue  # deleted, or being deleted after its end: not one a job could name
+        queue = fields.get("queue", rid.strip().split(".")[0])
+        users = [u.lstrip("+").split("@")[0] for u in fields.get("Authorized_Users", "").split(",") if u]
+        found.append(
+            Reservation(
+                name=fields.get("Reserve_Name", rid.strip()),
+                state=fields.get("reserve_state", "?"),
+                usable=fields.get("reserve_state") in ("RESV_CONFIRMED", "RESV_RUNNING"),
+                start=_pbs_time(fields.get("reserve_start")),
+                end=_pbs_time(fields.get("reserve_end")),
+                users=users,
+                other_names=(rid.strip(), rid.strip().split(".")[0], queue),
+                queue=queue,
+            )
+        )
+    return found
+
+
+def _pbs_time(value: str | None) -> float:
+    try:
+        return time.mktime(time.strptime(value or "", "%a %b %d %H:%M:%S %Y"))
+    except ValueError:
+        return float("inf")
+
+
+def pbs_reservation_queue(name: str) -> str:
+    """The queue a reservation's jobs go to (`R123`), for the template; the name as given where
+    the server does not know it (preflight then refuses it, naming the ones that exist)."""
+    from dlhpc.schedulers.reservations import find
+
+    found = find(name, reservations())
+    return found.queue if found else name
 
 
 def server_limits() -> dict:
@@ -485,7 +554,12 @@ class PBSBackend(Backend):
         return f"pbs/{flavor(resources)}"
 
     def template_filters(self) -> dict:
-        return {"pbs_walltime": pbs_walltime, "pbs_mem": pbs_mem, "pbs_flag": pbs_flag}
+        return {
+            "pbs_walltime": pbs_walltime,
+            "pbs_mem": pbs_mem,
+            "pbs_flag": pbs_flag,
+            "pbs_reservation_queue": pbs_reservation_queue,
+        }
 
     def check(self) -> None:
         if shutil.which("qsub") is None:

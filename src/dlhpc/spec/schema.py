@@ -391,6 +391,7 @@ SCHEMA = {
         "account": Optional(WORD),
         "qos": Optional(WORD),
         "constraint": Optional(CONSTRAINT),
+        "reservation": Optional(WORD),
         "array_parallelism": Int(16, 1, 1_000_000),
         "trials_per_task": Optional(Int(None, 1, 100_000)),
         "report": Bool(False),
@@ -578,6 +579,9 @@ DOCS = {
     "resources.partition": "SLURM partition or PBS queue; null: the cluster's default.",
     "resources.account": "Account (project) to charge.",
     "resources.qos": "SLURM quality of service.",
+    "resources.reservation": "A reservation to run in (a workshop's allocation, usually): SLURM's "
+    "`--reservation`, PBS's reservation (its name or id: the jobs go to its queue). Checked before "
+    "submitting: it exists, can take jobs, has time left for resources.time, and lets you in.",
     "resources.constraint": "SLURM node features (`--constraint`).",
     "resources.array_parallelism": "At most this many trials of a sweep run at once (the array's `%N`).",
     "resources.trials_per_task": "Trials run one after another in each array task (packing many short trials into "

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from dlhpc.errors import CommandError, DlhpcError
+from dlhpc.schedulers.reservations import problems as reservation_problems
 from dlhpc.shell import run_command
 from dlhpc.spec.schema import parse_time
 
@@ -66,11 +67,14 @@ def wanted_partitions(resources: dict, parts: dict) -> list[str]:
 
 
 def preflight(plan) -> list[str]:
-    """Refuse what SLURM would refuse later: unknown partition, walltime above its limit."""
+    """Refuse what SLURM would refuse later: unknown partition, walltime above its limit, a
+    reservation the job cannot run in."""
     problems, parts = [], partitions()
     data_of = {t.id: t.data for t in plan.trials}
     for script in plan.scripts:
         res = data_of[script.trial_ids[0]]["resources"]  # a script's trials share their resources
+        if res.get("reservation"):
+            problems += reservation_problems(res, reservations())
         for name in wanted_partitions(res, parts):
             if name not in parts:
                 problems.append(
@@ -197,3 +201,50 @@ def parse_job_id(output: str) -> str:
     if not m:
         raise DlhpcError(f"sbatch printed something dlhpc cannot read (no 'Submitted batch job N'):\n{output.strip()}")
     return m.group(1)
+
+
+def reservations():
+    """reservations_now, asked once per command."""
+    from dlhpc.schedulers import backend
+
+    return backend("slurm").asked("reservations", reservations_now)
+
+
+def reservations_now() -> list:
+    """Every reservation `scontrol show reservation` lists (times are the controller's local time)."""
+    from dlhpc.schedulers.reservations import Reservation
+
+    try:
+        out = run_command(["scontrol", "show", "reservation", "-o"], timeout=20, check=False).stdout
+    except CommandError:
+        return []
+    found = []
+    for line in out.splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        if "ReservationName" not in fields:
+            continue
+        found.append(
+            Reservation(
+                name=fields["ReservationName"],
+                state=fields.get("State", "?"),
+                usable=fields.get("State") in ("ACTIVE", "INACTIVE"),
+                start=_local_time(fields.get("StartTime")),
+                end=_local_time(fields.get("EndTime")),
+                users=_listed(fields.get("Users")),
+                accounts=_listed(fields.get("Accounts")),
+            )
+        )
+    return found
+
+
+def _listed(value: str | None) -> list[str]:
+    return [] if value in (None, "", "(null)") else value.split(",")
+
+
+def _local_time(value: str | None) -> float:
+    import time
+
+    try:
+        return time.mktime(time.strptime(value or "", "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return float("inf")  # "Unknown", or a year past what this machine counts: no limit we can read
