@@ -7,6 +7,8 @@ are brought up to date, nothing is duplicated. A file store (`file:///path`, a p
 server (`http://127.0.0.1:5000`) alike.
 """
 
+import contextlib
+import io
 import os
 import time
 from pathlib import Path
@@ -83,6 +85,8 @@ def _export(exp_dir: Path, uri: str, experiment: str | None, say) -> dict:
             created += 1
         write_run(client, run, trial)
     say(f"{name}: {created} runs created, {len(trials) - created} updated ({uri})")
+    if uri.startswith(("http://", "https://")):
+        say(f"  {uri.rstrip('/')}/#/experiments/{experiment_id}")
     return {"created": created, "updated": len(trials) - created, "experiment_id": experiment_id}
 
 
@@ -105,4 +109,5 @@ def write_run(client, run, trial: TrialRecord) -> None:
         client.log_batch(run_id, tags=tags[start : start + PARAMS_PER_BATCH])
     status = FINISHED.get(trial.state)
     if status and run.info.status != status:
-        client.set_terminated(run_id, status)
+        with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints two links per ended run
+            client.set_terminated(run_id, status)
