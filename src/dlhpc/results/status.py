@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from dlhpc.results import rows as results
+from dlhpc.schedulers.base import Unreachable
 from dlhpc.states import BAD, FINISHED
 
 
@@ -38,7 +39,8 @@ def job_ids(record: dict) -> list[str]:
 
 def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
     """({job_id: {state, elapsed, queue_wait_s, core_hours, gpu_hours, ...}}, warnings) from one
-    batched query; `only` limits it to some job ids; details adds pending jobs' expected start."""
+    batched query; `only` limits it to some job ids; details adds pending jobs' expected start.
+    None instead of the dict when the scheduler did not answer at all (schedulers.base.Unreachable)."""
     from dlhpc.schedulers import backend
 
     record = results.read_record(exp_dir)
@@ -47,6 +49,8 @@ def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
         return {}, []
     sched = backend(record["scheduler"])
     info, warnings = sched.states(ids, exp_dir, details)
+    if any(isinstance(w, Unreachable) for w in warnings):
+        return None, warnings  # nothing known of any job (not "missing"): the files' last word stands
     for row in info.values():
         row.update(sched.accounting(row))
     return info, warnings
@@ -56,11 +60,14 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
     """The status report; asks the scheduler unless its answer (`info`) is given."""
     if info is None:
         info, warnings = scheduler_info(exp_dir)
+    unreachable = any(isinstance(w, Unreachable) for w in warnings or [])
     record, rows = results.experiment_rows(exp_dir, info)
     trials = []
     for r in rows:
-        sched = info.get(r.get("job_id")) or {}
+        sched = (info or {}).get(r.get("job_id")) or {}
         pending = r["state"] == "PENDING"
+        if unreachable and r["state"] not in FINISHED:
+            r["flags"] = "; ".join(f for f in (r.get("flags"), "last known: the scheduler does not answer") if f)
         trials.append(
             {
                 "trial": r["trial"],
@@ -81,6 +88,7 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
         "name": record.get("name"),
         "scheduler": record.get("scheduler"),
         "finished": all(t["state"] in FINISHED for t in trials),
+        "scheduler_answers": not unreachable,
         "trials": trials,
         "warnings": warnings or [],
     }
@@ -186,7 +194,7 @@ class Watcher:
         if self.backoff.due():
             self.info, self.warnings = scheduler_info(self.exp_dir, details=self.polls % self.DETAILS_EVERY == 0)
             self.polls += 1
-            seen = ({j: r.get("state") for j, r in self.info.items()}, files)
+            seen = ({j: r.get("state") for j, r in (self.info or {}).items()}, files)
             self.backoff.asked(changed=self._seen is not None and seen != self._seen)
             self._seen = seen
         elif self._seen is not None and files != self._seen[1]:
@@ -242,7 +250,7 @@ def follow_logs(
             return 1 if state in BAD else 0
         if job_id and backoff.due():
             info, _ = scheduler_info(exp_dir, only={job_id}, details=False)
-            sched_state = (info.get(job_id) or {}).get("state")
+            sched_state = ((info or {}).get(job_id) or {}).get("state")
             backoff.asked(changed=False)
             if sched_state in FINISHED:
                 return 1 if sched_state in BAD else 0
@@ -263,7 +271,7 @@ def live_jobs(exp_dir: Path) -> list[str]:
     from dlhpc.states import IN_FLIGHT
 
     info, _ = scheduler_info(exp_dir, details=False)
-    return [j for j, row in info.items() if row.get("state") in IN_FLIGHT]
+    return [j for j, row in (info or {}).items() if row.get("state") in IN_FLIGHT]
 
 
 def cancel(exp_dir: Path) -> list:

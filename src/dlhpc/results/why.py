@@ -171,7 +171,7 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
             if trial["state"] == "COMPLETED"
             else classify(
                 trial,
-                info.get(trial.get("job_id")) or {},
+                (info or {}).get(trial.get("job_id")) or {},
                 result,
                 _tail(tdir / "job.err"),
                 spec,

@@ -24,6 +24,12 @@ class Check:
     fix: str = ""
 
 
+class Unreachable(str):
+    """A warning from `Backend.states` that says the scheduler did not answer at all (its
+    controller or accounting is down): the jobs' states are unknown, not missing, and status shows
+    the last known from the trials' own files."""
+
+
 class Backend(ABC):
     name: str = ""
     submit_command: str = ""  # the command that queues a job (sbatch, qsub); none for local

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from dlhpc.errors import CommandError
 from dlhpc.reasons import Reason
-from dlhpc.schedulers.base import base_ids
+from dlhpc.schedulers.base import Unreachable, base_ids
 from dlhpc.shell import run_command
 from dlhpc.spec.schema import parse_time
 from dlhpc.states import State
@@ -185,18 +185,28 @@ def squeue_rows(job_ids, timeout=30) -> dict:
 def states(job_ids, details=False) -> tuple[dict, list]:
     """({job_id: {"state", "elapsed", ...}}, warnings). sacct first; squeue when sacct fails.
     With details, pending jobs also get their reason in plain words and expected start (squeue)."""
-    warnings, rows = [], {}
+    warnings, rows, sacct_error = [], {}, None
     try:
         rows = sacct_rows(job_ids)
     except (CommandError, OSError) as exc:
-        warnings.append(f"sacct failed, using squeue (finished jobs may show as UNKNOWN): {str(exc).splitlines()[0]}")
+        sacct_error = str(exc).splitlines()[0]
+        warnings.append(f"sacct failed, using squeue (finished jobs may show as UNKNOWN): {sacct_error}")
     missing = [j for j in job_ids if j not in rows]
     if missing:
         try:
             for jid, row in squeue_rows(missing).items():
                 rows.setdefault(jid, row)
         except (CommandError, OSError) as exc:
-            warnings.append(f"squeue failed too: {str(exc).splitlines()[0]}")
+            if sacct_error is None:
+                warnings.append(f"squeue failed too: {str(exc).splitlines()[0]}")
+            else:  # neither the accounting nor the controller answers
+                warnings = [
+                    Unreachable(
+                        "SLURM does not answer (sacct and squeue failed; slurmctld or slurmdbd is down or "
+                        "unreachable): the states shown are the last known, from the trials' own files. "
+                        f"sacct: {sacct_error}"
+                    )
+                ]
     out = {}
     for jid in job_ids:
         row = rows.get(jid)

@@ -1,0 +1,101 @@
+"""When the cluster misbehaves (issue 26), on the live test cluster, with the fault made for real:
+the SLURM controller and its accounting daemon stopped while a trial trains."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import DATA, wait_finished, write
+from test_slurm import exp_dir_from
+
+
+def daemons_running() -> set:
+    return {
+        d for d in ("slurmctld", "slurmdbd") if subprocess.run(["pgrep", "-x", d], capture_output=True).returncode == 0
+    }
+
+
+def stop_controller() -> None:
+    subprocess.run(["pkill", "-x", "slurmctld"])
+    subprocess.run(["pkill", "-x", "slurmdbd"])
+    deadline = time.monotonic() + 60
+    while daemons_running():
+        assert time.monotonic() < deadline, daemons_running()
+        time.sleep(0.2)
+
+
+def start_controller() -> None:
+    """As scripts/testcluster.sh starts them: the accounting daemon first, then the controller;
+    then the nodes back in service, for the tests after this one (a step that ended while the
+    controller was away can leave its node draining, "Kill task failed")."""
+    if "slurmdbd" not in daemons_running():
+        subprocess.run(["slurmdbd"], check=True)
+        deadline = time.monotonic() + 60
+        while subprocess.run(["sacctmgr", "-n", "show", "cluster"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "slurmdbd did not come back"
+            time.sleep(0.5)
+    if "slurmctld" not in daemons_running():
+        subprocess.run(["slurmctld"], check=True)
+    deadline = time.monotonic() + 120
+    while subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "slurmctld did not come back"
+        time.sleep(0.5)
+
+
+def nodes_back_in_service() -> None:
+    deadline = time.monotonic() + 240
+    while True:
+        states = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True).stdout.split()
+        if states and all(s in ("idle", "mix", "alloc") for s in states):
+            return
+        assert time.monotonic() < deadline, states
+        subprocess.run(["scontrol", "update", "NodeName=n1,n2", "State=RESUME"], capture_output=True)
+        time.sleep(2)
+
+
+@pytest.mark.slurm
+def test_status_in_a_controller_outage_shows_the_last_known_state_and_the_job_finishes_after(
+    slurm_cluster, dlhpc, tmp_path
+):
+    spec = write(
+        tmp_path / "outage.yaml",
+        f"""
+name: outage
+model: {{name: cnn, width: 8}}
+train: {{epochs: 250, batch_size: 64, target_accuracy: 0.9}}
+data: {{train_subset: 2000, root: {DATA}}}
+resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, time: "00:10:00"}}
+""",
+    )
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    exp = exp_dir_from(r.out)
+    metrics = next(iter((tmp_path / "runs").glob("*/0*"))) / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not metrics.exists():  # training, an epoch done
+        assert time.monotonic() < deadline, dlhpc("status", exp).out
+        time.sleep(0.5)
+    stop_controller()  # (training goes on: it needs neither while it runs)
+    try:
+        status = dlhpc("status", exp, "--json")
+        summary = dlhpc("summary", exp)
+    finally:
+        start_controller()
+    try:
+        result = json.loads(metrics.parent.joinpath("result.json").read_text())
+        assert result["state"] == "RUNNING", "the trial ended in the outage: train longer"  # the precondition
+        assert status.code == 0, status
+        report = json.loads(status.out)
+        words = report["warnings"][0]
+        assert report["scheduler_answers"] is False and words.startswith("SLURM does not answer"), report
+        (trial,) = report["trials"]
+        assert trial["state"] == "RUNNING" and "last known: the scheduler does not answer" in trial["flags"], trial
+        assert summary.code == 0 and "RUNNING" in summary.out and "SLURM does not answer" in summary.err, summary
+        final = wait_finished(dlhpc, exp, timeout=300)
+    finally:
+        nodes_back_in_service()
+    assert final["scheduler_answers"] is True and final["trials"][0]["state"] == "COMPLETED", final
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == list(range(1, 251))  # nothing lost, nothing twice
