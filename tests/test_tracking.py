@@ -333,3 +333,17 @@ def test_the_api_exports_like_the_command(finished_sweep, tmp_path):
     assert exp.export_mlflow(str(tmp_path / "api.db"))["created"] == 2
     assert exp.export_mlflow(str(tmp_path / "api.db"))["updated"] == 2
     assert len(exp.export_wandb(tmp_path / "wb")["runs"]) == 2
+
+
+def test_tensorboard_writes_the_events_of_finished_trials_that_ran_without_tracking(finished_sweep, tmp_path):
+    from dlhpc.tracking.board import fill_in_events, trials_under
+
+    exp = tmp_path / finished_sweep.name
+    shutil.copytree(finished_sweep, exp)
+    for path in exp.glob(f"*/{PATTERN}"):
+        path.unlink()  # as a trial without tracking.tensorboard leaves it
+    trials = trials_under(tmp_path)  # the runs folder: every experiment in it
+    assert [t.name for t in trials] == sorted(d.name for d in exp.iterdir() if (d / "trial.json").is_file())
+    assert fill_in_events(trials) == 2 and fill_in_events(trials) == 0  # once
+    for trial in trials:
+        assert event_steps(trial)["test_acc"] == [1, 2]
