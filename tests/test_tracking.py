@@ -20,6 +20,7 @@ pytest.importorskip("tensorboard", reason="the tracking extra: pip install 'dlhp
 
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: E402
 
+from dlhpc.node.rendezvous import free_port  # noqa: E402
 from dlhpc.tracking.events import PATTERN, EventMirror  # noqa: E402
 
 
@@ -166,17 +167,9 @@ def logged(trial: Path, key: str) -> list:
     return [json.loads(line)[key] for line in (trial / "metrics.jsonl").read_text().splitlines()]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
+    port = free_port("127.0.0.1")
     log = open(tmp_path / "mlflow-server.log", "wb")
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
@@ -252,7 +245,7 @@ def test_mlflow_export_to_a_local_store(dlhpc, finished_sweep, tmp_path, store):
 def test_mlflow_refusals_are_one_line_and_exit_2(dlhpc, finished_sweep, tmp_path):
     r = dlhpc("export", "mlflow", finished_sweep, "--to", tmp_path / "mlruns", env={"MLFLOW_ALLOW_FILE_STORE": "false"})
     assert r.code == 2 and "MLFLOW_ALLOW_FILE_STORE" in r.err and "Traceback" not in r.err, r
-    down = f"http://127.0.0.1:{free_port()}"
+    down = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     r = dlhpc("export", "mlflow", finished_sweep, "--to", down, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
     assert r.code == 2 and down in r.err and "Traceback" not in r.err, r
 

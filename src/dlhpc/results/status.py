@@ -49,18 +49,23 @@ def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
         return {}, []
     sched = backend(record["scheduler"])
     info, warnings = sched.states(ids, exp_dir, details)
-    if any(isinstance(w, Unreachable) for w in warnings):
+    if unanswered(warnings):
         return None, warnings  # nothing known of any job (not "missing"): the files' last word stands
     for row in info.values():
         row.update(sched.accounting(row))
     return info, warnings
 
 
+def unanswered(warnings) -> bool:
+    """Whether the scheduler's answer was that it does not answer (schedulers.base.Unreachable)."""
+    return any(isinstance(w, Unreachable) for w in warnings or [])
+
+
 def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
     """The status report; asks the scheduler unless its answer (`info`) is given."""
     if info is None:
         info, warnings = scheduler_info(exp_dir)
-    unreachable = any(isinstance(w, Unreachable) for w in warnings or [])
+    unreachable = unanswered(warnings)
     record, rows = results.experiment_rows(exp_dir, info)
     trials = []
     for r in rows:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dlhpc.errors import UserError
 from dlhpc.fsutil import read_json
+from dlhpc.node.rendezvous import free_port
 from dlhpc.tracking import INSTALL, has
 
 READY_TIMEOUT_S = 120
@@ -31,9 +32,11 @@ def require_tensorboard() -> None:
 
 def trials_under(folder: Path) -> list[Path]:
     """Trial folders of one experiment, or of every experiment in a runs folder."""
+    from dlhpc.plan.experiment import experiments_under
+
     if (folder / "experiment.json").is_file():
         return sorted(d for d in folder.iterdir() if (d / "trial.json").is_file())
-    return [t for exp in sorted(folder.iterdir()) if (exp / "experiment.json").is_file() for t in trials_under(exp)]
+    return [t for exp in sorted(experiments_under(folder)) for t in trials_under(exp)]
 
 
 def fill_in_events(trials: list[Path]) -> int:
@@ -48,12 +51,6 @@ def fill_in_events(trials: list[Path]) -> int:
             mirror.stop()  # one sync, then closed
             written += 1
     return written
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -76,7 +73,7 @@ def serve(folder: Path, port: int | None = None, say=print) -> int:
     require_tensorboard()
     trials = trials_under(folder)
     filled = fill_in_events(trials)
-    port = port or free_port()
+    port = port or free_port("127.0.0.1")
     url = f"http://127.0.0.1:{port}/"
     log = Path(tempfile.mkstemp(prefix="dlhpc-tensorboard-", suffix=".log")[1])
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(folder), "--host", "127.0.0.1"]

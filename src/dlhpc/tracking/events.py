@@ -12,7 +12,6 @@ sees steps start again from 1 and drops the ones it had (its purge of orphaned d
 Needs the `tensorboard` package (no TensorFlow, no torch): `pip install dlhpc[tracking]`.
 """
 
-import json
 import os
 import socket
 import sys
@@ -30,19 +29,12 @@ NOT_CURVES = ("epoch", "step", "time", "world_size")  # a line's position, not a
 
 def rows(path: Path) -> list[dict]:
     """metrics.jsonl's lines that parse (a line being written is skipped until it is whole)."""
+    from dlhpc.results.rows import read_metrics
+
     try:
-        text = path.read_text()
-    except OSError:
+        return read_metrics(path)[0]
+    except OSError:  # unreadable now: the next sync tries again
         return []
-    found = []
-    for line in text.splitlines():
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(item, dict):
-            found.append(item)
-    return found
 
 
 def step_of(row: dict, index: int) -> int:

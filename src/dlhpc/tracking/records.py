@@ -10,7 +10,8 @@ from dlhpc.tracking.events import rows, scalars, step_of
 from dlhpc.tracking.params import trial_params
 
 NOT_FIGURES = ("nodes", "world_size", "epochs", "target_accuracy", "exit_code", "failed_rank")
-FINISHED = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED", "TIMEOUT": "FAILED"}
+# dlhpc's end states, as an MLflow run's status
+RUN_STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED", "TIMEOUT": "FAILED"}
 
 
 @dataclass
@@ -25,7 +26,7 @@ class TrialRecord:
 
     @property
     def finished(self) -> bool:
-        return self.state in FINISHED
+        return self.state in RUN_STATUS
 
 
 def read_trial(exp_dir: Path, record: dict, trial: dict) -> TrialRecord:

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from dlhpc.errors import UserError
-from dlhpc.tracking.records import FINISHED, TrialRecord, read_experiment
+from dlhpc.tracking import INSTALL
+from dlhpc.tracking.records import RUN_STATUS, TrialRecord, read_experiment
 
 BATCH = 1000  # metrics per log_batch call (MLflow's limit)
 PARAMS_PER_BATCH = 100
@@ -30,10 +31,8 @@ def store_uri(to: str) -> str:
 
 
 def client_for(uri: str):
-    try:
-        from mlflow.tracking import MlflowClient
-    except ImportError:
-        raise UserError("MLflow is not installed in this Python: pip install 'dlhpc[tracking]'") from None
+    from mlflow.tracking import MlflowClient
+
     # a server that is down: a clear error within a minute, not MLflow's default of minutes of retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -62,8 +61,10 @@ def _quoted(text: str) -> str:
 def export(exp_dir: Path, to: str, experiment: str | None = None, say=print) -> dict:
     """Export every trial; {"created": n, "updated": n, "experiment_id": id}. MLflow's own
     refusals (a server that cannot be reached, a store it will not write) become one UserError."""
-    from mlflow.exceptions import MlflowException
-
+    try:
+        from mlflow.exceptions import MlflowException
+    except ImportError:  # (the first mlflow import of the export: said here, not as an internal error)
+        raise UserError(f"MLflow is not installed in this Python: {INSTALL}") from None
     try:
         return _export(exp_dir, store_uri(to), experiment, say)
     except MlflowException as exc:
@@ -107,7 +108,7 @@ def write_run(client, run, trial: TrialRecord) -> None:
         client.log_batch(run_id, params=params[start : start + PARAMS_PER_BATCH])
     for start in range(0, len(tags), PARAMS_PER_BATCH):
         client.log_batch(run_id, tags=tags[start : start + PARAMS_PER_BATCH])
-    status = FINISHED.get(trial.state)
+    status = RUN_STATUS.get(trial.state)
     if status and run.info.status != status:
         with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints two links per ended run
             client.set_terminated(run_id, status)

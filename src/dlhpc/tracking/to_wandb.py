@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dlhpc.errors import UserError
 from dlhpc.fsutil import no_write_for_others
+from dlhpc.tracking import INSTALL
 from dlhpc.tracking.records import TrialRecord, read_experiment
 
 
@@ -24,7 +25,7 @@ def export(exp_dir: Path, folder: Path | None = None, project: str | None = None
     try:
         import wandb
     except ImportError:
-        raise UserError("W&B is not installed in this Python: pip install 'dlhpc[tracking]'") from None
+        raise UserError(f"W&B is not installed in this Python: {INSTALL}") from None
     record, trials = read_experiment(exp_dir)
     folder = (folder or exp_dir).absolute()
     folder.mkdir(parents=True, exist_ok=True)
