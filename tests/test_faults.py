@@ -2,6 +2,7 @@
 the SLURM controller and its accounting daemon stopped while a trial trains."""
 
 import json
+import os
 import subprocess
 import time
 
@@ -99,3 +100,63 @@ resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, tim
     assert final["scheduler_answers"] is True and final["trials"][0]["state"] == "COMPLETED", final
     epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
     assert epochs == list(range(1, 251))  # nothing lost, nothing twice
+
+
+FULL = """
+name: full
+model: {{name: mlp, hidden: [512, 256]}}
+train: {{epochs: {epochs}, batch_size: 128}}
+data: {{train_subset: 2000, root: {data}}}
+resources: {{scheduler: local}}
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A file system of its own (tmpfs, 64 MiB) that a test can fill; needs root, as CI has."""
+    where = tmp_path / "small"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(where)]).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield where
+    subprocess.run(["umount", "-l", str(where)])
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_resubmit_resumes_from_it(small_disk, dlhpc, tmp_path):
+    # how big one checkpoint of this model is, from a run of one epoch elsewhere
+    r = dlhpc("submit", write(tmp_path / "one.yaml", FULL.format(epochs=1, data=DATA)), "--runs-dir", tmp_path / "ref")
+    assert r.code == 0, r
+    (reference,) = (tmp_path / "ref").iterdir()
+    wait_finished(dlhpc, reference, timeout=120)
+    size = next(reference.glob("*/checkpoint.pt")).stat().st_size
+    assert size > 2 * 2**20, size  # (so that half a checkpoint is more room than the other files need)
+
+    # the disk holds the first checkpoint, but not a second beside it while it replaces the first:
+    # the disk fills while the checkpoint of epoch 2 is written
+    runs = small_disk / "runs"
+    spec = write(tmp_path / "full.yaml", FULL.format(epochs=4, data=DATA))
+    filler = small_disk / "filler"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    subprocess.run(["fallocate", "-l", str(free - size - size // 2), str(filler)], check=True)
+    r = dlhpc("submit", spec, "--runs-dir", runs)
+    assert r.code == 0, r
+    (exp,) = runs.iterdir()
+    report = wait_finished(dlhpc, exp, timeout=120)
+    (row,) = report["trials"]
+    trial = exp / row["trial"]
+    assert row["state"] == "FAILED", report
+    epochs = [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    assert epochs[0] == 1 and len(epochs) <= 2, epochs  # (epoch 2's line may be there: its checkpoint is not)
+    why = dlhpc("why", exp)
+    assert f"no space left on {trial}" in why.out and "Traceback" not in why.out + why.err, why
+    assert "dlhpc resubmit EXP --failed" in why.out, why
+    assert "Traceback" not in (trial / "job.err").read_text()
+
+    filler.unlink()  # space again: the trial goes on from epoch 1's checkpoint, whole
+    again = dlhpc("resubmit", exp, "--failed")
+    assert again.code == 0, again
+    report = wait_finished(dlhpc, exp, timeout=120)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    epochs = [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4], epochs  # every epoch once
+    assert json.loads((trial / "result.json").read_text())["resumed_from_epoch"] == 1

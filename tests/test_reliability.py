@@ -359,7 +359,13 @@ resources: {{scheduler: slurm, cpus_per_task: 1, mem: 2G, time: "00:05:00", time
         release_if_requeued(job_id)
         time.sleep(0.5)
     report = wait_finished(dlhpc, exp, timeout=60)
-    assert report["trials"][0]["state"] == "COMPLETED", (report, job_err(trial))
+    history = subprocess.run(
+        ["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "JobID,State,ExitCode,Start,End"],
+        capture_output=True,
+        text=True,
+    ).stdout  # (every run of the job, for a failure's message)
+    result = (trial / "result.json").read_text() if (trial / "result.json").exists() else None
+    assert report["trials"][0]["state"] == "COMPLETED", (result, history, job_err(trial))
     assert scontrol_job(job_id).get("Restarts") == "1"
 
 

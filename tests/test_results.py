@@ -196,3 +196,20 @@ def test_summary_of_many_trials_shows_the_failed_then_the_best(dlhpc, tmp_path):
     assert "003-bbbbbb" in rows[0] and "059-bbbbbb" in rows[1]  # the failed one, then the best
     everything = dlhpc("summary", "exp", "--runs-dir", tmp_path / "runs", "--no-accounting", "--all")
     assert len([line for line in everything.out.splitlines() if "-bbbbbb" in line and "│" in line]) == 60
+
+
+@pytest.mark.parametrize(
+    "last_line,where",
+    [
+        ("OSError: [Errno 122] Disk quota exceeded: '/project/me/out/ckpt.pt'", "/project/me/out/ckpt.pt"),
+        ("OSError: [Errno 28] No space left on device", "the disk the program wrote to (its error names no file)"),
+    ],
+)
+def test_why_reads_a_full_disk_or_quota_in_a_users_own_traceback(last_line, where):
+    from dlhpc.reasons import FIXES, Reason
+    from dlhpc.results.why import classify
+
+    lines = ["Traceback (most recent call last):", '  File "train.py", line 9, in <module>', last_line]
+    result = {"failed_rank": 0, "failed_node": "n1", "exit_code": 1, "last_lines": lines}
+    cause, fix = classify({"state": "FAILED"}, {}, result, "", {})
+    assert (cause, fix) == (f"no space left on {where}", FIXES[Reason.NO_SPACE])

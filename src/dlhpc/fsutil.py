@@ -7,6 +7,7 @@ login node a group-writable record, script or pickle is code someone else can ch
 """
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -60,11 +61,28 @@ def write_new(path, data: bytes, mode: int) -> None:
         f.write(data)
 
 
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # a full file system, or a quota reached
+
+
+class NoSpace(OSError):
+    """A write that found no space (or no quota) left; says the folder, which write() alone does
+    not. The file it replaced, if any, is as it was."""
+
+    def __str__(self):
+        path = Path(self.filename)
+        return f"no space left on {path.parent} ({self.strerror}) while writing {path.name}"
+
+
 def atomic_write_bytes(path, data: bytes, mode: int | None = None) -> None:
-    """Write `data` to `path` atomically; mode None: what the user's umask gives."""
+    """Write `data` to `path` atomically; mode None: what the user's umask gives. Out of space
+    (or quota): NoSpace, with `path` whole as it was."""
     path = Path(path)
     mode = user_mode() if mode is None else mode
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        _raise_if_no_space(exc, path)
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -72,13 +90,19 @@ def atomic_write_bytes(path, data: bytes, mode: int | None = None) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        _raise_if_no_space(exc, path)
         raise
     _fsync_dir(path.parent)
+
+
+def _raise_if_no_space(exc: BaseException, path: Path) -> None:
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS and not isinstance(exc, NoSpace):
+        raise NoSpace(exc.errno, os.strerror(exc.errno), str(path)) from exc
 
 
 def atomic_write_text(path, text: str, mode: int | None = None) -> None:

@@ -30,6 +30,7 @@ class Reason(str, Enum):
     PREEMPTED = "preempted"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    NO_SPACE = "no-space"  # the file system (or the user's quota) was full
 
 
 # The fix for each reason. {release} is the backend's command that releases a held job.
@@ -53,6 +54,10 @@ FIXES = {
     Reason.PREEMPTED: "submit again: it resumes from its checkpoint",
     Reason.TIMEOUT: "raise resources.time, or resources.timeout_requeues to go on from the checkpoint",
     Reason.CANCELLED: "submit again if that was not meant",
+    Reason.NO_SPACE: (
+        "free space there (or ask for more quota: see `quota` or the site's docs), then "
+        "dlhpc resubmit EXP --failed: it resumes from the last checkpoint, which was kept whole"
+    ),
 }
 DEFAULT_PENDING_FIX = "wait, or ask for less (fewer nodes or GPUs, less time)"
 

@@ -89,6 +89,9 @@ def classify(
         return "cancelled (dlhpc cancel, the scheduler's cancel command or an administrator)", reasons.FIXES[
             Reason.CANCELLED
         ]
+    full = _no_space(text + "\n" + "\n".join(result.get("last_lines") or []))
+    if full:
+        return f"no space left on {full}", reasons.FIXES[Reason.NO_SPACE]
     if result.get("failed_rank") is not None:
         return _rank_failure(result)
     python = _python_error(text)
@@ -105,6 +108,18 @@ def classify(
             "read the whole output: dlhpc logs EXP --trial ID",
         )
     return f"{state.lower()}", ""
+
+
+def _no_space(text: str) -> str | None:
+    """The folder (or file) that was full: from the trainer's line, or from an OSError of a
+    user's program (ENOSPC 28, EDQUOT 122); None when the text shows neither."""
+    ours = re.findall(r"no space left on (\S+) \(", text)
+    if ours:
+        return ours[-1]
+    theirs = re.findall(r"\[Errno (?:28|122)\] [^:\n]+(?:: '([^'\n]+)')?", text)
+    if theirs:
+        return theirs[-1] or "the disk the program wrote to (its error names no file)"
+    return None
 
 
 def _rank_failure(result: dict) -> tuple[str, str]:

@@ -19,9 +19,18 @@ def main(argv=None):
         from dlhpc.node.__main__ import main as run_here
 
         return run_here(["--nproc", str(args.nproc), args.trial_dir])
+    from dlhpc.fsutil import NO_SPACE_ERRNOS
     from dlhpc.train.loop import train_trial
 
-    train_trial(args.trial_dir)
+    try:
+        train_trial(args.trial_dir)
+    except OSError as exc:
+        if exc.errno not in NO_SPACE_ERRNOS:
+            raise
+        # one line, not a traceback: the files written are whole (each write is atomic), the last
+        # checkpoint among them; `why` reads this line
+        print(f"dlhpc: {exc}; the last checkpoint is kept: free space, then resubmit to resume", file=sys.stderr)
+        return 1
     # The run is complete and its files written: skip the interpreter's teardown, where threads
     # of the distributed backend's C++ objects can still abort a finished rank (SIGABRT, "terminate
     # called without an active exception"), which the runner would report as a failure.
