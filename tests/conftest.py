@@ -270,6 +270,14 @@ def scontrol_job(job_id):
 def release_if_requeued(job_id):
     """SLURM holds a requeued job until BeginTime (about 2 minutes); make it eligible now, so the
     test does not wait. Nothing else about the requeue changes."""
+    import time
+    from datetime import datetime
+
     job = scontrol_job(job_id)
     if job.get("JobState") == "PENDING" and job.get("Reason") == "BeginTime":
-        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+        # not in the second of the requeue (its SubmitTime) or the next: slurmd revoked the job's
+        # credential then, and a run started within that second is killed at once ("Killing
+        # non-startable batch job: Job credential revoked"; seen in CI): SLURM's own wait avoids it
+        requeued = datetime.fromisoformat(job["SubmitTime"]).timestamp()
+        if time.time() >= requeued + 3:
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)

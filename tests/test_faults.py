@@ -3,8 +3,10 @@ the SLURM controller and its accounting daemon stopped while a trial trains."""
 
 import json
 import os
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +162,96 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_resubmit_resumes_from_it(smal
     epochs = [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4], epochs  # every epoch once
     assert json.loads((trial / "result.json").read_text())["resumed_from_epoch"] == 1
+
+
+STALL = """
+name: stall
+model: {{name: cnn, width: 8}}
+train: {{epochs: 12, batch_size: 64}}
+data: {{train_subset: 2000, root: {data}}}
+resources: {{scheduler: {scheduler}, tasks_per_node: 2, cpus_per_task: 1, mem: 3G, time: "00:10:00",
+            stall: {{factor: 3, min_s: 8, action: {action}}}}}
+"""
+STALL_WINDOW_S = 8 + 3 * 10  # (min_s, or 3 of its epochs: under 10 s each here, even on a busy machine)
+
+
+def rank_pid(trial, rank: int) -> int:
+    """The pid of the process of `trial` with RANK=rank (read from /proc, as an admin would)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dlhpc.train" in argv and str(trial).encode() in argv and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    raise AssertionError(f"no rank {rank} of {trial} running")
+
+
+def stop_rank_one_after_two_epochs(dlhpc, tmp_path, scheduler, action, env=None):
+    """Submit, wait for epoch 2, SIGSTOP rank 1; (experiment, trial, when it was stopped)."""
+    spec = write(tmp_path / "stall.yaml", STALL.format(data=DATA, scheduler=scheduler, action=action))
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
+    deadline = time.monotonic() + 180
+    while len(epochs_of(trial)) < 2:
+        assert time.monotonic() < deadline, dlhpc("status", exp).out
+        time.sleep(0.2)
+    os.kill(rank_pid(trial, 1), signal.SIGSTOP)
+    return exp, trial, time.monotonic()
+
+
+def epochs_of(trial) -> list[int]:
+    try:
+        return [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.slurm
+def test_a_stopped_rank_shows_as_stalled_naming_it_within_a_bounded_time(slurm_cluster, dlhpc, tmp_path):
+    exp, trial, stopped = stop_rank_one_after_two_epochs(dlhpc, tmp_path, "slurm", "wait")
+    try:
+        said_stalled(dlhpc, exp, trial, stopped)
+    finally:  # (a stalled trial left to wait holds its node until its time limit)
+        assert dlhpc("cancel", exp).code == 0
+    assert wait_finished(dlhpc, exp, timeout=120)["trials"][0]["state"] == "CANCELLED"
+
+
+def said_stalled(dlhpc, exp, trial, stopped):
+    while True:
+        r = dlhpc("status", exp, "--json")
+        (row,) = json.loads(r.out)["trials"]
+        if row["state"] == "STALLED":
+            break
+        assert row["state"] == "RUNNING", row
+        assert time.monotonic() - stopped < STALL_WINDOW_S + 30, row
+        time.sleep(1)
+    assert r.code == 0  # (still in flight: not a failure yet)
+    (node,) = json.loads((trial / "result.json").read_text())["hostnames"]  # (n1 or n2: SLURM's choice)
+    assert f"rank 1 on {node} is stopped (SIGSTOP, or held by a debugger)" in row["flags"], row
+    (answer,) = json.loads(dlhpc("why", exp, "--json").out)
+    assert (
+        answer["cause"].startswith("stalled: no epoch ended for ") and f"rank 1 on {node} is stopped" in answer["cause"]
+    )
+    assert "py-spy dump --pid" in answer["fix"], answer
+
+
+def test_a_stalled_trial_is_ended_when_the_spec_says_so_and_resumes_after(dlhpc, tmp_path):
+    exp, trial, stopped = stop_rank_one_after_two_epochs(dlhpc, tmp_path, "local", "fail")
+    report = wait_finished(dlhpc, exp, timeout=STALL_WINDOW_S + 60)
+    took = time.monotonic() - stopped
+    assert report["trials"][0]["state"] == "FAILED", report
+    assert took < STALL_WINDOW_S + 30, took
+    result = json.loads((trial / "result.json").read_text())
+    assert result["failed_rank"] == 1 and result["error"].startswith("stalled: no epoch ended for "), result
+    (answer,) = json.loads(dlhpc("why", exp, "--json").out)
+    assert "is stopped (SIGSTOP" in answer["cause"] and "resubmit EXP --failed" in answer["fix"], answer
+    done = epochs_of(trial)
+
+    assert dlhpc("resubmit", exp, "--failed").code == 0  # (rank 1 is a new process: nothing stops it)
+    report = wait_finished(dlhpc, exp, timeout=180)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert epochs_of(trial) == list(range(1, 13)), (done, epochs_of(trial))  # every epoch once

@@ -16,6 +16,7 @@ class State(str, Enum):
     TIMEOUT = "TIMEOUT"
     PREEMPTED = "PREEMPTED"
     REQUEUED = "REQUEUED"
+    STALLED = "STALLED"  # running, but no epoch ended for far longer than its epochs take (node/stall.py)
     UNKNOWN = "UNKNOWN"
 
     def __str__(self) -> str:
@@ -25,7 +26,8 @@ class State(str, Enum):
 STATES = tuple(s.value for s in State)
 FINISHED = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMEOUT})  # terminal
 BAD = FINISHED - {State.COMPLETED}  # a trial in one of these makes summary/status exit 1
-IN_FLIGHT = frozenset({State.PENDING, State.RUNNING, State.REQUEUED, State.PREEMPTED})  # the scheduler has the job
+# the scheduler has the job
+IN_FLIGHT = frozenset({State.PENDING, State.RUNNING, State.REQUEUED, State.PREEMPTED, State.STALLED})
 
 
 def reconcile(file_state: str | None, sched: dict | None, has_metrics: bool, job_missing: bool) -> tuple[str, list]:

@@ -21,6 +21,8 @@ from dlhpc.node import contract, rendezvous, store
 from dlhpc.node.identity import Identity, node_name
 from dlhpc.node.incontainer import InContainer
 from dlhpc.node.ranks import Ranks, describe_exit
+from dlhpc.node.stall import StallWatch
+from dlhpc.node.stall import describe as describe_stall
 
 CODE_DIR = "code"
 
@@ -79,6 +81,8 @@ class TrialRun:
         self.container = None
         self.meeting = None
         self.mirror = None  # the TensorBoard events of metrics.jsonl (rank 0, tracking.tensorboard)
+        self.watch = None  # node/stall.py's, over this node's ranks
+        self.stalled: dict | None = None  # its verdict, when it ended the trial (resources.stall.action fail)
         self.started = time.time()
 
     @property
@@ -96,8 +100,32 @@ class TrialRun:
             commands = [self.container.command(argv, env, self.denv) for env in envs]
         self.ranks = Ranks(commands, envs, self.trial_dir)
         self.ranks.start()
+        self._watch_for_stalls()
         if self.is_main and (self.data.get("tracking") or {}).get("tensorboard"):
             self.mirror = _start_event_mirror(self.trial_dir)
+
+    def _watch_for_stalls(self) -> None:
+        settings = (self.data.get("resources") or {}).get("stall") or {}
+        on_stall = self._end_stalled if settings.get("action") == "fail" else None
+        ranks = [(self.rank_of(i), proc.pid) for i, proc in enumerate(self.ranks.procs)]
+        self.watch = StallWatch(self.trial_dir, ranks, settings, on_stall).start()
+
+    def _end_stalled(self, verdict: dict) -> None:
+        """resources.stall.action fail: end the ranks now; wait() records why."""
+        self.stalled = verdict
+        self.ranks.signal_all(signal.SIGKILL)
+
+    def _record_stall(self) -> None:
+        suspect = self.stalled.get("suspect") or {}
+        result = self._current_result()
+        result.update(
+            state="FAILED",
+            error=f"stalled: {describe_stall(self.stalled)}",
+            stalled=self.stalled,
+            failed_rank=suspect.get("rank"),
+            failed_node=suspect.get("node") or self.stalled.get("node"),
+        )
+        atomic_write_json(self.trial_dir / "result.json", {**self._facts(), **result})
 
     def _host_store(self, python: str):
         """How rank 0 hosts the store: a keeper run by the program's own interpreter, in its image
@@ -140,6 +168,8 @@ class TrialRun:
         ]
 
     def clean_up(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         if self.mirror is not None:
             self.mirror.stop()
         if self.meeting is not None and self.meeting.store is not None:
@@ -155,6 +185,9 @@ class TrialRun:
         code, failed_at = self.ranks.wait()
         if self.ranks.stop_requested is not None:
             return code  # told to stop: the requeue (or the end of the allocation) decides
+        if self.stalled is not None:
+            self._record_stall()
+            raise TrialFailed(f"stalled: {describe_stall(self.stalled)}")
         if failed_at is not None:
             self._record_failure(code, failed_at)
             raise TrialFailed(self._failure_words(code, failed_at))

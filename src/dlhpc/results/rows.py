@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from dlhpc.fsutil import read_json
+from dlhpc.node.stall import describe as describe_stall
 from dlhpc.results import redact
 from dlhpc.results.metrics import logged_keys, total_epochs
 from dlhpc.spec.program import is_builtin, named
@@ -51,6 +52,10 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         result.get("state"), sched, bool(metrics), bool(record.get("jobs")) and sched_missing
     )
     flags += state_flags
+    stalls = _stalls(tdir) if state == "RUNNING" else []
+    if stalls:  # the job runs, its ranks do not get on (each node's runner says so for its ranks)
+        state = "STALLED"
+        flags += [f"stalled: {describe_stall(v)}" for v in stalls]
     if result.get("error"):
         flags.append(str(result["error"]).splitlines()[0][:200])
     last = metrics[-1] if metrics else {}
@@ -77,6 +82,8 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         "curve": accs,
         **redact.params(trial.get("params", {})),
     }
+    if stalls:
+        row["stalled"] = describe_stall(stalls[0])
     requeues = (read_json(tdir / "requeues.json", {}) or {}).get("count")
     if requeues:
         row["requeues"] = requeues
@@ -86,6 +93,13 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         _program_columns(row, spec, metrics, state, flags)
     row["flags"] = "; ".join(flags)
     return row
+
+
+def _stalls(tdir: Path) -> list[dict]:
+    """The stall verdicts of a running trial's nodes (node/stall.py), rank-naming ones first."""
+    verdicts = [read_json(path, None) for path in sorted(tdir.glob("stall-*.json"))]
+    verdicts = [v for v in verdicts if isinstance(v, dict) and "no_epoch_for_s" in v]
+    return sorted(verdicts, key=lambda v: v.get("suspect") is None)
 
 
 def _program_columns(row: dict, spec: dict, metrics: list, state: str, flags: list) -> None:
@@ -104,7 +118,7 @@ def _program_columns(row: dict, spec: dict, metrics: list, state: str, flags: li
 # the row keys a program's logged keys must not overwrite (they become metric.<key>)
 BUILTIN_ROW_KEYS = {
     "trial", "name", "model", "experiment", "state", "job_id", "world_size", "epochs", "epochs_done",
-    "nodes", "device", "gpu_util", "curve", "flags", "requeues", "logged",
+    "nodes", "device", "gpu_util", "curve", "flags", "requeues", "logged", "stalled",
 }  # fmt: skip
 
 
@@ -419,6 +433,7 @@ def rich_table(rows, cols, title=""):
         "RUNNING": "cyan",
         "PENDING": "yellow",
         "REQUEUED": "yellow",
+        "STALLED": "magenta",
         "PREEMPTED": "yellow",
     }
     for i, r in enumerate(rows):

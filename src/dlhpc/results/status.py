@@ -86,6 +86,7 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
                 "flags": r.get("flags") or None,
                 "why_pending": (r.get("why_pending") or sched.get("pending_reason")) if pending else None,
                 "est_start": sched.get("est_start") if r["state"] == "PENDING" else None,
+                "stalled": r.get("stalled"),  # (which rank, where, for how long: a STALLED trial)
             }
         )
     return {
@@ -106,7 +107,9 @@ def exit_code(report: dict) -> int:
 
 SHOWN_ROWS = 40  # past this, status shows counts and the trials that need attention first
 # which trials a user needs to see first: failures, then unknown, running, waiting, finished
-ATTENTION = {"FAILED": 0, "TIMEOUT": 0, "CANCELLED": 1, "UNKNOWN": 1, "RUNNING": 2, "REQUEUED": 2, "PREEMPTED": 2}
+ATTENTION = {
+    "FAILED": 0, "TIMEOUT": 0, "STALLED": 0, "CANCELLED": 1, "UNKNOWN": 1, "RUNNING": 2, "REQUEUED": 2, "PREEMPTED": 2,
+}  # fmt: skip
 
 
 def state_counts(trials: list) -> dict:

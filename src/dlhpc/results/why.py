@@ -51,6 +51,10 @@ def classify(
         return f"pending: {why}{start}", reasons.fix(code, trial.get("job_id"), backend or _NoBackend())
     if state == "RUNNING":
         return f"still running (epoch {trial.get('epoch') or 0}/{trial.get('epochs')})", "dlhpc logs EXP --follow"
+    if state == "STALLED" or result.get("stalled"):
+        if state == "STALLED":
+            return f"stalled: {trial.get('stalled')}", STALL_FIX
+        return error, STALL_ENDED_FIX
     oom = re.search(r"exceeded memory limit \((\d+) > (\d+)\)", text)
     peak_mb, req_mb = used.get("mem_peak_mb"), used.get("mem_req_mb")
     # killed by SIGKILL with its peak at the request: the scheduler ended it for memory, silently
@@ -108,6 +112,17 @@ def classify(
             "read the whole output: dlhpc logs EXP --trial ID",
         )
     return f"{state.lower()}", ""
+
+
+STALL_FIX = (
+    "see where the named rank is (py-spy dump --pid PID on its node; the pids are in the trial's "
+    "stall-NODE.json), then dlhpc cancel EXP and dlhpc resubmit EXP --failed: it resumes from its "
+    "checkpoint; resources.stall.action: fail ends such a trial by itself"
+)
+STALL_ENDED_FIX = (
+    "dlhpc resubmit EXP --failed: it resumes from its checkpoint; if it stalls again at the same "
+    "epoch, the named rank's code (or its node) is the cause"
+)
 
 
 def _no_space(text: str) -> str | None:

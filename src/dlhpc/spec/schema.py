@@ -398,6 +398,11 @@ SCHEMA = {
         "pbs": {"flavor": Choice("openpbs", ("openpbs", "torque"))},
         "signal_margin_s": Int(120, 10, 3600),
         "timeout_requeues": Int(3, 0, 1000),
+        "stall": {
+            "factor": Float(5.0, 1.0, 1000.0),
+            "min_s": Int(300, 5, 86400),
+            "action": Choice("wait", ("wait", "fail")),
+        },
         "extra": Map(r"[A-Za-z][A-Za-z0-9_-]{0,63}", "directive names like mail-type", DIRECTIVE_VALUE),
     },
     "env": {
@@ -592,6 +597,11 @@ DOCS = {
     "resources.pbs.flavor": "PBS only: `openpbs` (PBS Pro / OpenPBS) or `torque`.",
     "resources.signal_margin_s": "Seconds before the time limit at which the job is told to checkpoint and requeue.",
     "resources.timeout_requeues": "Requeues allowed on reaching the time limit (preemptions are not counted).",
+    "resources.stall.factor": "A running trial is STALLED when no epoch ended for this many times its longest epoch "
+    "so far (judged once an epoch has ended; see docs/faults.md).",
+    "resources.stall.min_s": "...and for at least this many seconds.",
+    "resources.stall.action": "wait: say so in status and why, and let it run; fail: end the trial (resubmit "
+    "resumes it from its checkpoint).",
     "resources.extra": "More scheduler directives, `name: value` (null value: a bare flag), added after quoting.",
     "env.modules": "Modules to `module load` before training (skipped, with a note in job.err, where no "
     "`module` command exists).",
