@@ -255,3 +255,56 @@ def test_a_stalled_trial_is_ended_when_the_spec_says_so_and_resumes_after(dlhpc,
     report = wait_finished(dlhpc, exp, timeout=180)
     assert report["trials"][0]["state"] == "COMPLETED", report
     assert epochs_of(trial) == list(range(1, 13)), (done, epochs_of(trial))  # every epoch once
+
+
+OOM = """
+name: oom
+model: {{name: cnn, width: 8}}
+train: {{epochs: 1}}
+data: {{train_subset: 2000, root: {data}}}
+resources: {{scheduler: slurm, cpus_per_task: 1, mem: 150M, time: "00:05:00", retry: {{factor: 8, max_mem: 2G}}}}
+"""
+
+
+@pytest.mark.slurm
+def test_a_trial_killed_for_memory_is_resubmitted_with_more_up_to_its_cap(slurm_cluster, dlhpc, tmp_path):
+    r = dlhpc("submit", write(tmp_path / "oom.yaml", OOM.format(data=DATA)), "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    (row,) = wait_finished(dlhpc, exp, timeout=180)["trials"]
+    assert row["state"] == "FAILED", row
+    trial = row["trial"]
+
+    again = dlhpc("resubmit", exp, "--failed")
+    assert again.code == 0, again
+    assert f"retry with more: {trial}: out of memory: resources.mem 150M -> 1200M" in again.out, again.out
+    assert "#SBATCH --mem=1200M" in (exp / "job-1.sh").read_text()
+    (row,) = wait_finished(dlhpc, exp, timeout=180)["trials"]
+    assert row["state"] == "COMPLETED", row
+    assert "retried, out of memory: resources.mem 150M -> 1200M" in row["flags"], row
+    (retried,) = json.loads((exp / "experiment.json").read_text())["retries"]
+    assert retried["trial"] == trial and retried["resources"] == {"mem": ["150M", "1200M"]}
+
+
+@pytest.mark.parametrize(
+    "resources,policy,raised",
+    [
+        ({"mem": "1G", "retry": {"factor": 2, "max_mem": "8G"}}, {}, {"mem": ["1G", "2048M"]}),
+        ({"mem": "1G", "retry": {"factor": 4, "max_mem": "3G"}}, {}, {"mem": ["1G", "3072M"]}),  # the user's cap
+        ({"mem": "1G", "retry": {"factor": 4, "max_mem": "8G"}}, {"max_mem": "1500M"}, {"mem": ["1G", "1500M"]}),
+        ({"mem": "1G", "retry": {"factor": 4, "max_mem": None}}, {}, {}),  # no cap set: never raised
+        ({"mem": "4G", "retry": {"factor": 2, "max_mem": "4G"}}, {}, {}),  # at its cap already
+    ],
+)
+def test_more_memory_stays_within_the_users_cap_and_the_site_policy(resources, policy, raised):
+    from dlhpc.submission.retry import _more_memory
+
+    assert _more_memory(resources, policy) == raised
+
+
+def test_more_time_stays_within_the_users_cap_and_the_site_policy():
+    from dlhpc.submission.retry import _more_time
+
+    resources = {"time": "01:00:00", "retry": {"factor": 3, "max_time": "02:30:00"}}
+    assert _more_time(resources, {}) == {"time": ["01:00:00", "02:30:00"]}
+    assert _more_time(resources, {"max_time": "01:30:00"}) == {"time": ["01:00:00", "01:30:00"]}

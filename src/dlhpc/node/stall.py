@@ -6,9 +6,9 @@ fail), ends the trial instead of letting it wait until the walltime.
 Progress is an epoch ending (a line in metrics.jsonl). A trial is stalled when no epoch ended for
 `factor` times its longest epoch so far, and at least `min_s`; until an epoch has ended in this
 run, nothing is judged (how long an epoch takes is not known yet, and a long start is no hang).
-Which rank: one the kernel shows stopped (SIGSTOP, a debugger), else
-one that burns CPU while the others sleep (a loop), else none in particular (all wait: a
-collective, I/O, or a rank on another node).
+Which rank: one the kernel shows stopped (SIGSTOP, a debugger), else one that burns CPU while
+the others sleep (a loop), else none in particular (all wait: a collective, I/O, or a rank on
+another node). A rank in a container is its runtime's process: only "all wait" is said of it.
 """
 
 import json
@@ -67,6 +67,8 @@ class StallWatch:
         self._stop = threading.Event()
 
     def start(self) -> "StallWatch":
+        # (an earlier run of this trial on this node that was killed, not ended, left its verdict)
+        stall_file(self.trial_dir, self.node).unlink(missing_ok=True)
         threading.Thread(target=self._watch, daemon=True, name="dlhpc-stall-watch").start()
         return self
 

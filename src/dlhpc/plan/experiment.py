@@ -221,11 +221,11 @@ def materialize(p: Plan) -> Plan:
 
 
 def plan_resubmission(
-    exp_dir: Path, trial_ids: list, spec: Spec, max_array: int | None = None, trials_per_task=None
+    exp_dir: Path, trial_ids: list, spec: Spec, max_array: int | None = None, trials_per_task=None, adjust=None
 ) -> Plan:
     """A plan for some trials of an existing experiment, as they were resolved at submit
     (their spec.yaml), with scripts numbered after the ones already there. Trials resume from
-    their checkpoints when they run."""
+    their checkpoints when they run. `adjust(trials)` may change their data first (resources.retry)."""
     record = read_json(exp_dir / "experiment.json", {}) or {}
     known = {t["id"]: t for t in record.get("trials", [])}
     import yaml
@@ -234,6 +234,8 @@ def plan_resubmission(
     for tid in trial_ids:
         data = yaml.safe_load((exp_dir / tid / "spec.yaml").read_text())
         trials.append(sweep.Trial(known[tid]["index"], tid, known[tid].get("params", {}), data))
+    if adjust is not None:
+        adjust(trials)
     p = plan(spec, exp_dir, max_array=max_array, trials=trials, trials_per_task=trials_per_task)
     p.first_script = len(list(exp_dir.glob("job-*.sh")))
     return p

@@ -58,6 +58,7 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         flags += [f"stalled: {describe_stall(v)}" for v in stalls]
     if result.get("error"):
         flags.append(str(result["error"]).splitlines()[0][:200])
+    flags += _retried(record, trial["id"])
     last = metrics[-1] if metrics else {}
     accs = [m.get("test_acc") for m in metrics if _finite(m.get("test_acc"))]
     row = {
@@ -93,6 +94,17 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
         _program_columns(row, spec, metrics, state, flags)
     row["flags"] = "; ".join(flags)
     return row
+
+
+def _retried(record: dict, trial_id: str) -> list[str]:
+    """What resubmissions raised for this trial (resources.retry; submission/retry.py)."""
+    return [f"retried, {retry_text(item)}" for item in record.get("retries") or [] if item.get("trial") == trial_id]
+
+
+def retry_text(item: dict) -> str:
+    """'out of memory: resources.mem 150M -> 1200M' for one raise of a record's retries."""
+    changes = (f"resources.{key} {old} -> {new}" for key, (old, new) in item["resources"].items())
+    return f"{item['why']}: " + ", ".join(changes)
 
 
 def _stalls(tdir: Path) -> list[dict]:

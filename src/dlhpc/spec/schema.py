@@ -398,6 +398,11 @@ SCHEMA = {
         "pbs": {"flavor": Choice("openpbs", ("openpbs", "torque"))},
         "signal_margin_s": Int(120, 10, 3600),
         "timeout_requeues": Int(3, 0, 1000),
+        "retry": {
+            "factor": Float(2.0, 1.0, 100.0),
+            "max_mem": Optional(Mem(None)),
+            "max_time": Optional(Time(None)),
+        },
         "stall": {
             "factor": Float(5.0, 1.0, 1000.0),
             "min_s": Int(300, 5, 86400),
@@ -597,6 +602,10 @@ DOCS = {
     "resources.pbs.flavor": "PBS only: `openpbs` (PBS Pro / OpenPBS) or `torque`.",
     "resources.signal_margin_s": "Seconds before the time limit at which the job is told to checkpoint and requeue.",
     "resources.timeout_requeues": "Requeues allowed on reaching the time limit (preemptions are not counted).",
+    "resources.retry.factor": "A trial that ran out of memory (or time) is resubmitted (dlhpc resubmit) with this "
+    "many times its resources.mem (resources.time), up to the cap below and the site policy's maximum.",
+    "resources.retry.max_mem": "The most memory a resubmission may raise resources.mem to; null: never raised.",
+    "resources.retry.max_time": "The longest walltime a resubmission may raise resources.time to; null: never raised.",
     "resources.stall.factor": "A running trial is STALLED when no epoch ended for this many times its longest epoch "
     "so far (judged once an epoch has ended; see docs/faults.md).",
     "resources.stall.min_s": "...and for at least this many seconds.",

@@ -14,6 +14,7 @@ from pathlib import Path
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.plan.experiment import find_experiment
 from dlhpc.states import BAD, IN_FLIGHT
+from dlhpc.submission import retry
 from dlhpc.submission.guard import check_training_here
 from dlhpc.submission.journal import deferred_signals
 
@@ -118,9 +119,14 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
     policy.enforce(spec)  # the site's policy today governs what is submitted today
     sched = backend(record["scheduler"])
     check_training_here(spec, options.here, "resubmit")
-    p = experiment.plan_resubmission(exp_dir, chosen, spec, sched.max_array(), packing_of(record, chosen))
+    raised = retry.raises(exp_dir, chosen, spec)
+    p = experiment.plan_resubmission(
+        exp_dir, chosen, spec, sched.max_array(), packing_of(record, chosen), adjust=lambda t: retry.apply(t, raised)
+    )
     p = pack_to_fit(p, sched, say=say)
     preflight(p, sched)
+    for line in retry.words(raised):
+        say(f"retry with more: {line}")
     experiment.write_resubmission(p)
     with deferred_signals():
         jobs = submit_or_roll_back(p, sched, fresh=False)
@@ -128,6 +134,7 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
             exp_dir,
             jobs=record.get("jobs", []) + list(jobs),
             resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
+            **({"retries": retry.record(exp_dir, p.trials, raised, record.get("retries", []))} if raised else {}),
         )
         record_submission(p, sched, jobs, again=True, say=say)
     chain_report(p, sched, jobs, say=say)  # the files written after the first jobs are out of date once these end

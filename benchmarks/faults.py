@@ -1,0 +1,250 @@
+"""Faults made for real on the test clusters, each several times; one table of what came of them.
+
+    DLHPC_DATA=/path/to/mnist .venv/bin/python benchmarks/faults.py [--runs 3] [--only NAME,...]
+
+Needs root (a tmpfs is mounted; SLURM's daemons are stopped and started) and the clusters of
+scripts/testcluster.sh. For every run of every fault it checks what a user would: did the trial
+end COMPLETED after the documented recovery (resubmit --failed, or nothing), how many epochs
+were trained twice (done before the fault, after the checkpoint it resumed from), how many
+records were lost (an epoch missing or twice in metrics.jsonl, or no result.json), and how long
+dlhpc took to say what happened (from the fault to the state or answer that names it).
+
+    fault              runs  recovered  epochs lost  records lost  time to detect (median, max)
+"""
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = os.environ.get("DLHPC_DATA", str(ROOT.parent / "shared" / "data" / "mnist"))
+EPOCHS = 12
+SPEC = """
+name: {name}
+model: {{name: {model}}}
+train: {{epochs: {epochs}, batch_size: 64}}
+data: {{train_subset: 2000, root: {data}}}
+resources: {{scheduler: {scheduler}, tasks_per_node: {ranks}, cpus_per_task: 1, mem: 3G, time: "00:10:00",
+            stall: {{factor: 3, min_s: 8, action: fail}}}}
+"""
+
+
+def dlhpc(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dlhpc", *map(str, args)], capture_output=True, text=True)
+
+
+def submit(work: Path, name: str, scheduler: str, ranks=1, model="cnn", epochs=EPOCHS, runs=None) -> Path:
+    spec = work / f"{name}.yaml"
+    spec.write_text(SPEC.format(name=name, model=model, epochs=epochs, data=DATA, scheduler=scheduler, ranks=ranks))
+    runs = runs or work / "runs"
+    r = dlhpc("submit", spec, "--runs-dir", runs)
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout + r.stderr)
+    return max(runs.glob(f"{name}-*"), key=lambda p: p.stat().st_mtime)
+
+
+def trial_of(exp: Path) -> Path:
+    return next(p for p in exp.iterdir() if (p / "spec.yaml").exists())
+
+
+def epochs_of(trial: Path) -> list[int]:
+    try:
+        return [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    except (OSError, ValueError):
+        return []
+
+
+def wait_until(condition, timeout: float, poll: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError(f"waited {timeout} s")
+
+
+def status(exp: Path) -> dict:
+    return json.loads(dlhpc("status", exp, "--json").stdout)
+
+
+def finished(exp: Path, timeout=300) -> dict:
+    return wait_until(lambda: (lambda s: s if s["finished"] else None)(status(exp)), timeout, poll=1)
+
+
+def outcome(exp: Path, before_fault: int, detect_s: float | None) -> dict:
+    """What the run came to, once recovered (or not)."""
+    trial = trial_of(exp)
+    report = finished(exp)
+    epochs = epochs_of(trial)
+    result = json.loads((trial / "result.json").read_text()) if (trial / "result.json").exists() else None
+    resumed = (result or {}).get("resumed_from_epoch") or 0
+    return {
+        "recovered": report["trials"][0]["state"] == "COMPLETED",
+        "epochs_lost": max(0, before_fault - resumed),
+        "records_lost": len(set(range(1, EPOCHS + 1)) ^ set(epochs)) + (len(epochs) - len(set(epochs))) + (not result),
+        "detect_s": detect_s,
+    }
+
+
+def rank_pid(trial: Path, rank: int) -> int:
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dlhpc.train" in argv and str(trial).encode() in argv and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    raise RuntimeError(f"no rank {rank} of {trial}")
+
+
+# ---- the faults: each returns outcome() ----
+
+
+def rank_stopped(work: Path) -> dict:
+    """Rank 1 of two SIGSTOPped after epoch 2 (local; resources.stall.action fail), then resubmit."""
+    exp = submit(work, "stopped", "local", ranks=2)
+    trial = trial_of(exp)
+    wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
+    os.kill(rank_pid(trial, 1), signal.SIGSTOP)
+    stopped, before = time.monotonic(), max(epochs_of(trial))
+    failed = finished(exp, timeout=120)
+    detect = time.monotonic() - stopped
+    assert failed["trials"][0]["state"] == "FAILED", failed
+    dlhpc("resubmit", exp, "--failed")
+    return outcome(exp, before, detect)
+
+
+def disk_full(work: Path) -> dict:
+    """The runs folder's file system full while the checkpoint of epoch 2 is written, then freed
+    and resubmitted. Detect: from the last good checkpoint to the FAILED result."""
+    reference = submit(work, "ref", "local", model="mlp", epochs=1, runs=work / "ref")
+    finished(reference)
+    size = (trial_of(reference) / "checkpoint.pt").stat().st_size
+    disk = work / "small"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], check=True)
+    try:
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        subprocess.run(["fallocate", "-l", str(free - size - size // 2), str(disk / "filler")], check=True)
+        exp = submit(work, "full", "local", model="mlp", runs=disk / "runs")
+        trial = trial_of(exp)
+        failed = finished(exp, timeout=120)
+        assert failed["trials"][0]["state"] == "FAILED", failed
+        detect = (trial / "result.json").stat().st_mtime - (trial / "checkpoint.pt").stat().st_mtime
+        before = max(epochs_of(trial))
+        (disk / "filler").unlink()
+        dlhpc("resubmit", exp, "--failed")
+        return outcome(exp, before, detect)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+def _daemons_down() -> None:
+    for daemon in ("slurmctld", "slurmdbd"):
+        subprocess.run(["pkill", "-x", daemon])
+    wait_until(lambda: subprocess.run(["pgrep", "-x", "slurmctld|slurmdbd"], capture_output=True).returncode, 60)
+
+
+def _daemons_up() -> None:
+    subprocess.run(["slurmdbd"], check=True)
+    wait_until(lambda: subprocess.run(["sacctmgr", "-n", "show", "cluster"], capture_output=True).returncode == 0, 60)
+    subprocess.run(["slurmctld"], check=True)
+    wait_until(lambda: subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0, 120)
+    subprocess.run(["scontrol", "update", "NodeName=n1,n2", "State=RESUME"], capture_output=True)
+
+
+def controller_down(work: Path) -> dict:
+    """slurmctld and slurmdbd stopped for 20 s while the trial trains. Detect: how long `status`
+    takes to answer that the scheduler does not (with the last known states)."""
+    exp = submit(work, "outage", "slurm", epochs=EPOCHS)
+    trial = trial_of(exp)
+    wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
+    _daemons_down()
+    t0 = time.monotonic()
+    try:
+        answered = status(exp)
+        detect = time.monotonic() - t0
+        assert answered["scheduler_answers"] is False, answered
+        time.sleep(max(0.0, 20 - detect))
+    finally:
+        _daemons_up()
+    return outcome(exp, 0, detect)
+
+
+def requeued(work: Path) -> dict:
+    """`scontrol requeue` after epoch 3 (a preemption or an admin's requeue); SLURM's 2-minute
+    hold is lifted 3 s after (as the tests do). Detect: none to do (not a failure)."""
+    exp = submit(work, "requeue", "slurm", epochs=EPOCHS)
+    trial = trial_of(exp)
+    job = json.loads((exp / "experiment.json").read_text())["jobs"][0]["job_id"]
+    wait_until(lambda: len(epochs_of(trial)) >= 3, 180)
+    before = max(epochs_of(trial))
+    subprocess.run(["scontrol", "requeue", job], check=True)
+
+    def released():
+        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
+        fields = dict(item.split("=", 1) for item in out.split() if "=" in item)
+        if fields.get("Reason") == "BeginTime":
+            if time.time() >= datetime.fromisoformat(fields["SubmitTime"]).timestamp() + 3:
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+            return False
+        return fields.get("Restarts") == "1" and fields.get("JobState") != "PENDING"
+
+    wait_until(released, 180, poll=0.5)
+    return outcome(exp, before, None)
+
+
+FAULTS = {
+    "rank stopped": rank_stopped,
+    "disk full": disk_full,
+    "controller down": controller_down,
+    "requeued": requeued,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default=",".join(FAULTS), help="faults, comma-separated")
+    parser.add_argument("--json", type=Path, help="write the rows here too")
+    args = parser.parse_args()
+    rows = []
+    print(f"{'fault':18} {'runs':>4} {'recovered':>9} {'epochs lost':>11} {'records lost':>12}  time to detect")
+    for name in args.only.split(","):
+        results = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="dlhpc-fault-") as work:
+                results.append(FAULTS[name](Path(work)))
+        detect = [r["detect_s"] for r in results if r["detect_s"] is not None]
+        row = {
+            "fault": name,
+            "runs": len(results),
+            "recovered": sum(r["recovered"] for r in results),
+            "epochs_lost": sum(r["epochs_lost"] for r in results),
+            "records_lost": sum(r["records_lost"] for r in results),
+            "detect_median_s": round(statistics.median(detect), 1) if detect else None,
+            "detect_max_s": round(max(detect), 1) if detect else None,
+        }
+        rows.append(row)
+        when = f"{row['detect_median_s']} s, {row['detect_max_s']} s" if detect else "-"
+        print(
+            f"{name:18} {row['runs']:>4} {row['recovered']:>9} {row['epochs_lost']:>11} {row['records_lost']:>12}"
+            f"  {when}",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
