@@ -191,14 +191,18 @@ def requeued(work: Path) -> dict:
     before = max(epochs_of(trial))
     subprocess.run(["scontrol", "requeue", job], check=True)
 
+    held = []  # (the requeue passes through COMPLETING, then PENDING until released)
+
     def released():
         out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
         fields = dict(item.split("=", 1) for item in out.split() if "=" in item)
+        if fields.get("JobState") == "PENDING":
+            held.append(True)
         if fields.get("Reason") == "BeginTime":
             if time.time() >= datetime.fromisoformat(fields["SubmitTime"]).timestamp() + 3:
                 subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
             return False
-        return fields.get("Restarts") == "1" and fields.get("JobState") != "PENDING"
+        return bool(held) and fields.get("Restarts") == "1" and fields.get("JobState") != "PENDING"
 
     wait_until(released, 180, poll=0.5)
     return outcome(exp, before, None)

@@ -141,9 +141,11 @@ def test_packed_trials_keep_their_own_files_and_a_requeue_skips_finished_ones(sl
         assert time.monotonic() < deadline + 120
         time.sleep(0.2)
     subprocess.run(["scontrol", "requeue", job], check=True)
+    held = False  # (the requeue passes through COMPLETING, then PENDING until released)
     while True:  # until it has started again (a short rerun can end between two looks: not only RUNNING)
         now = scontrol_job(job)
-        if now.get("Restarts") == "1" and now.get("JobState") not in ("PENDING", "REQUEUED"):
+        held = held or now.get("JobState") == "PENDING"
+        if held and now.get("Restarts") == "1" and now.get("JobState") != "PENDING":
             break
         assert time.monotonic() < deadline + 300, now
         release_if_requeued(job)  # SLURM holds a requeued job ~2 min: not here
