@@ -1,12 +1,12 @@
 """dlhpc: YAML experiment specs -> SLURM/PBS batch jobs -> DDP training -> tables.
 
-The Python API (docs/api.md): dlhpc.submit, dlhpc.load, dlhpc.experiments and the Experiment
+The Python API (docs/api.md): dlhpc.submit, dlhpc.validate, dlhpc.load, dlhpc.experiments and the Experiment
 they return. Imported on first use, so `import dlhpc` stays as light as the CLI.
 """
 
 from dlhpc._version import __version__  # noqa: F401
 
-_API = ("submit", "load", "experiments", "Experiment", "Status", "Summary")
+_API = ("submit", "validate", "load", "experiments", "Experiment", "Status", "Summary")
 _ERRORS = ("UserError", "DlhpcError")
 
 

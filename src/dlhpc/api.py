@@ -69,6 +69,31 @@ def submit(
     return Experiment(done.exp_dir)
 
 
+def validate(spec, set: dict | None = None, *, sets: list | None = None) -> dict:  # noqa: A002
+    """Check a spec file as `dlhpc validate` does, submitting nothing: its keys and values, the
+    site policy, its template (and each one a sweep names) on the search path, the program's
+    code, the image and what tracking needs. Returns {"name", "trials", "scheduler"}; bad input
+    is a UserError that says what is wrong and the fix. `sets`: the CLI's KEY=VALUE strings."""
+    from dlhpc.plan import render
+    from dlhpc.spec.load import load_spec
+    from dlhpc.spec.sweep import count_trials
+    from dlhpc.submission import pipeline
+
+    loaded = load_spec(spec, _sets(set, None, None) + list(sets or []))
+    for name in filter(None, {loaded.data.get("template")} | _as_strings(loaded.sweep.get("template"))):
+        render.load_template(str(name), loaded.site)  # a typo found here, not at submit
+    pipeline.check_inputs(loaded)
+    return {
+        "name": loaded.data["name"],
+        "trials": count_trials(loaded),
+        "scheduler": loaded.data["resources"]["scheduler"],
+    }
+
+
+def _as_strings(values) -> set:
+    return {str(v) for v in values or []}
+
+
 def load(ref, runs_dir=None) -> "Experiment":
     """An experiment by folder, folder name or experiment name (its newest run)."""
     from dlhpc.plan.experiment import find_experiment

@@ -83,46 +83,22 @@ def _init_workshop(folder: Path, args):
     return 0
 
 
-def _check_template_exists(spec) -> None:
-    """The spec's template (and each one a sweep names) is on the search path: a typo is found
-    by validate, not at submit. Parsing it is cheap; rendering waits for render and submit."""
-    from dlhpc.plan import render
-
-    names = {spec.data.get("template")} | set(spec.sweep.get("template") or [])
-    for name in filter(None, names):
-        render.load_template(str(name), spec.site)
-
-
 def cmd_validate(args):
-    from dlhpc.spec.sweep import count_trials
-    from dlhpc.submission import pipeline
+    from dlhpc import api
 
     reports = []
     for path in args.specs:
         try:
-            spec = load_spec(path, args.sets)
-            _check_template_exists(spec)
-            pipeline.check_inputs(spec)  # the script, the code folder's size, the image, tracking
+            report = api.validate(path, sets=args.sets)
         except UserError as exc:
             reports.append({"spec": path, "ok": False, "error": str(exc)})
             if not args.json:
                 print(f"dlhpc: error: {exc}", file=sys.stderr)
             continue
-        n = count_trials(spec)
-        reports.append(
-            {
-                "spec": path,
-                "ok": True,
-                "name": spec.data["name"],
-                "trials": n,
-                "scheduler": spec.data["resources"]["scheduler"],
-            }
-        )
+        reports.append({"spec": path, "ok": True, **report})
         if not args.json:
-            _out(
-                f"ok: {path} ({spec.data['name']}, {n} trial{'s' if n != 1 else ''}, "
-                f"scheduler {spec.data['resources']['scheduler']})"
-            )
+            n = report["trials"]
+            _out(f"ok: {path} ({report['name']}, {n} trial{'s' if n != 1 else ''}, scheduler {report['scheduler']})")
     if args.json:
         _json(reports)
     return 2 if any(not r["ok"] for r in reports) else 0
