@@ -74,3 +74,14 @@ def test_why_says_the_fix_in_the_schedulers_own_words():
 def test_the_job_ids_a_backend_records_are_valid_by_its_own_pattern(name, recorded):
     assert all(backend(name).valid_job_id(job) for job in recorded)
     assert not any(backend(name).valid_job_id(bad) for bad in ("-1", "--all", "1;2", "", "1 2"))
+
+
+def test_the_local_script_leaves_allocations_to_the_backends():
+    """The local template has no scheduler branch: node/launch.py asks each backend."""
+    from dlhpc.plan import experiment
+    from dlhpc.spec.load import load_spec
+
+    spec = load_spec(None, ["name=local", "resources.scheduler=local", "resources.nodes=2"])
+    (script,) = experiment.plan(spec).scripts
+    assert "-m dlhpc.node.launch --nodes 2 --tasks-per-node 1" in script.text
+    assert not any(word in script.text for word in ("SLURM_", "PBS_", "srun", "pbs_launch"))

@@ -98,6 +98,12 @@ class Backend(ABC):
         """(job id, node names) of the allocation this process runs in."""
         return "", []
 
+    def launch_in_allocation(self, nodes: int, tasks_per_node: int, argv: list[str]) -> tuple[list, dict] | None:
+        """Inside one of this scheduler's allocations (`dlhpc run` under salloc or qsub -I): the
+        command that starts `argv` once per rank on its nodes, the way its jobs do, and the
+        variables it adds; None elsewhere (node/launch.py then starts the ranks here)."""
+        return None
+
     def preflight(self, plan) -> list[str]:
         """What the scheduler would refuse (unknown partition, walltime above its limit...), as
         messages with their fix; [] when all is well. Asks the scheduler, queues nothing."""

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -575,6 +576,12 @@ class PBSBackend(Backend):
         from dlhpc.schedulers.pbs_launch import node_list
 
         return os.environ.get("PBS_JOBID", ""), node_list()
+
+    def launch_in_allocation(self, nodes, tasks_per_node, argv):
+        if not self.inside_allocation() or not os.environ.get("PBS_NODEFILE"):
+            return None
+        launch = [sys.executable, "-u", "-m", "dlhpc.schedulers.pbs_launch"]
+        return [*launch, "--nodes", str(nodes), "--tasks-per-node", str(tasks_per_node), "--", *argv], {}
 
     def preflight(self, plan) -> list[str]:
         return submission_limits(plan) + preflight(plan)

@@ -68,6 +68,13 @@ class SlurmBackend(Backend):
     def allocation(self) -> tuple[str, list[str]]:
         return os.environ.get("SLURM_JOB_ID", ""), expand_hostlist(os.environ.get("SLURM_JOB_NODELIST", ""))
 
+    def launch_in_allocation(self, nodes, tasks_per_node, argv):
+        if not self.inside_allocation() or not shutil.which("srun"):
+            return None
+        srun = ["srun", "--unbuffered", "--kill-on-bad-exit=1", f"--nodes={nodes}"]
+        # DLHPC_LAUNCHER: node/identity.py reads each srun task as one rank
+        return [*srun, f"--ntasks-per-node={tasks_per_node}", *argv], {"DLHPC_LAUNCHER": "srun"}
+
     def preflight(self, plan) -> list[str]:
         return submission_limits(plan) + preflight(plan)
 
