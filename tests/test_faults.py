@@ -1,17 +1,22 @@
-"""When the cluster misbehaves (issue 26), on the live test cluster, with the fault made for real:
-the SLURM controller and its accounting daemon stopped while a trial trains."""
+"""When the cluster misbehaves (issue 26), with the fault made for real: the SLURM controller and
+its accounting daemon stopped while a trial trains, a full disk (a small tmpfs), a rank stopped
+(SIGSTOP) mid-training, a trial killed for memory and resubmitted with more. benchmarks/faults.py
+repeats them for figures (and holds the helpers both use)."""
 
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import DATA, wait_finished, write
+from conftest import DATA, ROOT, wait_finished, write
 from test_slurm import exp_dir_from
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from faults import epochs_of, rank_pid  # noqa: E402 - the fault benchmark's helpers, one copy
 
 
 def daemons_running() -> set:
@@ -175,19 +180,6 @@ resources: {{scheduler: {scheduler}, tasks_per_node: 2, cpus_per_task: 1, mem: 3
 STALL_WINDOW_S = 8 + 3 * 10  # (min_s, or 3 of its epochs: under 10 s each here, even on a busy machine)
 
 
-def rank_pid(trial, rank: int) -> int:
-    """The pid of the process of `trial` with RANK=rank (read from /proc, as an admin would)."""
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"dlhpc.train" in argv and str(trial).encode() in argv and f"RANK={rank}".encode() in environ:
-            return int(proc.name)
-    raise AssertionError(f"no rank {rank} of {trial} running")
-
-
 def stop_rank_one_after_two_epochs(dlhpc, tmp_path, scheduler, action, env=None):
     """Submit, wait for epoch 2, SIGSTOP rank 1; (experiment, trial, when it was stopped)."""
     spec = write(tmp_path / "stall.yaml", STALL.format(data=DATA, scheduler=scheduler, action=action))
@@ -201,13 +193,6 @@ def stop_rank_one_after_two_epochs(dlhpc, tmp_path, scheduler, action, env=None)
         time.sleep(0.2)
     os.kill(rank_pid(trial, 1), signal.SIGSTOP)
     return exp, trial, time.monotonic()
-
-
-def epochs_of(trial) -> list[int]:
-    try:
-        return [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
-    except FileNotFoundError:
-        return []
 
 
 @pytest.mark.slurm

@@ -38,21 +38,21 @@ def raises(exp_dir: Path, chosen: list, spec) -> dict:
 
 
 def _more_memory(resources: dict, policy: dict) -> dict:
-    retry, now = resources.get("retry") or {}, mem_megabytes(resources["mem"])
-    caps = [mem_megabytes(v) for v in (retry.get("max_mem"), policy.get("max_mem")) if v]
-    if not retry.get("max_mem"):
-        return {}
-    new = int(min(now * float(retry.get("factor") or 2), *caps))
-    return {"mem": [resources["mem"], f"{new}M"]} if new > now else {}
+    return _more(resources, policy, "mem", mem_megabytes, lambda megabytes: f"{megabytes}M")
 
 
 def _more_time(resources: dict, policy: dict) -> dict:
-    retry, now = resources.get("retry") or {}, parse_time(resources["time"])
-    caps = [parse_time(v) for v in (retry.get("max_time"), policy.get("max_time")) if v]
-    if not retry.get("max_time"):
+    return _more(resources, policy, "time", parse_time, format_time)
+
+
+def _more(resources: dict, policy: dict, key: str, to_number, to_text) -> dict:
+    """{key: [now, raised]} when resources.retry.max_<key> is set and leaves room; else {}."""
+    retry, now = resources.get("retry") or {}, to_number(resources[key])
+    if not retry.get(f"max_{key}"):
         return {}
+    caps = [to_number(v) for v in (retry.get(f"max_{key}"), policy.get(f"max_{key}")) if v]
     new = int(min(now * float(retry.get("factor") or 2), *caps))
-    return {"time": [resources["time"], format_time(new)]} if new > now else {}
+    return {key: [resources[key], to_text(new)]} if new > now else {}
 
 
 def apply(trials: list, planned: dict) -> None:
