@@ -23,6 +23,9 @@ def raises(exp_dir: Path, chosen: list, spec) -> dict:
     from dlhpc.fsutil import read_trial_spec
     from dlhpc.results.why import diagnose
 
+    asked = spec.data["resources"].get("retry") or {}
+    if not (asked.get("max_mem") or asked.get("max_time") or any(k.startswith("resources.retry.") for k in spec.sweep)):
+        return {}  # nothing may be raised: no need to ask the scheduler why the trials ended
     causes = {d["trial"]: d["cause"] for d in diagnose(exp_dir) if d["trial"] in chosen}
     policy = spec.site.get("policy") or {}
     out = {}
