@@ -69,11 +69,13 @@ class StallWatch:
     def start(self) -> "StallWatch":
         # (an earlier run of this trial on this node that was killed, not ended, left its verdict)
         stall_file(self.trial_dir, self.node).unlink(missing_ok=True)
-        threading.Thread(target=self._watch, daemon=True, name="dlhpc-stall-watch").start()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="dlhpc-stall-watch")
+        self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self._thread.join(timeout=5)  # (so that no verdict is written after the file is gone)
         stall_file(self.trial_dir, self.node).unlink(missing_ok=True)
 
     def _watch(self) -> None:
