@@ -280,18 +280,13 @@ def _start_event_mirror(trial_dir: Path):
 
 
 def _last_metrics(path: Path) -> dict:
+    from dlhpc.results.metrics import read_metrics
+
     try:
-        lines = path.read_text().splitlines()
+        lines, _ = read_metrics(path)
     except OSError:
         return {}
-    for line in reversed(lines):
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(item, dict):
-            return item
-    return {}
+    return lines[-1] if lines else {}
 
 
 class forwarded_signals:

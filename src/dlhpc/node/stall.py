@@ -11,7 +11,6 @@ the others sleep (a loop), else none in particular (all wait: a collective, I/O,
 another node). A rank in a container is its runtime's process: only "all wait" is said of it.
 """
 
-import json
 import os
 import socket
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from dlhpc.fsutil import atomic_write_json
+from dlhpc.results.metrics import read_metrics
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -30,18 +30,10 @@ def stall_file(trial_dir: Path, node: str) -> Path:
 
 def _epochs(metrics: Path) -> list[dict]:
     try:
-        lines = metrics.read_text().splitlines()
-    except OSError:
+        lines, _ = read_metrics(metrics)
+    except OSError:  # (a shared file system's hiccup must not end the watch)
         return []
-    out = []
-    for line in lines:
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(item, dict) and "epoch" in item:
-            out.append(item)
-    return out
+    return [line for line in lines if "epoch" in line]
 
 
 def _proc(pid: int) -> tuple[str, float] | None:

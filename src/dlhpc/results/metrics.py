@@ -1,12 +1,33 @@
 """What a trial's metrics.jsonl says, for any program: the built-in trainer's lines (train_loss,
 test_acc, images_per_s...) and whatever keys a user's program logs (dlhpc.trial.log)."""
 
+import json
 import math
+from pathlib import Path
 
 from dlhpc.spec.program import is_builtin
 
 # Keys every line may carry that are bookkeeping, not results
 BOOKKEEPING = ("epoch", "step", "time", "elapsed_s", "epoch_time_s", "world_size")
+
+
+def read_metrics(path: Path) -> tuple[list, str | None]:
+    """Lines of metrics.jsonl; a torn last line is skipped and reported."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], None
+    out, problem = [], None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if isinstance(item, dict):
+                out.append(item)
+        except json.JSONDecodeError:
+            problem = f"metrics.jsonl line {n} is unreadable"
+    return out, problem
 
 
 def total_epochs(data: dict) -> int | None:

@@ -6,37 +6,17 @@ missing result.json, NaN losses — each gives a row flagged with the reason, ne
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
 from dlhpc.fsutil import read_json
 from dlhpc.node.stall import describe as describe_stall
 from dlhpc.results import redact
-from dlhpc.results.metrics import logged_keys, total_epochs
+from dlhpc.results.metrics import logged_keys, read_metrics, total_epochs
 from dlhpc.spec.program import is_builtin, named
 from dlhpc.states import reconcile
 
 SPARK = "▁▂▃▄▅▆▇█"
-
-
-def read_metrics(path: Path) -> tuple[list, str | None]:
-    """Lines of metrics.jsonl; a torn last line is skipped and reported."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return [], None
-    out, problem = [], None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            if isinstance(item, dict):
-                out.append(item)
-        except json.JSONDecodeError:
-            problem = f"metrics.jsonl line {n} is unreadable"
-    return out, problem
 
 
 def _finite(x):

@@ -29,7 +29,7 @@ NOT_CURVES = ("epoch", "step", "time", "world_size")  # a line's position, not a
 
 def rows(path: Path) -> list[dict]:
     """metrics.jsonl's lines that parse (a line being written is skipped until it is whole)."""
-    from dlhpc.results.rows import read_metrics
+    from dlhpc.results.metrics import read_metrics
 
     try:
         return read_metrics(path)[0]
