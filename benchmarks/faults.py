@@ -21,10 +21,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import (  # noqa: E402 - the tests' helpers, one copy
+    epochs_of,
+    nodes_back_in_service,
+    rank_pid,
+    start_controller,
+    stop_controller,
+    wait_restarted,
+)
+
 DATA = os.environ.get("DLHPC_DATA", str(ROOT.parent / "shared" / "data" / "mnist"))
 EPOCHS = 12
 SPEC = """
@@ -53,13 +62,6 @@ def submit(work: Path, name: str, scheduler: str, ranks=1, model="cnn", epochs=E
 
 def trial_of(exp: Path) -> Path:
     return next(p for p in exp.iterdir() if (p / "spec.yaml").exists())
-
-
-def epochs_of(trial: Path) -> list[int]:
-    try:
-        return [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
-    except (OSError, ValueError):
-        return []
 
 
 def wait_until(condition, timeout: float, poll: float = 0.2):
@@ -93,18 +95,6 @@ def outcome(exp: Path, before_fault: int, detect_s: float | None) -> dict:
         "records_lost": len(set(range(1, EPOCHS + 1)) ^ set(epochs)) + (len(epochs) - len(set(epochs))) + (not result),
         "detect_s": detect_s,
     }
-
-
-def rank_pid(trial: Path, rank: int) -> int:
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"dlhpc.train" in argv and str(trial).encode() in argv and f"RANK={rank}".encode() in environ:
-            return int(proc.name)
-    raise RuntimeError(f"no rank {rank} of {trial}")
 
 
 # ---- the faults: each returns outcome() ----
@@ -149,27 +139,13 @@ def disk_full(work: Path) -> dict:
         subprocess.run(["umount", "-l", str(disk)])
 
 
-def _daemons_down() -> None:
-    for daemon in ("slurmctld", "slurmdbd"):
-        subprocess.run(["pkill", "-x", daemon])
-    wait_until(lambda: subprocess.run(["pgrep", "-x", "slurmctld|slurmdbd"], capture_output=True).returncode, 60)
-
-
-def _daemons_up() -> None:
-    subprocess.run(["slurmdbd"], check=True)
-    wait_until(lambda: subprocess.run(["sacctmgr", "-n", "show", "cluster"], capture_output=True).returncode == 0, 60)
-    subprocess.run(["slurmctld"], check=True)
-    wait_until(lambda: subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0, 120)
-    subprocess.run(["scontrol", "update", "NodeName=n1,n2", "State=RESUME"], capture_output=True)
-
-
 def controller_down(work: Path) -> dict:
     """slurmctld and slurmdbd stopped for 20 s while the trial trains. Detect: how long `status`
     takes to answer that the scheduler does not (with the last known states)."""
     exp = submit(work, "outage", "slurm", epochs=EPOCHS)
     trial = trial_of(exp)
     wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
-    _daemons_down()
+    stop_controller()
     t0 = time.monotonic()
     try:
         answered = status(exp)
@@ -177,7 +153,8 @@ def controller_down(work: Path) -> dict:
         assert answered["scheduler_answers"] is False, answered
         time.sleep(max(0.0, 20 - detect))
     finally:
-        _daemons_up()
+        start_controller()
+        nodes_back_in_service()
     return outcome(exp, 0, detect)
 
 
@@ -190,21 +167,7 @@ def requeued(work: Path) -> dict:
     wait_until(lambda: len(epochs_of(trial)) >= 3, 180)
     before = max(epochs_of(trial))
     subprocess.run(["scontrol", "requeue", job], check=True)
-
-    held = []  # (the requeue passes through COMPLETING, then PENDING until released)
-
-    def released():
-        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
-        fields = dict(item.split("=", 1) for item in out.split() if "=" in item)
-        if fields.get("JobState") == "PENDING":
-            held.append(True)
-        if fields.get("Reason") == "BeginTime":
-            if time.time() >= datetime.fromisoformat(fields["SubmitTime"]).timestamp() + 3:
-                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-            return False
-        return bool(held) and fields.get("Restarts") == "1" and fields.get("JobState") != "PENDING"
-
-    wait_until(released, 180, poll=0.5)
+    wait_restarted(job, restarts=1, timeout=180)
     return outcome(exp, before, None)
 
 

@@ -281,3 +281,96 @@ def release_if_requeued(job_id):
         requeued = datetime.fromisoformat(job["SubmitTime"]).timestamp()
         if time.time() >= requeued + 3:
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
+
+
+def wait_restarted(job_id, restarts: int = 1, timeout: float = 300) -> dict:
+    """After `scontrol requeue`: until the job was held and has started again (its Restarts
+    count), SLURM's hold lifted as release_if_requeued does. The requeue passes through
+    COMPLETING, then PENDING; a short rerun can end between two looks, so "started again" is any
+    state after PENDING, not only RUNNING. Returns scontrol's answer."""
+    import time
+
+    held, deadline = False, time.monotonic() + timeout
+    while True:
+        now = scontrol_job(job_id)
+        held = held or now.get("JobState") == "PENDING"
+        if held and now.get("Restarts") == str(restarts) and now.get("JobState") != "PENDING":
+            return now
+        assert time.monotonic() < deadline, now
+        release_if_requeued(job_id)
+        time.sleep(0.5)
+
+
+def epochs_of(trial) -> list[int]:
+    """The epochs in a trial's metrics.jsonl, in order ([] before the first)."""
+    import json
+
+    try:
+        return [json.loads(line)["epoch"] for line in (Path(trial) / "metrics.jsonl").read_text().splitlines()]
+    except (OSError, ValueError):
+        return []
+
+
+def rank_pid(trial, rank: int) -> int:
+    """The pid of the process of `trial` with RANK=rank (read from /proc, as an admin would)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dlhpc.train" in argv and str(trial).encode() in argv and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    raise AssertionError(f"no rank {rank} of {trial} running")
+
+
+# ---- the SLURM controller and its accounting daemon, stopped and started for real -------------
+
+
+def slurm_daemons_running() -> set:
+    daemons = ("slurmctld", "slurmdbd")
+    return {d for d in daemons if subprocess.run(["pgrep", "-x", d], capture_output=True).returncode == 0}
+
+
+def stop_controller() -> None:
+    import time
+
+    subprocess.run(["pkill", "-x", "slurmctld"])
+    subprocess.run(["pkill", "-x", "slurmdbd"])
+    deadline = time.monotonic() + 60
+    while slurm_daemons_running():
+        assert time.monotonic() < deadline, slurm_daemons_running()
+        time.sleep(0.2)
+
+
+def start_controller() -> None:
+    """As scripts/testcluster.sh starts them: the accounting daemon first, then the controller."""
+    import time
+
+    if "slurmdbd" not in slurm_daemons_running():
+        subprocess.run(["slurmdbd"], check=True)
+        deadline = time.monotonic() + 60
+        while subprocess.run(["sacctmgr", "-n", "show", "cluster"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "slurmdbd did not come back"
+            time.sleep(0.5)
+    if "slurmctld" not in slurm_daemons_running():
+        subprocess.run(["slurmctld"], check=True)
+    deadline = time.monotonic() + 120
+    while subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "slurmctld did not come back"
+        time.sleep(0.5)
+
+
+def nodes_back_in_service() -> None:
+    """For what runs next: a step that ended while the controller was away can leave its node
+    draining ("Kill task failed")."""
+    import time
+
+    deadline = time.monotonic() + 240
+    while True:
+        states = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True).stdout.split()
+        if states and all(s in ("idle", "mix", "alloc") for s in states):
+            return
+        assert time.monotonic() < deadline, states
+        subprocess.run(["scontrol", "update", "NodeName=n1,n2", "State=RESUME"], capture_output=True)
+        time.sleep(2)

@@ -1,66 +1,27 @@
 """When the cluster misbehaves (issue 26), with the fault made for real: the SLURM controller and
 its accounting daemon stopped while a trial trains, a full disk (a small tmpfs), a rank stopped
 (SIGSTOP) mid-training, a trial killed for memory and resubmitted with more. benchmarks/faults.py
-repeats them for figures (and holds the helpers both use)."""
+repeats them for figures, with the same helpers (conftest)."""
 
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import DATA, ROOT, wait_finished, write
+from conftest import (
+    DATA,
+    epochs_of,
+    nodes_back_in_service,
+    rank_pid,
+    start_controller,
+    stop_controller,
+    wait_finished,
+    write,
+)
 from test_slurm import exp_dir_from
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from faults import epochs_of, rank_pid  # noqa: E402 - the fault benchmark's helpers, one copy
-
-
-def daemons_running() -> set:
-    return {
-        d for d in ("slurmctld", "slurmdbd") if subprocess.run(["pgrep", "-x", d], capture_output=True).returncode == 0
-    }
-
-
-def stop_controller() -> None:
-    subprocess.run(["pkill", "-x", "slurmctld"])
-    subprocess.run(["pkill", "-x", "slurmdbd"])
-    deadline = time.monotonic() + 60
-    while daemons_running():
-        assert time.monotonic() < deadline, daemons_running()
-        time.sleep(0.2)
-
-
-def start_controller() -> None:
-    """As scripts/testcluster.sh starts them: the accounting daemon first, then the controller;
-    then the nodes back in service, for the tests after this one (a step that ended while the
-    controller was away can leave its node draining, "Kill task failed")."""
-    if "slurmdbd" not in daemons_running():
-        subprocess.run(["slurmdbd"], check=True)
-        deadline = time.monotonic() + 60
-        while subprocess.run(["sacctmgr", "-n", "show", "cluster"], capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, "slurmdbd did not come back"
-            time.sleep(0.5)
-    if "slurmctld" not in daemons_running():
-        subprocess.run(["slurmctld"], check=True)
-    deadline = time.monotonic() + 120
-    while subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline, "slurmctld did not come back"
-        time.sleep(0.5)
-
-
-def nodes_back_in_service() -> None:
-    deadline = time.monotonic() + 240
-    while True:
-        states = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True).stdout.split()
-        if states and all(s in ("idle", "mix", "alloc") for s in states):
-            return
-        assert time.monotonic() < deadline, states
-        subprocess.run(["scontrol", "update", "NodeName=n1,n2", "State=RESUME"], capture_output=True)
-        time.sleep(2)
 
 
 @pytest.mark.slurm
@@ -172,7 +133,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_resubmit_resumes_from_it(smal
 STALL = """
 name: stall
 model: {{name: cnn, width: 8}}
-train: {{epochs: 12, batch_size: 64}}
+train: {{epochs: 40, batch_size: 64}}
 data: {{train_subset: 2000, root: {data}}}
 resources: {{scheduler: {scheduler}, tasks_per_node: 2, cpus_per_task: 1, mem: 3G, time: "00:10:00",
             stall: {{factor: 3, min_s: 8, action: {action}}}}}
@@ -239,7 +200,7 @@ def test_a_stalled_trial_is_ended_when_the_spec_says_so_and_resumes_after(dlhpc,
     assert dlhpc("resubmit", exp, "--failed").code == 0  # (rank 1 is a new process: nothing stops it)
     report = wait_finished(dlhpc, exp, timeout=180)
     assert report["trials"][0]["state"] == "COMPLETED", report
-    assert epochs_of(trial) == list(range(1, 13)), (done, epochs_of(trial))  # every epoch once
+    assert epochs_of(trial) == list(range(1, 41)), (done, epochs_of(trial))  # every epoch once
 
 
 OOM = """

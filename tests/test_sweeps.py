@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import release_if_requeued, scontrol_job, wait_finished, write
+from conftest import wait_finished, wait_restarted, write
 
 IDLE_SPEC = """
 name: idle
@@ -141,15 +141,7 @@ def test_packed_trials_keep_their_own_files_and_a_requeue_skips_finished_ones(sl
         assert time.monotonic() < deadline + 120
         time.sleep(0.2)
     subprocess.run(["scontrol", "requeue", job], check=True)
-    held = False  # (the requeue passes through COMPLETING, then PENDING until released)
-    while True:  # until it has started again (a short rerun can end between two looks: not only RUNNING)
-        now = scontrol_job(job)
-        held = held or now.get("JobState") == "PENDING"
-        if held and now.get("Restarts") == "1" and now.get("JobState") != "PENDING":
-            break
-        assert time.monotonic() < deadline + 300, now
-        release_if_requeued(job)  # SLURM holds a requeued job ~2 min: not here
-        time.sleep(0.5)
+    wait_restarted(job, restarts=1, timeout=300)  # (SLURM holds a requeued job ~2 min: not here)
     report = wait_finished(dlhpc, exp, timeout=300)
     assert [t["state"] for t in report["trials"]] == ["COMPLETED"] * 3, report
     for trial in (first, second, third):
