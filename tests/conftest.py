@@ -374,3 +374,31 @@ def nodes_back_in_service() -> None:
         assert time.monotonic() < deadline, states
         subprocess.run(["scontrol", "update", "NodeName=n1,n2", "State=RESUME"], capture_output=True)
         time.sleep(2)
+
+
+# ---- a test host's processes killed, as when the node dies ---------------------------------------
+
+
+def kill_host(host: str, keep=()) -> list[str]:
+    """SIGKILL every process in the test host's network namespace (its daemons, the job's
+    processes on it) but those named in `keep`; returns the names killed."""
+    pids = subprocess.run(["ip", "netns", "pids", host], capture_output=True, text=True).stdout.split()
+    killed = []
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            if name not in keep:
+                os.kill(int(pid), 9)
+                killed.append(name)
+        except (OSError, ValueError):
+            continue  # (it ended meanwhile)
+    return killed
+
+
+def on_host(host: str, *command: str) -> None:
+    """Start a daemon on a test host as scripts/testcluster.sh does (its network and UTS namespaces)."""
+    subprocess.run(
+        ["nsenter", f"--net=/run/netns/{host}", "unshare", "--uts", "sh", "-c", 'hostname "$0"; exec "$@"', host]
+        + list(command),
+        check=True,
+    )

@@ -14,8 +14,12 @@ import pytest
 from conftest import (
     DATA,
     epochs_of,
+    kill_host,
     nodes_back_in_service,
+    on_host,
     rank_pid,
+    release_if_requeued,
+    scontrol_job,
     start_controller,
     stop_controller,
     wait_finished,
@@ -254,3 +258,173 @@ def test_more_time_stays_within_the_users_cap_and_the_site_policy():
     resources = {"time": "01:00:00", "retry": {"factor": 3, "max_time": "02:30:00"}}
     assert _more_time(resources, {}) == {"time": ["01:00:00", "02:30:00"]}
     assert _more_time(resources, {"max_time": "01:30:00"}) == {"time": ["01:00:00", "01:30:00"]}
+
+
+TWO_NODES = """
+name: twonodes
+model: {{name: cnn, width: 8}}
+train: {{epochs: 40, batch_size: 64}}
+data: {{train_subset: 2000, root: {data}}}
+resources: {{scheduler: {scheduler}, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, time: "00:10:00",
+            timeouts: {{node: 20}}}}
+"""
+NODE_LOST_WITHIN_S = 10  # (a node whose processes are killed closes its line at once: seen in one poll)
+
+
+def lose_a_node_after_two_epochs(dlhpc, tmp_path, scheduler, keep):
+    """Submit a two-node trial, wait for epoch 2, kill every process of test host n2 but `keep`
+    (its daemon, the job's runner and rank on it); (experiment, trial, when)."""
+    spec = write(tmp_path / "two.yaml", TWO_NODES.format(data=DATA, scheduler=scheduler))
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
+    deadline = time.monotonic() + 180
+    while len(epochs_of(trial)) < 2:
+        assert time.monotonic() < deadline, dlhpc("status", exp).out
+        time.sleep(0.2)
+    rank_pid(trial, 1)  # (the precondition: rank 1 trains, on n2 since each node holds one rank)
+    assert "python3" in kill_host("n2", keep=keep) or True
+    return exp, trial, time.monotonic()
+
+
+def said_lost(dlhpc, exp, trial, since) -> dict:
+    """Within the bound: result.json names n2 as lost, rank 0 (on n1) no longer runs, status and why say so."""
+    result = trial / "result.json"
+    while "lost_node" not in (json.loads(result.read_text()) if result.exists() else {}):
+        assert time.monotonic() - since < NODE_LOST_WITHIN_S, dlhpc("status", exp).out
+        time.sleep(0.5)
+    result = json.loads((trial / "result.json").read_text())
+    assert result["lost_node"] == "n2" and result["state"] == "FAILED", result
+    deadline = time.monotonic() + 10
+    while True:  # the surviving rank does not wait for the walltime
+        try:
+            rank_pid(trial, 0)
+        except AssertionError:
+            break
+        assert time.monotonic() < deadline, "rank 0 still runs after n2 was lost"
+        time.sleep(0.2)
+    (row,) = json.loads(dlhpc("status", exp, "--json").out)["trials"]
+    assert "node n2 was lost: its runner's connection closed without a goodbye" in row["flags"], row
+    return result
+
+
+@pytest.mark.slurm
+def test_a_node_that_dies_ends_the_trial_naming_it_and_the_requeue_resumes_it(slurm_cluster, dlhpc, tmp_path):
+    exp, trial, killed = lose_a_node_after_two_epochs(dlhpc, tmp_path, "slurm", keep=("pbs_mom",))
+    try:
+        said_lost(dlhpc, exp, trial, killed)
+        job = json.loads((trial / "result.json").read_text())["job_id"]
+        deadline = time.monotonic() + 150  # SLURM marks n2 down (SlurmdTimeout 60 s) and requeues the job
+        while scontrol_job(job).get("JobState") != "PENDING":
+            assert time.monotonic() < deadline, scontrol_job(job)
+            time.sleep(1)
+        (answer,) = json.loads(dlhpc("why", exp, "--json").out)
+        assert answer["cause"].startswith("pending again: node n2 was lost under its last run"), answer
+        assert f"it resumes from epoch {len(epochs_of(trial)) + 1} (its checkpoint)" in answer["cause"], answer
+    finally:
+        on_host("n2", "slurmd", "-N", "n2")
+        nodes_back_in_service()
+    deadline = time.monotonic() + 300
+    while scontrol_job(job).get("JobState") in ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING"):
+        assert time.monotonic() < deadline, scontrol_job(job)
+        release_if_requeued(job)
+        time.sleep(1)
+    report = wait_finished(dlhpc, exp, timeout=60)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert epochs_of(trial) == list(range(1, 41))  # every epoch once
+    assert report["trials"][0]["requeues"] == 1, report
+
+
+def pbs_nodes_free(timeout: float = 120) -> None:
+    """Until the PBS server has both test hosts free again (a restarted mom reports in)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["/opt/pbs/bin/pbsnodes", "-a"], capture_output=True, text=True).stdout
+        if out.count("state = free") == 2:
+            return
+        assert time.monotonic() < deadline, out
+        time.sleep(1)
+
+
+@pytest.mark.pbs
+def test_a_pbs_node_that_dies_fails_the_trial_naming_it_and_resubmit_resumes_it(pbs_cluster, dlhpc, tmp_path):
+    def on_pbs(*args, **kwargs):  # (OpenPBS's commands before Debian's Slurm wrappers of the same names)
+        return dlhpc(*args, env=pbs_cluster, **kwargs)
+
+    exp, trial, killed = lose_a_node_after_two_epochs(on_pbs, tmp_path, "pbs", keep=("slurmd",))
+    try:
+        said_lost(on_pbs, exp, trial, killed)
+        report = wait_finished(on_pbs, exp, timeout=60)  # (the job ends with its runners: no walltime wait)
+        assert report["trials"][0]["state"] == "FAILED", report
+        (answer,) = json.loads(on_pbs("why", exp, "--json").out)
+        assert answer["cause"].startswith("node n2 was lost: its runner's connection closed"), answer
+        assert f"it resumes from epoch {len(epochs_of(trial)) + 1} (its checkpoint)" in answer["cause"], answer
+    finally:
+        on_host("n2", "env", "PBS_CONF_FILE=/etc/pbs-n2.conf", "/opt/pbs/sbin/pbs_mom")
+        pbs_nodes_free()
+    again = on_pbs("resubmit", exp, "--failed")
+    assert again.code == 0, again  # (both hosts are needed: n2 cannot be kept off, and it says so)
+    assert "node n2 was lost under it, but is not kept off: the cluster has 1 usable node(s) besides it" in again.out
+    report = wait_finished(on_pbs, exp, timeout=180)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert epochs_of(trial) == list(range(1, 41))  # every epoch once
+
+
+@pytest.mark.parametrize(
+    "scheduler", [pytest.param("slurm", marks=pytest.mark.slurm), pytest.param("pbs", marks=pytest.mark.pbs)]
+)
+def test_an_excluded_node_is_kept_off(scheduler, request, dlhpc, tmp_path):
+    env = request.getfixturevalue("pbs_cluster") if scheduler == "pbs" else {}
+    if scheduler == "slurm":
+        request.getfixturevalue("slurm_cluster")
+    spec = write(
+        tmp_path / "off.yaml",
+        f"""
+name: keepoff
+model: {{name: softmax}}
+train: {{epochs: 1}}
+data: {{train_subset: 1000, root: {DATA}}}
+resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 1G, time: "00:05:00", exclude: [n1]}}
+""",
+    )
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", env=env)
+    assert r.code == 0, r
+    (exp,) = (tmp_path / "runs").iterdir()
+    report = wait_finished(lambda *a, **k: dlhpc(*a, env=env, **k), exp, timeout=120)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
+    assert json.loads((trial / "result.json").read_text())["hostnames"] == ["n2"]
+
+
+class _Nodes:
+    """A backend that lists these nodes as usable (the live lists come from sinfo and pbsnodes)."""
+
+    def __init__(self, *names):
+        self.names = list(names)
+
+    def usable_nodes(self, resources):
+        return self.names
+
+
+@pytest.mark.parametrize(
+    ("usable", "kept_off"),
+    [(("n1", "n2", "n3"), True), (("n1", "n2"), False), (("n1", "n3"), True)],
+)
+def test_resubmit_keeps_off_a_lost_node_while_enough_others_are_left(tmp_path, usable, kept_off):
+    from dlhpc.submission import keepoff
+
+    trial = tmp_path / "000-abc"
+    trial.mkdir()
+    write(trial / "spec.yaml", "resources: {nodes: 2, partition: gpu}\n")
+    write(trial / "result.json", json.dumps({"state": "FAILED", "lost_node": "n2", "lost_at": 1.0}))
+    planned, said = keepoff.plan(tmp_path, ["000-abc"], _Nodes(*usable))
+    if kept_off:
+        assert planned == {"000-abc": ["n2"]} and said == [
+            "000-abc: keeps off node n2, lost under its last run (resources.exclude)"
+        ]
+    else:
+        assert planned == {} and said == [
+            "000-abc: node n2 was lost under it, but is not kept off: partition gpu has 1 usable node(s) besides "
+            "it, and the trial needs 2"
+        ]

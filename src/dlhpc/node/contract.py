@@ -26,6 +26,7 @@ def rank_environment(
     max_restarts: int = 0,
     gloo_interface: str | None = None,
     agent_store: bool = True,
+    collective_timeout_s: float = 600,
 ) -> dict:
     """The variables one rank starts with, over this process's environment. `master` None: the
     rendezvous variables are the outer launcher's (torchrun started this process) and are kept."""
@@ -54,6 +55,7 @@ def rank_environment(
         "DLHPC_NODELIST": ",".join(dict.fromkeys(denv.hostnames or [])),
         "DLHPC_NUM_NODES": denv.num_nodes,
         "DLHPC_RESTART_COUNT": denv.restart,
+        "DLHPC_COLLECTIVE_TIMEOUT_S": f"{collective_timeout_s:g}",
         "PYTHONUNBUFFERED": "1",
     }
     if master is not None:  # the agent's store (the runner's keeper), or rank 0's own when alone

@@ -124,17 +124,20 @@ class Meeting:
     host: str
     port: int
     store: object = None  # rank 0's: what serves the store (the keeper process), until the end
+    published: dict | None = None  # what rank 0 published (the others': its node, its peers port)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
 
-def meet(denv: Identity, trial_dir: Path, host_store=None, timeout_s: float = 300, connect_s: float = 30) -> Meeting:
+def meet(
+    denv: Identity, trial_dir: Path, host_store=None, timeout_s: float = 300, connect_s: float = 30, also=None
+) -> Meeting:
     """Rank 0 hosts a TCPStore on a free port (`host_store(address) -> (what serves it, port)`;
-    by default in this process) and publishes its addresses and port in the trial directory; the
-    others wait for the file, then keep the first address that accepts a connection, or fail
-    within `connect_s` naming every address they tried."""
+    by default in this process) and publishes its addresses and port in the trial directory (with
+    `also`, more it publishes: its peers port); the others wait for the file, then keep the first
+    address that accepts a connection, or fail within `connect_s` naming every address they tried."""
     import datetime
 
     if host_store is None:
@@ -153,7 +156,7 @@ def meet(denv: Identity, trial_dir: Path, host_store=None, timeout_s: float = 30
         if _single_node(denv):
             addresses = ["127.0.0.1"]  # bound to the loopback: the only address that answers
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"port": port, "addresses": addresses, "node": node_name()}) + "\n")
+        tmp.write_text(json.dumps({**(also or {}), "port": port, "addresses": addresses, "node": node_name()}) + "\n")
         os.replace(tmp, path)
         return Meeting(addresses[0], port, store)
     deadline = time.monotonic() + timeout_s
@@ -173,7 +176,7 @@ def meet(denv: Identity, trial_dir: Path, host_store=None, timeout_s: float = 30
             f"{connect_s:.0f} s; tried {', '.join(tried)}. The nodes must reach each other over TCP; a site "
             f"can name the address to use with DLHPC_RENDEZVOUS_ADDR"
         )
-    return Meeting(host, port)
+    return Meeting(host, port, published=published)
 
 
 def gloo_interface(denv: Identity, rendezvous_host: str) -> str | None:

@@ -20,11 +20,13 @@ from dlhpc.fsutil import atomic_write_json, read_json
 from dlhpc.node import contract, rendezvous, store
 from dlhpc.node.identity import Identity, node_name
 from dlhpc.node.incontainer import InContainer
+from dlhpc.node.peers import PeerWatch
 from dlhpc.node.ranks import Ranks, describe_exit
 from dlhpc.node.stall import StallWatch
 from dlhpc.node.stall import describe as describe_stall
 
 CODE_DIR = "code"
+TIMEOUTS = {"node": 60, "rendezvous": 300, "collective": 600}  # resources.timeouts' defaults (spec/schema.py)
 
 
 class TrialFailed(RuntimeError):
@@ -83,6 +85,8 @@ class TrialRun:
         self.mirror = None  # the TensorBoard events of metrics.jsonl (rank 0, tracking.tensorboard)
         self.watch = None  # node/stall.py's, over this node's ranks
         self.stalled: dict | None = None  # its verdict, when it ended the trial (resources.stall.action fail)
+        self.peers: PeerWatch | None = None  # node/peers.py's: whether the job's other nodes are still there
+        self.timeouts = {**TIMEOUTS, **((self.data.get("resources") or {}).get("timeouts") or {})}
         self.started = time.time()
 
     @property
@@ -90,6 +94,8 @@ class TrialRun:
         return self.denv.rank == 0
 
     def start(self) -> None:
+        if self.is_main:
+            self._count_requeue_after_loss()
         container = os.environ.get("DLHPC_CONTAINER")
         argv, extra = program_argv(self.data, self.trial_dir, in_container=bool(container))
         if container:
@@ -100,6 +106,8 @@ class TrialRun:
             commands = [self.container.command(argv, env, self.denv) for env in envs]
         self.ranks = Ranks(commands, envs, self.trial_dir)
         self.ranks.start()
+        if self.peers is not None and self.peers.lost is not None:  # (lost while the ranks started)
+            self.ranks.signal_all(signal.SIGKILL)
         self._watch_for_stalls()
         if self.is_main and (self.data.get("tracking") or {}).get("tensorboard"):
             self.mirror = _start_event_mirror(self.trial_dir)
@@ -146,7 +154,7 @@ class TrialRun:
             # the job is spared a keeper (an interpreter with torch loaded)
             master, interface, agent_store = ("127.0.0.1", rendezvous.free_port("127.0.0.1")), "lo", False
         elif self.denv.launcher != "env":  # under torchrun, its agent hosts the store already
-            self.meeting = rendezvous.meet(self.denv, self.trial_dir, self._host_store(python))
+            self.meeting = self._meet(python)
             master = (self.meeting.host, self.meeting.port)
             interface = rendezvous.gloo_interface(self.denv, self.meeting.host)
         requeues = int((self.data.get("resources") or {}).get("timeout_requeues") or 0)
@@ -163,11 +171,69 @@ class TrialRun:
                 max_restarts=requeues,
                 gloo_interface=interface,
                 agent_store=agent_store,
+                collective_timeout_s=float(self.timeouts["collective"]),
             )
             for r in local
         ]
 
+    def _meet(self, python: str) -> rendezvous.Meeting:
+        """Meet the other nodes' runners; with more than one node, keep a line to them (rank 0's
+        runner is the hub) to see one that is lost (node/peers.py)."""
+        several = len(set(self.denv.hostnames or [])) > 1
+        also = None
+        if several:
+            self.peers = PeerWatch(node_name(), float(self.timeouts["node"]), self._end_lost)
+            if self.is_main:
+                also = {"peers": self.peers.serve(rendezvous.bind_address(self.denv))}
+        timeout_s = float(self.timeouts["rendezvous"])
+        meeting = rendezvous.meet(self.denv, self.trial_dir, self._host_store(python), timeout_s=timeout_s, also=also)
+        published = meeting.published or {}
+        if several and not self.is_main and published.get("peers"):
+            self.peers.join(meeting.host, int(published["peers"]), str(published.get("node") or "rank 0's node"))
+        return meeting
+
+    def _end_lost(self, node: str, words: str) -> None:
+        """A node of the job is lost (node/peers.py): end this node's ranks now (they would wait in
+        a collective for the lost ones until resources.timeouts.collective, or the walltime);
+        wait() records which node."""
+        print(f"dlhpc: node {node} is lost: {words}; ending the ranks on {node_name()}", file=sys.stderr, flush=True)
+        if self.ranks is not None:
+            self.ranks.signal_all(signal.SIGKILL)
+
+    def _count_requeue_after_loss(self) -> None:
+        """This job's last run ended with a node lost, and the scheduler requeued it (SLURM does on
+        NODE_FAIL): counted with the requeues status shows, once."""
+        previous = read_json(self.trial_dir / "result.json", {}) or {}
+        if not previous.get("lost_node") or previous.get("job_id") != (self.denv.job_id or None):
+            return
+        counted = read_json(self.trial_dir / "requeues.json", {"count": 0}) or {"count": 0}
+        if counted.get("after_loss_at") != previous.get("lost_at"):  # (not this loss again)
+            counted.update(count=int(counted.get("count", 0)) + 1, after_loss_at=previous.get("lost_at"))
+            atomic_write_json(self.trial_dir / "requeues.json", counted)
+
+    def _record_lost(self, lost: tuple) -> None:
+        """The trial FAILED because a node was lost under it: said by the runner that saw it
+        (the lost node's own cannot), with the node's name, whatever its ranks wrote before."""
+        node, words, when = lost
+        if not self.is_main:  # rank 0's runner (the hub) says it first: a spoke that lost its link
+            time.sleep(5)  # to the hub is seen as lost by the hub, and the hub is the one still in touch
+        result = self._current_result()
+        if result.get("lost_node"):
+            return  # (another node's runner said so first)
+        result.update(
+            state="FAILED",
+            error=f"node {node} was lost: {words}",
+            lost_node=node,
+            lost_at=when,
+            failed_node=node,
+            failed_rank=None,
+            reason_code="node-fail",
+        )
+        atomic_write_json(self.trial_dir / "result.json", {**self._facts(), **result})
+
     def clean_up(self) -> None:
+        if self.peers is not None:
+            self.peers.stop()
         if self.watch is not None:
             self.watch.stop()
         if self.mirror is not None:
@@ -178,13 +244,25 @@ class TrialRun:
             self.container.clean_up()
 
     def stop(self) -> None:
+        self.leaving()
         if self.ranks is not None:
             self.ranks.stop(self.stop_signal)
+
+    def leaving(self) -> None:
+        """Told to stop (or to end): the other nodes are not to take this one's end for a loss."""
+        if self.peers is not None:
+            self.peers.goodbye()
 
     def wait(self) -> int:
         code, failed_at = self.ranks.wait()
         if self.ranks.stop_requested is not None:
             return code  # told to stop: the requeue (or the end of the allocation) decides
+        # a rank that failed because a peer vanished ends a moment before this runner sees it
+        lost = self.peers.verdict(wait_s=3.0 if failed_at is not None else 0.0) if self.peers else None
+        if lost is not None:
+            self._record_lost(lost)
+            raise TrialFailed(f"node {lost[0]} was lost: {lost[1]}")
+        self.leaving()
         if self.stalled is not None:
             self._record_stall()
             raise TrialFailed(f"stalled: {describe_stall(self.stalled)}")
@@ -307,6 +385,7 @@ class forwarded_signals:
         if signum == signal.SIGUSR2:
             self.run.stop()
         elif self.run.ranks is not None:
+            self.run.leaving()
             self.run.ranks.signal_all(signal.SIGTERM)
         previous = self.previous.get(signum)
         if callable(previous):

@@ -117,7 +117,7 @@ BUILTIN_ROW_KEYS = {
 def _read_trial_files(tdir: Path) -> tuple[dict, list, list]:
     """(result.json or {}, metrics lines, flags for what could not be read)."""
     flags = []
-    result = read_json(tdir / "result.json")
+    result = read_result(tdir)
     if result is None and (tdir / "result.json").exists():
         flags.append("result.json is corrupt")
     metrics, problem = read_metrics(tdir / "metrics.jsonl")
@@ -126,6 +126,17 @@ def _read_trial_files(tdir: Path) -> tuple[dict, list, list]:
     if any(k in m and not _finite(m[k]) for m in metrics for k in ("train_loss", "test_loss", "loss")):
         flags.append("NaN or infinite loss")
     return (result if isinstance(result, dict) else {}), metrics, flags
+
+
+def read_result(tdir: Path) -> dict | None:
+    """result.json, less the end of a run the scheduler has since requeued after a node was lost
+    under it (node/runner.py counts that rerun when it starts): that run's FAILED is history."""
+    result = read_json(tdir / "result.json")
+    if isinstance(result, dict) and result.get("lost_at"):
+        rerun = (read_json(tdir / "requeues.json", {}) or {}).get("after_loss_at") == result["lost_at"]
+        if rerun:
+            return {k: v for k, v in result.items() if k not in ("state", "error", "lost_node", "failed_node")}
+    return result
 
 
 def _trial_epochs(trial: dict, spec: dict):

@@ -87,6 +87,7 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
                 "why_pending": (r.get("why_pending") or sched.get("pending_reason")) if pending else None,
                 "est_start": sched.get("est_start") if r["state"] == "PENDING" else None,
                 "stalled": r.get("stalled"),  # (which rank, where, for how long: a STALLED trial)
+                "requeues": r.get("requeues") or 0,  # (time limit, preemption, a node lost under it)
             }
         )
     return {

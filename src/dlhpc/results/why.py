@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dlhpc.reasons as reasons
 from dlhpc.errors import DlhpcError
-from dlhpc.fsutil import read_json
 from dlhpc.reasons import Reason
 from dlhpc.results import rows as results
 from dlhpc.results import status
@@ -45,10 +44,19 @@ def classify(
     train, res = spec.get("train", {}), spec.get("resources", {})
     error = str(result.get("error") or "")
     text = err + "\n" + error + "\n" + str(result.get("traceback") or "")
+    lost = result.get("lost_node")
+    if state == "PENDING" and lost:  # requeued by the scheduler after the node failed (SLURM's NODE_FAIL)
+        return _requeued_after_loss(trial, result)
     if state == "PENDING":
         why = trial.get("why_pending") or "waiting in the queue"
         start = f"; expected to start {trial['est_start']}" if trial.get("est_start") else ""
         return f"pending: {why}{start}", reasons.fix(code, trial.get("job_id"), backend or _NoBackend())
+    if state == "RUNNING" and lost:
+        return (
+            f"{error}; its ranks were ended, and the scheduler ends the job once it sees the node down",
+            f"nothing to do: {_resumes_from(trial)} when the scheduler requeues it; or dlhpc cancel EXP, then "
+            "dlhpc resubmit EXP --failed",
+        )
     if state == "RUNNING":
         return f"still running (epoch {trial.get('epoch') or 0}/{trial.get('epochs')})", "dlhpc logs EXP --follow"
     if state == "STALLED" or result.get("stalled"):
@@ -74,8 +82,8 @@ def classify(
         )
     if state == "PREEMPTED" or code == Reason.PREEMPTED:
         return "preempted: a job of higher priority took the nodes", reasons.FIXES[Reason.PREEMPTED]
-    if code == Reason.NODE_FAIL:
-        return "a node failed under the job", reasons.FIXES[Reason.NODE_FAIL]
+    if lost and state in ("FAILED", "UNKNOWN") or state == "FAILED" and code == Reason.NODE_FAIL:
+        return _node_lost(trial, result, sched)
     if "MNIST not found" in text:
         root = (spec.get("data") or {}).get("root") or "$DLHPC_DATA"
         return "the MNIST data is not where the job looked", f"dlhpc data fetch --root {root} (on the login node)"
@@ -112,6 +120,38 @@ def classify(
             "read the whole output: dlhpc logs EXP --trial ID",
         )
     return f"{state.lower()}", ""
+
+
+def _resumes_from(trial: dict) -> str:
+    epoch = trial.get("epoch") or 0
+    return f"it resumes from epoch {epoch + 1} (its checkpoint)" if epoch else "it starts again from epoch 1"
+
+
+def _node_lost(trial: dict, result: dict, sched: dict) -> tuple[str, str]:
+    """A node failed under the trial: named by the surviving runner (result.json's lost_node, with
+    how it was seen) or by the scheduler (NODE_FAIL, its node list)."""
+    node = result.get("lost_node")
+    if node:
+        words = str(result.get("error") or f"node {node} was lost")
+    else:
+        nodes = str(sched.get("nodes") or "") or "one of its nodes"
+        node, words = nodes, f"the scheduler ended the job: a node failed under it ({nodes})"
+    return (
+        f"{words}; {_resumes_from(trial)}",
+        f"dlhpc resubmit EXP --failed: it resumes from its checkpoint and keeps off {node} "
+        "(while the cluster has nodes enough without it)",
+    )
+
+
+def _requeued_after_loss(trial: dict, result: dict) -> tuple[str, str]:
+    node = result["lost_node"]
+    waits = trial.get("why_pending") or "waiting in the queue"
+    return (
+        f"pending again: node {node} was lost under its last run, and the scheduler requeued the job; "
+        f"{_resumes_from(trial)} once it starts ({waits})",
+        f"nothing to do: it goes on by itself; to keep off {node} instead: dlhpc cancel EXP, then "
+        "dlhpc resubmit EXP --failed",
+    )
 
 
 STALL_FIX = (
@@ -189,7 +229,7 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
         if trial_id and trial["trial"] != trial_id:
             continue
         tdir = exp_dir / trial["trial"]
-        result = read_json(tdir / "result.json", {}) or {}
+        result = results.read_result(tdir) or {}
         spec = _trial_spec(tdir) or record.get("spec", {})
         warning = gpu_warning(spec, result)
         if trial["state"] == "COMPLETED" and not warning:

@@ -157,6 +157,12 @@ class Backend(ABC):
         limit that sets it; (None, "") where nothing is known. Submit packs trials to fit."""
         return None, ""
 
+    def usable_nodes(self, resources: dict) -> list[str] | None:
+        """The nodes a job with these resources could run on now (its partition or queue; none
+        down, drained or offline); None where the scheduler does not say. resubmit keeps a trial
+        off a node lost under it only while enough of these are left."""
+        return None
+
     def efficiency(self, job_ids: list[str], exp_dir: Path) -> dict:
         """From accounting, per job: cpus, cpus_used (average), cpu_efficiency, mem_peak_mb,
         mem_req_mb, where the scheduler records them ({} where it does not)."""

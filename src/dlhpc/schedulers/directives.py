@@ -14,6 +14,7 @@ RESERVED = {
         **dict.fromkeys(("qos", "q"), "resources.qos"),
         **dict.fromkeys(("constraint", "C"), "resources.constraint"),
         "reservation": "resources.reservation",
+        **dict.fromkeys(("exclude", "x"), "resources.exclude"),
         **dict.fromkeys(("nodes", "N"), "resources.nodes"),
         **dict.fromkeys(("ntasks", "n", "ntasks-per-node", "tasks-per-node"), "resources.tasks_per_node"),
         **dict.fromkeys(("cpus-per-task", "c", "cpus-per-gpu", "mincpus"), "resources.cpus_per_task"),

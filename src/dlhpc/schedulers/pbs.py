@@ -184,6 +184,31 @@ def nodes() -> list[dict] | None:
     return found
 
 
+def hosts_besides_excluded(res: dict) -> list[str]:
+    """For resources.exclude: the first `nodes` usable hosts (pbsnodes) that are not excluded, one
+    per chunk of the select (OpenPBS cannot exclude a host, only name the ones to use)."""
+    from dlhpc.errors import UserError
+
+    sizes = nodes()
+    if sizes is None:
+        raise UserError("resources.exclude on PBS needs `pbsnodes -a -F json` to list the hosts, which did not answer")
+    want, excluded = chunk(res), set(res.get("exclude") or [])
+    usable = [
+        n["name"]
+        for n in sizes
+        if n["name"] not in excluded
+        and not any(bad in n["state"] for bad in ("offline", "down", "unknown"))
+        and n["ncpus"] >= want["ncpus"]
+        and n["ngpus"] >= want["ngpus"]
+    ]
+    if len(usable) < res["nodes"]:
+        raise UserError(
+            f"resources.exclude leaves {len(usable)} usable host(s) ({', '.join(usable) or 'none'}) and the "
+            f"trial needs resources.nodes {res['nodes']}: exclude fewer hosts"
+        )
+    return usable[: res["nodes"]]
+
+
 def chunk(res: dict) -> dict:
     """What one node of the job asks for (the template's select chunk)."""
     from dlhpc.spec.load import tasks_per_node
@@ -243,6 +268,8 @@ def preflight(plan) -> list[str]:
     default = server_limits().get("default_queue", "") if found else ""
     for trial in plan.trials:
         res = trial.data["resources"]
+        if res.get("exclude") and flavor(res) == "torque":
+            problems.append("resources.exclude works with OpenPBS only (resources.pbs.flavor torque): leave it out")
         if res.get("reservation"):
             problems += reservation_problems(res)
             continue  # its own queue, made by the server for it
@@ -560,6 +587,7 @@ class PBSBackend(Backend):
             "pbs_mem": pbs_mem,
             "pbs_flag": pbs_flag,
             "pbs_reservation_queue": pbs_reservation_queue,
+            "pbs_hosts_besides_excluded": hosts_besides_excluded,
         }
 
     def check(self) -> None:
@@ -585,6 +613,12 @@ class PBSBackend(Backend):
 
     def preflight(self, plan) -> list[str]:
         return submission_limits(plan) + preflight(plan)
+
+    def usable_nodes(self, resources: dict) -> list[str] | None:
+        sizes = nodes()
+        if sizes is None:
+            return None
+        return [n["name"] for n in sizes if not any(bad in n["state"] for bad in ("offline", "down", "unknown"))]
 
     def max_array(self) -> int | None:
         return server_limits().get("max_array_size") if self.available() else None

@@ -392,6 +392,7 @@ SCHEMA = {
         "qos": Optional(WORD),
         "constraint": Optional(CONSTRAINT),
         "reservation": Optional(WORD),
+        "exclude": List(Str(None, r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}", "a node name like n2 or gpu-014"), max_len=1000),
         "array_parallelism": Int(16, 1, 1_000_000),
         "trials_per_task": Optional(Int(None, 1, 100_000)),
         "report": Bool(False),
@@ -402,6 +403,11 @@ SCHEMA = {
             "factor": Float(2.0, 1.0, 100.0),
             "max_mem": Optional(Mem(None)),
             "max_time": Optional(Time(None)),
+        },
+        "timeouts": {
+            "node": Int(60, 5, 86400),
+            "rendezvous": Int(300, 10, 86400),
+            "collective": Int(600, 10, 86400),
         },
         "stall": {
             "factor": Float(5.0, 1.0, 1000.0),
@@ -606,6 +612,14 @@ DOCS = {
     "many times its resources.mem (resources.time), up to the cap below and the site policy's maximum.",
     "resources.retry.max_mem": "The most memory a resubmission may raise resources.mem to; null: never raised.",
     "resources.retry.max_time": "The longest walltime a resubmission may raise resources.time to; null: never raised.",
+    "resources.exclude": "Nodes the jobs must not run on (SLURM --exclude; on PBS the job is pinned to other hosts). "
+    "`dlhpc resubmit --failed` adds a node that was lost under a trial, while enough others are left.",
+    "resources.timeouts.node": "Seconds a node of a multi-node trial may go without a word to the others (its runner "
+    "sends one every few seconds) before it is taken as lost: the others end their ranks and the trial FAILS naming it "
+    "(a node whose processes were killed is seen at once). See docs/faults.md.",
+    "resources.timeouts.rendezvous": "Seconds the ranks wait for each other to start and meet.",
+    "resources.timeouts.collective": "Seconds one collective (all-reduce, barrier) may wait for the other ranks before "
+    "the built-in trainer fails (DLHPC_COLLECTIVE_TIMEOUT_S, for your own program's init_process_group).",
     "resources.stall.factor": "A running trial is STALLED when no epoch ended for this many times its longest epoch "
     "so far (judged once an epoch has ended; see docs/faults.md).",
     "resources.stall.min_s": "...and for at least this many seconds.",

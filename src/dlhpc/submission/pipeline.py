@@ -14,7 +14,7 @@ from pathlib import Path
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.plan.experiment import find_experiment
 from dlhpc.states import BAD, IN_FLIGHT
-from dlhpc.submission import retry
+from dlhpc.submission import keepoff, retry
 from dlhpc.submission.guard import check_training_here
 from dlhpc.submission.journal import deferred_signals
 
@@ -120,13 +120,19 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
     sched = backend(record["scheduler"])
     check_training_here(spec, options.here, "resubmit")
     raised = retry.raises(exp_dir, chosen, spec)
-    p = experiment.plan_resubmission(
-        exp_dir, chosen, spec, sched.max_array(), packing_of(record, chosen), adjust=lambda t: retry.apply(t, raised)
-    )
+    kept_off, keep_off_words = keepoff.plan(exp_dir, chosen, sched)
+
+    def adjust(trials):
+        retry.apply(trials, raised)
+        keepoff.apply(trials, kept_off)
+
+    p = experiment.plan_resubmission(exp_dir, chosen, spec, sched.max_array(), packing_of(record, chosen), adjust)
     p = pack_to_fit(p, sched, say=say)
     preflight(p, sched)
     for line in retry.words(raised):
         say(f"retry with more: {line}")
+    for line in keep_off_words:
+        say(line)
     experiment.write_resubmission(p)
     with deferred_signals():
         jobs = submit_or_roll_back(p, sched, fresh=False)

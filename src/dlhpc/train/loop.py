@@ -248,7 +248,9 @@ class Trainer:
     # ---- the run ----
     def run(self) -> dict:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        self.rendezvous = dist_env.init_process_group(self.denv, backend)
+        # (the runner passes resources.timeouts.collective: a peer gone silent fails the collective)
+        timeout_s = float(os.environ.get("DLHPC_COLLECTIVE_TIMEOUT_S") or 600)
+        self.rendezvous = dist_env.init_process_group(self.denv, backend, timeout_s=timeout_s)
         self.rank_nodes, self.rank_addresses = dist_env.gather_node_names(
             self.denv, dist_env.local_address(self.denv, self.rendezvous)
         )

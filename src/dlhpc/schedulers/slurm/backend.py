@@ -86,6 +86,11 @@ class SlurmBackend(Backend):
     def test_only(self, script_text: str, workdir: Path) -> str:
         return test_only(script_text, workdir)
 
+    def usable_nodes(self, resources: dict) -> list[str] | None:
+        from dlhpc.schedulers.slurm.limits import usable_nodes
+
+        return usable_nodes(resources.get("partition"))
+
     def max_array(self) -> int | None:
         return max_array_size()
 

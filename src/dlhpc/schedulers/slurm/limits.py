@@ -248,3 +248,23 @@ def _local_time(value: str | None) -> float:
         return time.mktime(time.strptime(value or "", "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return float("inf")  # "Unknown", or a year past what this machine counts: no limit we can read
+
+
+# node states (sinfo %t, the short form, "*" for not responding) in which no job starts
+_NOT_USABLE = ("down", "drain", "drng", "fail", "maint", "unk", "npc", "pow", "boot", "resv", "futr", "inval")
+
+
+def usable_nodes(partition: str | None) -> list[str] | None:
+    """The partition's nodes (every partition's when None) that could take a job now, from
+    one `sinfo` call; None when sinfo does not answer."""
+    command = ["sinfo", "-h", "-N", "-o", "%N %t"] + (["-p", partition] if partition else [])
+    try:
+        out = run_command(command, timeout=20, check=True).stdout
+    except (CommandError, DlhpcError):
+        return None
+    nodes = []
+    for line in out.splitlines():
+        name, _, state = line.strip().partition(" ")
+        if name and not state.endswith("*") and not state.startswith(_NOT_USABLE) and name not in nodes:
+            nodes.append(name)
+    return nodes

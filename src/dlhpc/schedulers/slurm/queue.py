@@ -191,11 +191,14 @@ def states(job_ids, details=False) -> tuple[dict, list]:
     except (CommandError, OSError) as exc:
         sacct_error = str(exc).splitlines()[0]
         warnings.append(f"sacct failed, using squeue (finished jobs may show as UNKNOWN): {sacct_error}")
-    missing = [j for j in job_ids if j not in rows]
+    # a job ended by a node failure is requeued (JobRequeue): the accounting says NODE_FAIL until
+    # its new record reaches slurmdbd, the controller says PENDING at once; believe the controller
+    missing = [j for j in job_ids if j not in rows or rows[j].get("State", "").startswith("NODE_FAIL")]
     if missing:
         try:
             for jid, row in squeue_rows(missing).items():
-                rows.setdefault(jid, row)
+                if jid not in rows or row["State"] in ("PENDING", "REQUEUED", "RUNNING", "CONFIGURING"):
+                    rows[jid] = {**rows.get(jid, {}), **row}
         except (CommandError, OSError) as exc:
             if sacct_error is None:
                 warnings.append(f"squeue failed too: {str(exc).splitlines()[0]}")
