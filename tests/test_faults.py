@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -50,10 +51,14 @@ resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, tim
     while not metrics.exists():  # training, an epoch done
         assert time.monotonic() < deadline, dlhpc("status", exp).out
         time.sleep(0.5)
+    # watching and following the whole time (into files, as from a batch job or a pipe)
+    watching = {name: _in_background(tmp_path, name, *args) for name, args in WATCHERS.items()}
     stop_controller()  # (training goes on: it needs neither while it runs)
     try:
         status = dlhpc("status", exp, "--json")
         summary = dlhpc("summary", exp)
+        for name in watching:  # each says so once its next look finds no answer (back-off: 5 s, then 10 s)
+            _wait_for_text(tmp_path / f"{name}.out", "SLURM does not answer", timeout=90)
     finally:
         start_controller()
     try:
@@ -72,6 +77,33 @@ resources: {{scheduler: slurm, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, tim
     assert final["scheduler_answers"] is True and final["trials"][0]["state"] == "COMPLETED", final
     epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
     assert epochs == list(range(1, 251))  # nothing lost, nothing twice
+    for name, proc in watching.items():
+        assert proc.wait(timeout=120) == 0, (tmp_path / f"{name}.out").read_text()  # (the trial COMPLETED)
+    watched = (tmp_path / "watch.out").read_text()
+    assert "(watching on; asked again with back-off)" in watched and "1 trial: 1 COMPLETED" in watched, watched
+    followed = (tmp_path / "follow.out").read_text()
+    outage = followed.index("SLURM does not answer")
+    assert "epoch 250/250" in followed[outage:], followed[-2000:]  # (the log went on during the outage)
+
+
+WATCHERS = {"watch": ("status", "--watch"), "follow": ("logs", "--follow")}
+
+
+def _in_background(tmp_path, name, command, *args):
+    """`dlhpc command EXP args` in the background, its output into tmp_path/NAME.out."""
+    (exp,) = (tmp_path / "runs").iterdir()
+    out = open(tmp_path / f"{name}.out", "w")  # (the child holds it open)
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlhpc", command, str(exp), *args], stdout=out, stderr=subprocess.STDOUT, env=env
+    )
+
+
+def _wait_for_text(path, text, timeout):
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, path.read_text()[-2000:]
+        time.sleep(0.5)
 
 
 FULL = """

@@ -146,6 +146,8 @@ def report_table(report: dict, all_rows: bool = False):
     shown = report["trials"] if all_rows else attention_first(report["trials"])
     left = len(report["trials"]) - len(shown)
     caption = f"{len(shown):,} of {len(report['trials']):,} trials shown: all with --all" if left else None
+    if not report.get("scheduler_answers", True):
+        caption = "; ".join(c for c in (caption, unreachable_words(report)) if c)
     table = Table(title=f"{title}\n{escape(count_line(report['trials']))}", caption=caption, header_style="bold")
     for col in ("trial", "job", "state", "elapsed", "epoch", "test acc %", "notes"):
         table.add_column(col)
@@ -221,6 +223,8 @@ def watch(
     console = console or Console()
     watcher = Watcher(exp_dir, clock)
     report = watcher.report()
+    if not console.is_terminal:  # (a pipe or a log file: a line for each change, not a redrawn table)
+        return _watch_lines(watcher, report, console, refresh_s, sleep)
     with Live(report_table(report, all_rows), console=console, refresh_per_second=2) as live:
         while not report["finished"]:
             sleep(refresh_s)
@@ -231,19 +235,45 @@ def watch(
     return exit_code(report)
 
 
+def _watch_lines(watcher: "Watcher", report: dict, console, refresh_s: float, sleep) -> int:
+    """status --watch into a pipe: the counts whenever they change, and once each when the
+    scheduler stops answering (the states are then the last known, from the files) and again."""
+    from rich.markup import escape
+
+    said, answers = None, True
+    while True:
+        line = count_line(report["trials"])
+        if line != said:
+            console.print(escape(f"{time.strftime('%H:%M:%S')} {line}"), soft_wrap=True)
+            said = line
+        if report["scheduler_answers"] != answers:
+            answers = report["scheduler_answers"]
+            words = unreachable_words(report) if not answers else "the scheduler answers again"
+            console.print(escape(f"{time.strftime('%H:%M:%S')} {words}"), soft_wrap=True)
+        if report["finished"]:
+            return exit_code(report)
+        sleep(refresh_s)
+        report = watcher.report()
+
+
+def unreachable_words(report: dict) -> str:
+    said = next((str(w) for w in report["warnings"] if isinstance(w, Unreachable)), "the scheduler does not answer")
+    return f"{said} (watching on; asked again with back-off)"
+
+
 def follow_logs(
     exp_dir: Path, trial: str, write, refresh_s: float = 1.0, clock=time.monotonic, sleep=time.sleep
 ) -> int:
     """Print the trial's job.out/job.err as they grow, until its job ends. The end is read from
     result.json where the trainer wrote it; the scheduler is asked (backing off) only to learn
     that a job ended without one (killed, out of memory, out of time)."""
-    from dlhpc.fsutil import read_json
 
     tdir = exp_dir / trial
     files = [tdir / "job.out", tdir / "job.err"]
     offsets = {f: 0 for f in files}
     backoff = Backoff(clock)
     backoff.asked(changed=True)  # the files answer first; the scheduler only after MIN_S
+    answers = True
     job_id = results.latest_jobs(results.read_record(exp_dir)).get(trial)
     while True:
         for f in files:
@@ -254,15 +284,19 @@ def follow_logs(
                     offsets[f] = fh.tell()
                 if chunk:
                     write(chunk)
-        state = (read_json(tdir / "result.json", {}) or {}).get("state")
+        state = (results.read_result(tdir) or {}).get("state")
         if state in FINISHED:
             return 1 if state in BAD else 0
         if job_id and backoff.due():
-            info, _ = scheduler_info(exp_dir, only={job_id}, details=False)
+            info, warnings = scheduler_info(exp_dir, only={job_id}, details=False)
             sched_state = ((info or {}).get(job_id) or {}).get("state")
             backoff.asked(changed=False)
             if sched_state in FINISHED:
                 return 1 if sched_state in BAD else 0
+            if unanswered(warnings) == answers:  # said once each way, between the lines of the logs
+                answers = not answers
+                said = next((str(w) for w in warnings if isinstance(w, Unreachable)), "")
+                write(f"dlhpc: {said}; following the files on\n" if said else "dlhpc: the scheduler answers again\n")
         sleep(refresh_s)
 
 
