@@ -460,3 +460,45 @@ def test_resubmit_keeps_off_a_lost_node_while_enough_others_are_left(tmp_path, u
             "000-abc: node n2 was lost under it, but is not kept off: partition gpu has 1 usable node(s) besides "
             "it, and the trial needs 2"
         ]
+
+
+@pytest.mark.pbs
+def test_status_in_a_pbs_server_outage_shows_the_last_known_state_and_the_job_finishes_after(
+    pbs_cluster, dlhpc, tmp_path
+):
+    def on_pbs(*args, **kwargs):
+        return dlhpc(*args, env=pbs_cluster, **kwargs)
+
+    spec = write(
+        tmp_path / "outage.yaml",
+        f"""
+name: outage
+model: {{name: cnn, width: 8}}
+train: {{epochs: 150, batch_size: 64}}
+data: {{train_subset: 2000, root: {DATA}}}
+resources: {{scheduler: pbs, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, time: "00:10:00"}}
+""",
+    )
+    assert on_pbs("submit", spec, "--runs-dir", tmp_path / "runs").code == 0
+    (exp,) = (tmp_path / "runs").iterdir()
+    (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
+    deadline = time.monotonic() + 120
+    while not epochs_of(trial):
+        assert time.monotonic() < deadline, on_pbs("status", exp).out
+        time.sleep(0.5)
+    subprocess.run(["/opt/pbs/bin/qterm", "-t", "quick"], check=True)  # (the jobs run on: their moms hold them)
+    try:
+        status = on_pbs("status", exp, "--json")
+        summary = on_pbs("summary", exp)
+    finally:
+        on_host("n1", "/opt/pbs/sbin/pbs_server")
+    assert json.loads((trial / "result.json").read_text())["state"] == "RUNNING", "ended in the outage: train longer"
+    report = json.loads(status.out)
+    assert status.code == 0 and report["scheduler_answers"] is False, status
+    assert report["warnings"][0].startswith("PBS does not answer"), report
+    (row,) = report["trials"]
+    assert row["state"] == "RUNNING" and "last known: the scheduler does not answer" in row["flags"], row
+    assert summary.code == 0 and "RUNNING" in summary.out and "PBS does not answer" in summary.err, summary
+    final = wait_finished(on_pbs, exp, timeout=300)
+    assert final["scheduler_answers"] is True and final["trials"][0]["state"] == "COMPLETED", final
+    assert epochs_of(trial) == list(range(1, 151))  # nothing lost, nothing twice

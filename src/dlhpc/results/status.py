@@ -137,7 +137,7 @@ def attention_first(trials: list, limit: int = SHOWN_ROWS) -> list:
     return [trials[i] for i in ranked[:limit]]
 
 
-def report_table(report: dict, all_rows: bool = False):
+def report_table(report: dict, all_rows: bool = False, watching: bool = False):
     from rich.markup import escape
     from rich.table import Table
 
@@ -146,7 +146,7 @@ def report_table(report: dict, all_rows: bool = False):
     shown = report["trials"] if all_rows else attention_first(report["trials"])
     left = len(report["trials"]) - len(shown)
     caption = f"{len(shown):,} of {len(report['trials']):,} trials shown: all with --all" if left else None
-    if not report.get("scheduler_answers", True):
+    if watching and not report.get("scheduler_answers", True):  # (status says it once, after the table)
         caption = "; ".join(c for c in (caption, unreachable_words(report)) if c)
     table = Table(title=f"{title}\n{escape(count_line(report['trials']))}", caption=caption, header_style="bold")
     for col in ("trial", "job", "state", "elapsed", "epoch", "test acc %", "notes"):
@@ -225,11 +225,11 @@ def watch(
     report = watcher.report()
     if not console.is_terminal:  # (a pipe or a log file: a line for each change, not a redrawn table)
         return _watch_lines(watcher, report, console, refresh_s, sleep)
-    with Live(report_table(report, all_rows), console=console, refresh_per_second=2) as live:
+    with Live(report_table(report, all_rows, True), console=console, refresh_per_second=2) as live:
         while not report["finished"]:
             sleep(refresh_s)
             report = watcher.report()
-            live.update(report_table(report, all_rows))
+            live.update(report_table(report, all_rows, True))
     for w in report["warnings"]:
         console.print("[yellow]warning:[/]", escape(str(w)))
     return exit_code(report)

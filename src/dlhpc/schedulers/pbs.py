@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dlhpc.errors import CommandError, UserError
 from dlhpc.reasons import Reason
-from dlhpc.schedulers.base import Backend, Check, base_ids, commands_missing
+from dlhpc.schedulers.base import Backend, Check, Unreachable, base_ids, commands_missing
 from dlhpc.schedulers.pbs_ids import parse_job_id  # noqa: F401 - also pbs.parse_job_id
 from dlhpc.shell import run_command
 from dlhpc.spec.schema import mem_megabytes, parse_time
@@ -400,9 +400,20 @@ def qstat_json(job_ids):
         return {}
     try:
         proc = run_command(["qstat", "-x", "-f", "-t", "-F", "json", *ids], timeout=30, check=False)
-        return json.loads(proc.stdout).get("Jobs") or {} if proc.stdout.strip().startswith("{") else None
-    except (CommandError, json.JSONDecodeError):
+    except CommandError as exc:
+        if "timed out" in str(exc):
+            raise ServerDown(f"qstat did not answer: {str(exc).splitlines()[0]}") from None
         return None
+    if proc.returncode != 0 and "cannot connect to server" in (proc.stderr or ""):
+        raise ServerDown((proc.stderr or "").strip().splitlines()[-1])
+    try:
+        return json.loads(proc.stdout).get("Jobs") or {} if proc.stdout.strip().startswith("{") else None
+    except json.JSONDecodeError:
+        return None
+
+
+class ServerDown(Exception):
+    """qstat could not reach the PBS server (pbs_server stopped, restarting, or unreachable)."""
 
 
 def _dlhpc_id(full_id: str):
@@ -417,7 +428,15 @@ def states(job_ids) -> tuple[dict, list]:
     """OpenPBS: `qstat -x -f -t -F json` (finished jobs too). Torque and wrappers: plain `qstat`."""
     warnings, out = [], {}
     ids = _qstat_ids(job_ids)
-    data = qstat_json(job_ids)
+    try:
+        data = qstat_json(job_ids)
+    except ServerDown as exc:
+        return {}, [
+            Unreachable(
+                "PBS does not answer (qstat failed; pbs_server is down, restarting or unreachable): the states "
+                f"shown are the last known, from the trials' own files. {exc}"
+            )
+        ]
     if data is not None:
         for full_id, job in data.items():
             jid = _dlhpc_id(full_id)
@@ -503,7 +522,11 @@ def efficiency(job_ids) -> dict:
     """{job_id: {cpus, cpus_used, cpu_efficiency, mem_peak_mb, mem_req_mb}} from the server's
     record of each job (resources_used: cput, mem, walltime), in one qstat call."""
     out = {}
-    for full_id, job in (qstat_json(job_ids) or {}).items():
+    try:
+        found = qstat_json(job_ids) or {}
+    except ServerDown:
+        return {}  # (summary says the server does not answer; its accounting columns stay empty)
+    for full_id, job in found.items():
         jid = _dlhpc_id(full_id)
         used, asked = job.get("resources_used") or {}, job.get("Resource_List") or {}
         if jid is None or not used:
