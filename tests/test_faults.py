@@ -16,6 +16,7 @@ from conftest import (
     DATA,
     epochs_of,
     kill_host,
+    make_experiment,
     nodes_back_in_service,
     on_host,
     rank_pid,
@@ -502,3 +503,24 @@ resources: {{scheduler: pbs, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, time:
     final = wait_finished(on_pbs, exp, timeout=300)
     assert final["scheduler_answers"] is True and final["trials"][0]["state"] == "COMPLETED", final
     assert epochs_of(trial) == list(range(1, 151))  # nothing lost, nothing twice
+
+
+@pytest.mark.slurm
+def test_with_the_accounting_down_summary_prints_and_says_which_columns_are_missing(slurm_cluster, dlhpc, tmp_path):
+    # a job SLURM no longer holds in memory (purged after MinJobAge, or never there): squeue says
+    # "Invalid job id", which is an answer (the controller is up), not an outage
+    result = json.dumps({"state": "COMPLETED", "test_acc": 0.97, "epochs": 3})
+    exp = make_experiment(
+        tmp_path, [("000-aaa", {}, {"result.json": result})], scheduler="slurm", jobs=[("999999", "000-aaa")]
+    )
+    subprocess.run(["pkill", "-x", "slurmdbd"], check=True)
+    try:
+        status = dlhpc("status", exp, "--json")
+        summary = dlhpc("summary", exp)
+    finally:
+        start_controller()
+    report = json.loads(status.out)
+    assert status.code == 0 and report["scheduler_answers"] is True, report  # (slurmctld answers)
+    assert report["warnings"][0].startswith("sacct failed: the accounting (slurmdbd) is unavailable"), report
+    assert summary.code == 0 and "COMPLETED" in summary.out and "core-h" not in summary.out, summary
+    assert "queue wait, core-hours and GPU-hours are left out" in summary.err, summary

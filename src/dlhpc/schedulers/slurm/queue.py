@@ -172,7 +172,10 @@ def sacct_rows(job_ids, timeout=30) -> dict:
 
 def squeue_rows(job_ids, timeout=30) -> dict:
     bases = base_ids(job_ids)
-    proc = run_command(["squeue", "-h", "-j", ",".join(bases), "-o", "%i|%T|%M|%N", "--states=all"], timeout=timeout)
+    command = ["squeue", "-h", "-j", ",".join(bases), "-o", "%i|%T|%M|%N", "--states=all"]
+    proc = run_command(command, timeout=timeout, check=False)
+    if proc.returncode != 0 and "Invalid job id" not in proc.stderr:  # (that one: jobs gone from its memory)
+        raise CommandError(command, proc.returncode, proc.stdout, proc.stderr)
     rows = {}
     for line in proc.stdout.splitlines():
         parts = line.split("|")
@@ -190,7 +193,10 @@ def states(job_ids, details=False) -> tuple[dict, list]:
         rows = sacct_rows(job_ids)
     except (CommandError, OSError) as exc:
         sacct_error = str(exc).splitlines()[0]
-        warnings.append(f"sacct failed, using squeue (finished jobs may show as UNKNOWN): {sacct_error}")
+        warnings.append(
+            "sacct failed: the accounting (slurmdbd) is unavailable, so queue wait, core-hours and GPU-hours are "
+            f"left out and the states come from squeue (finished jobs may show as UNKNOWN): {sacct_error}"
+        )
     # a job ended by a node failure is requeued (JobRequeue): the accounting says NODE_FAIL until
     # its new record reaches slurmdbd, the controller says PENDING at once; believe the controller
     missing = [j for j in job_ids if j not in rows or rows[j].get("State", "").startswith("NODE_FAIL")]
