@@ -25,6 +25,7 @@ from conftest import (
     start_controller,
     stop_controller,
     wait_finished,
+    wait_restarted,
     write,
 )
 from test_slurm import exp_dir_from
@@ -173,7 +174,7 @@ model: {{name: cnn, width: 8}}
 train: {{epochs: 40, batch_size: 64}}
 data: {{train_subset: 2000, root: {data}}}
 resources: {{scheduler: {scheduler}, tasks_per_node: 2, cpus_per_task: 1, mem: 3G, time: "00:10:00",
-            stall: {{factor: 3, min_s: 8, action: {action}}}}}
+            stall: {{factor: 3, min_s: 8, action: {action}, requeues: 1}}}}
 """
 STALL_WINDOW_S = 8 + 3 * 10  # (min_s, or 3 of its epochs: under 10 s each here, even on a busy machine)
 
@@ -524,3 +525,15 @@ def test_with_the_accounting_down_summary_prints_and_says_which_columns_are_miss
     assert report["warnings"][0].startswith("sacct failed: the accounting (slurmdbd) is unavailable"), report
     assert summary.code == 0 and "COMPLETED" in summary.out and "core-h" not in summary.out, summary
     assert "queue wait, core-hours and GPU-hours are left out" in summary.err, summary
+
+
+@pytest.mark.slurm
+def test_a_stalled_trial_is_requeued_when_the_spec_says_so_and_resumes(slurm_cluster, dlhpc, tmp_path):
+    exp, trial, stopped = stop_rank_one_after_two_epochs(dlhpc, tmp_path, "slurm", "requeue")
+    job = json.loads((trial / "result.json").read_text())["job_id"]
+    wait_restarted(job, restarts=1, timeout=STALL_WINDOW_S + 240)  # (requeued by dlhpc, then run again)
+    report = wait_finished(dlhpc, exp, timeout=240)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert epochs_of(trial) == list(range(1, 41))  # every epoch once
+    assert report["trials"][0]["requeues"] == 1, report
+    assert "dlhpc: requeueing the stalled trial (1 of 1)" in (trial / "job.err").read_text()

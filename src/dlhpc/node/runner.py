@@ -114,7 +114,7 @@ class TrialRun:
 
     def _watch_for_stalls(self) -> None:
         settings = (self.data.get("resources") or {}).get("stall") or {}
-        on_stall = self._end_stalled if settings.get("action") == "fail" else None
+        on_stall = {"fail": self._end_stalled, "requeue": self._requeue_stalled}.get(settings.get("action"))
         ranks = [(self.rank_of(i), proc.pid) for i, proc in enumerate(self.ranks.procs)]
         self.watch = StallWatch(self.trial_dir, ranks, settings, on_stall).start()
 
@@ -122,6 +122,31 @@ class TrialRun:
         """resources.stall.action fail: end the ranks now; wait() records why."""
         self.stalled = verdict
         self.ranks.signal_all(signal.SIGKILL)
+
+    def _requeue_stalled(self, verdict: dict) -> None:
+        """resources.stall.action requeue: rank 0's runner requeues the job through submitit's
+        requeue (scontrol requeue, qrerun), up to stall.requeues times; the scheduler then ends
+        every node's ranks, and the new run resumes from the checkpoint. Past the cap, or with no
+        scheduler to requeue, the trial fails as with action fail."""
+        if not self.is_main:
+            return  # (rank 0's runner sees the same stall and requeues the whole job)
+        cap = int(((self.data.get("resources") or {}).get("stall") or {}).get("requeues", 2))
+        path = self.trial_dir / "stall-requeues.json"
+        done = int((read_json(path, {}) or {}).get("count", 0))
+        if not self.denv.launcher.startswith("submitit-") or done >= cap:
+            self._end_stalled({**verdict, "requeued_before": done})
+            return
+        atomic_write_json(path, {"count": done + 1, "last": verdict})
+        counted = read_json(self.trial_dir / "requeues.json", {"count": 0}) or {"count": 0}
+        atomic_write_json(self.trial_dir / "requeues.json", {**counted, "count": int(counted.get("count", 0)) + 1})
+        print(f"dlhpc: requeueing the stalled trial ({done + 1} of {cap})", file=sys.stderr, flush=True)
+        try:
+            import submitit
+
+            submitit.JobEnvironment()._requeue(cap - done - 1)
+        except Exception as exc:  # (no requeue after all: it fails, and says why)
+            print(f"dlhpc: the requeue failed ({exc}); ending the trial", file=sys.stderr, flush=True)
+            self._end_stalled(verdict)
 
     def _record_stall(self) -> None:
         suspect = self.stalled.get("suspect") or {}

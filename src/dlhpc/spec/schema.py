@@ -412,7 +412,8 @@ SCHEMA = {
         "stall": {
             "factor": Float(5.0, 1.0, 1000.0),
             "min_s": Int(300, 5, 86400),
-            "action": Choice("wait", ("wait", "fail")),
+            "action": Choice("wait", ("wait", "fail", "requeue")),
+            "requeues": Int(2, 0, 100),
         },
         "extra": Map(r"[A-Za-z][A-Za-z0-9_-]{0,63}", "directive names like mail-type", DIRECTIVE_VALUE),
     },
@@ -624,7 +625,10 @@ DOCS = {
     "so far (judged once an epoch has ended; see docs/faults.md).",
     "resources.stall.min_s": "...and for at least this many seconds.",
     "resources.stall.action": "wait: say so in status and why, and let it run; fail: end the trial (resubmit "
-    "resumes it from its checkpoint).",
+    "resumes it from its checkpoint); requeue: requeue its job, which resumes from the checkpoint (SLURM, PBS; "
+    "as fail where there is no scheduler).",
+    "resources.stall.requeues": "With action requeue: how many times a trial may be requeued for stalling before "
+    "it fails instead.",
     "resources.extra": "More scheduler directives, `name: value` (null value: a bare flag), added after quoting.",
     "env.modules": "Modules to `module load` before training (skipped, with a note in job.err, where no "
     "`module` command exists).",
