@@ -190,6 +190,9 @@ def stop_rank_one_after_two_epochs(dlhpc, tmp_path, scheduler, action, env=None)
     while len(epochs_of(trial)) < 2:
         assert time.monotonic() < deadline, dlhpc("status", exp).out
         time.sleep(0.2)
+    # (the accounting can say PENDING for a second or more after the job started: wait until it agrees)
+    while json.loads(dlhpc("status", exp, "--json").out)["trials"][0]["state"] != "RUNNING":
+        assert time.monotonic() < deadline, dlhpc("status", exp).out
     os.kill(rank_pid(trial, 1), signal.SIGSTOP)
     return exp, trial, time.monotonic()
 
