@@ -27,8 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import (  # noqa: E402 - the tests' helpers, one copy
     epochs_of,
+    kill_host,
     nodes_back_in_service,
+    on_host,
     rank_pid,
+    release_if_requeued,
+    scontrol_job,
     start_controller,
     stop_controller,
     wait_restarted,
@@ -41,18 +45,25 @@ name: {name}
 model: {{name: {model}}}
 train: {{epochs: {epochs}, batch_size: 64}}
 data: {{train_subset: 2000, root: {data}}}
-resources: {{scheduler: {scheduler}, tasks_per_node: {ranks}, cpus_per_task: 1, mem: 3G, time: "00:10:00",
-            stall: {{factor: 3, min_s: 8, action: fail}}}}
+resources: {{scheduler: {scheduler}, nodes: {nodes}, tasks_per_node: {ranks}, cpus_per_task: 1, mem: 2G,
+            time: "00:10:00", timeouts: {{node: 15}}{more}}}
 """
+PBS = "/opt/pbs"
+# OpenPBS's qsub, not Debian's SLURM wrapper of that name (sbatch and squeue are not in it)
+os.environ["PATH"] = f"{PBS}/bin:{os.environ['PATH']}"
 
 
 def dlhpc(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dlhpc", *map(str, args)], capture_output=True, text=True)
 
 
-def submit(work: Path, name: str, scheduler: str, ranks=1, model="cnn", epochs=EPOCHS, runs=None) -> Path:
+def submit(
+    work: Path, name: str, scheduler: str, ranks=1, model="cnn", epochs=EPOCHS, runs=None, nodes=1, more=""
+) -> Path:
     spec = work / f"{name}.yaml"
-    spec.write_text(SPEC.format(name=name, model=model, epochs=epochs, data=DATA, scheduler=scheduler, ranks=ranks))
+    options = dict(model=model, epochs=epochs, data=DATA, scheduler=scheduler, ranks=ranks, nodes=nodes, more=more)
+    text = SPEC.format(name=name, **options)
+    spec.write_text(text)
     runs = runs or work / "runs"
     r = dlhpc("submit", spec, "--runs-dir", runs)
     if r.returncode != 0:
@@ -102,7 +113,7 @@ def outcome(exp: Path, before_fault: int, detect_s: float | None) -> dict:
 
 def rank_stopped(work: Path) -> dict:
     """Rank 1 of two SIGSTOPped after epoch 2 (local; resources.stall.action fail), then resubmit."""
-    exp = submit(work, "stopped", "local", ranks=2)
+    exp = submit(work, "stopped", "local", ranks=2, more=", stall: {factor: 3, min_s: 8, action: fail}")
     trial = trial_of(exp)
     wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
     os.kill(rank_pid(trial, 1), signal.SIGSTOP)
@@ -171,8 +182,84 @@ def requeued(work: Path) -> dict:
     return outcome(exp, before, None)
 
 
+def _lost_after(trial: Path, t0: float) -> float:
+    """Seconds from t0 until result.json names the lost node."""
+    wait_until(lambda: "lost_node" in (json.loads((trial / "result.json").read_text()) or {}), 120)
+    return time.monotonic() - t0
+
+
+def node_died_pbs(work: Path) -> dict:
+    """Every process of test host n2 (its pbs_mom, the job's runner and rank) killed after epoch 2
+    of a two-node PBS trial; the mom started again, then resubmit --failed. Detect: to the record
+    that names n2 lost."""
+    exp = submit(work, "nodedied", "pbs", nodes=2)
+    trial = trial_of(exp)
+    wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
+    kill_host("n2", keep=("slurmd",))
+    t0, before = time.monotonic(), max(epochs_of(trial))
+    try:
+        detect = _lost_after(trial, t0)
+        finished(exp, timeout=120)
+    finally:
+        on_host("n2", "env", "PBS_CONF_FILE=/etc/pbs-n2.conf", f"{PBS}/sbin/pbs_mom")
+        _pbs_nodes_free()
+    dlhpc("resubmit", exp, "--failed")
+    return outcome(exp, before, detect)
+
+
+def node_died_slurm(work: Path) -> dict:
+    """As node_died_pbs on SLURM (slurmd killed with the job's processes): the runner on n1 ends in
+    bounded time, SLURM marks n2 down (SlurmdTimeout) and requeues; slurmd started again, the
+    requeued job resumes by itself."""
+    exp = submit(work, "nodedied", "slurm", nodes=2)
+    trial = trial_of(exp)
+    job = json.loads((exp / "experiment.json").read_text())["jobs"][0]["job_id"]
+    wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
+    kill_host("n2", keep=("pbs_mom",))
+    t0, before = time.monotonic(), max(epochs_of(trial))
+    try:
+        detect = _lost_after(trial, t0)
+        wait_until(lambda: scontrol_job(job).get("JobState") == "PENDING", 180, poll=1)
+    finally:
+        on_host("n2", "slurmd", "-N", "n2")
+        nodes_back_in_service()
+    wait_until(lambda: release_if_requeued(job) or scontrol_job(job).get("JobState") == "COMPLETED", 300, poll=1)
+    return outcome(exp, before, detect)
+
+
+def link_down(work: Path) -> dict:
+    """n2's network link taken down for 25 s after epoch 2 of a two-node PBS trial (no process
+    dies: the ranks hang in their collective). Detect: to the record that names n2 lost
+    (resources.timeouts.node 15 s). Then the link up, and resubmit --failed."""
+    exp = submit(work, "linkdown", "pbs", nodes=2)
+    trial = trial_of(exp)
+    wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
+    subprocess.run(["ip", "link", "set", "veth-n2", "down"], check=True)
+    t0, before = time.monotonic(), max(epochs_of(trial))
+    try:
+        detect = _lost_after(trial, t0)
+        time.sleep(max(0.0, 25 - detect))
+    finally:
+        subprocess.run(["ip", "link", "set", "veth-n2", "up"], check=True)
+    finished(exp, timeout=300)
+    _pbs_nodes_free()
+    dlhpc("resubmit", exp, "--failed")
+    return outcome(exp, before, detect)
+
+
+def _pbs_nodes_free():
+    def free():
+        out = subprocess.run([f"{PBS}/bin/pbsnodes", "-a"], capture_output=True, text=True).stdout
+        return out.count("state = free") == 2
+
+    wait_until(free, 180, poll=1)
+
+
 FAULTS = {
     "rank stopped": rank_stopped,
+    "node died (PBS)": node_died_pbs,
+    "node died (SLURM)": node_died_slurm,
+    "link down (PBS)": link_down,
     "disk full": disk_full,
     "controller down": controller_down,
     "requeued": requeued,
