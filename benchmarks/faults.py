@@ -30,6 +30,7 @@ from conftest import (  # noqa: E402 - the tests' helpers, one copy
     kill_host,
     nodes_back_in_service,
     on_host,
+    pbs_nodes_free,
     rank_pid,
     release_if_requeued,
     scontrol_job,
@@ -202,7 +203,7 @@ def node_died_pbs(work: Path) -> dict:
         finished(exp, timeout=120)
     finally:
         on_host("n2", "env", "PBS_CONF_FILE=/etc/pbs-n2.conf", f"{PBS}/sbin/pbs_mom")
-        _pbs_nodes_free()
+        pbs_nodes_free()
     dlhpc("resubmit", exp, "--failed")
     return outcome(exp, before, detect)
 
@@ -242,17 +243,9 @@ def link_down(work: Path) -> dict:
     finally:
         subprocess.run(["ip", "link", "set", "veth-n2", "up"], check=True)
     finished(exp, timeout=300)
-    _pbs_nodes_free()
+    pbs_nodes_free()
     dlhpc("resubmit", exp, "--failed")
     return outcome(exp, before, detect)
-
-
-def _pbs_nodes_free():
-    def free():
-        out = subprocess.run([f"{PBS}/bin/pbsnodes", "-a"], capture_output=True, text=True).stdout
-        return out.count("state = free") == 2
-
-    wait_until(free, 180, poll=1)
 
 
 FAULTS = {

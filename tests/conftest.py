@@ -402,3 +402,16 @@ def on_host(host: str, *command: str) -> None:
         + list(command),
         check=True,
     )
+
+
+def pbs_nodes_free(timeout: float = 180) -> None:
+    """Until the PBS server has both test hosts free again (a restarted mom reports in)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run([str(PBS_BIN / "pbsnodes"), "-a"], capture_output=True, text=True).stdout
+        if out.count("state = free") == 2:
+            return
+        assert time.monotonic() < deadline, out
+        time.sleep(1)

@@ -19,6 +19,7 @@ from conftest import (
     make_experiment,
     nodes_back_in_service,
     on_host,
+    pbs_nodes_free,
     rank_pid,
     release_if_requeued,
     scontrol_job,
@@ -179,17 +180,24 @@ resources: {{scheduler: {scheduler}, tasks_per_node: 2, cpus_per_task: 1, mem: 3
 STALL_WINDOW_S = 8 + 3 * 10  # (min_s, or 3 of its epochs: under 10 s each here, even on a busy machine)
 
 
-def stop_rank_one_after_two_epochs(dlhpc, tmp_path, scheduler, action, env=None):
-    """Submit, wait for epoch 2, SIGSTOP rank 1; (experiment, trial, when it was stopped)."""
-    spec = write(tmp_path / "stall.yaml", STALL.format(data=DATA, scheduler=scheduler, action=action))
-    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+def submitted_to_epoch_two(dlhpc, spec) -> tuple:
+    """Submit the spec (runs next to it), wait until its one trial has trained two epochs;
+    (experiment, trial, deadline left for what follows)."""
+    r = dlhpc("submit", spec, "--runs-dir", spec.parent / "runs")
     assert r.code == 0, r
-    (exp,) = (tmp_path / "runs").iterdir()
+    (exp,) = (spec.parent / "runs").iterdir()
     (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
     deadline = time.monotonic() + 180
     while len(epochs_of(trial)) < 2:
         assert time.monotonic() < deadline, dlhpc("status", exp).out
         time.sleep(0.2)
+    return exp, trial, deadline
+
+
+def stop_rank_one_after_two_epochs(dlhpc, tmp_path, scheduler, action):
+    """Submit, wait for epoch 2, SIGSTOP rank 1; (experiment, trial, when it was stopped)."""
+    spec = write(tmp_path / "stall.yaml", STALL.format(data=DATA, scheduler=scheduler, action=action))
+    exp, trial, deadline = submitted_to_epoch_two(dlhpc, spec)
     # (the accounting can say PENDING for a second or more after the job started: wait until it agrees)
     while json.loads(dlhpc("status", exp, "--json").out)["trials"][0]["state"] != "RUNNING":
         assert time.monotonic() < deadline, dlhpc("status", exp).out
@@ -308,20 +316,14 @@ resources: {{scheduler: {scheduler}, nodes: 2, tasks_per_node: 1, cpus_per_task:
 NODE_LOST_WITHIN_S = 10  # (a node whose processes are killed closes its line at once: seen in one poll)
 
 
-def lose_a_node_after_two_epochs(dlhpc, tmp_path, scheduler, keep):
-    """Submit a two-node trial, wait for epoch 2, kill every process of test host n2 but `keep`
-    (its daemon, the job's runner and rank on it); (experiment, trial, when)."""
+def lose_a_node_after_two_epochs(dlhpc, tmp_path, scheduler, daemon, keep):
+    """Submit a two-node trial, wait for epoch 2, kill every process of test host n2 (the
+    scheduler's `daemon` there, the job's runner and rank) but `keep` (the other scheduler's);
+    (experiment, trial, when)."""
     spec = write(tmp_path / "two.yaml", TWO_NODES.format(data=DATA, scheduler=scheduler))
-    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
-    assert r.code == 0, r
-    (exp,) = (tmp_path / "runs").iterdir()
-    (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
-    deadline = time.monotonic() + 180
-    while len(epochs_of(trial)) < 2:
-        assert time.monotonic() < deadline, dlhpc("status", exp).out
-        time.sleep(0.2)
+    exp, trial, _ = submitted_to_epoch_two(dlhpc, spec)
     rank_pid(trial, 1)  # (the precondition: rank 1 trains, on n2 since each node holds one rank)
-    assert "python3" in kill_host("n2", keep=keep) or True
+    assert daemon in kill_host("n2", keep=keep)
     return exp, trial, time.monotonic()
 
 
@@ -348,7 +350,7 @@ def said_lost(dlhpc, exp, trial, since) -> dict:
 
 @pytest.mark.slurm
 def test_a_node_that_dies_ends_the_trial_naming_it_and_the_requeue_resumes_it(slurm_cluster, dlhpc, tmp_path):
-    exp, trial, killed = lose_a_node_after_two_epochs(dlhpc, tmp_path, "slurm", keep=("pbs_mom",))
+    exp, trial, killed = lose_a_node_after_two_epochs(dlhpc, tmp_path, "slurm", "slurmd", keep=("pbs_mom",))
     try:
         said_lost(dlhpc, exp, trial, killed)
         job = json.loads((trial / "result.json").read_text())["job_id"]
@@ -356,9 +358,7 @@ def test_a_node_that_dies_ends_the_trial_naming_it_and_the_requeue_resumes_it(sl
         while scontrol_job(job).get("JobState") != "PENDING":
             assert time.monotonic() < deadline, scontrol_job(job)
             time.sleep(1)
-        (answer,) = json.loads(dlhpc("why", exp, "--json").out)
-        assert answer["cause"].startswith("pending again: node n2 was lost under its last run"), answer
-        assert f"it resumes from epoch {len(epochs_of(trial)) + 1} (its checkpoint)" in answer["cause"], answer
+        why_says(dlhpc, exp, trial, "pending again: node n2 was lost under its last run")
     finally:
         on_host("n2", "slurmd", "-N", "n2")
         nodes_back_in_service()
@@ -373,15 +373,11 @@ def test_a_node_that_dies_ends_the_trial_naming_it_and_the_requeue_resumes_it(sl
     assert report["trials"][0]["requeues"] == 1, report
 
 
-def pbs_nodes_free(timeout: float = 120) -> None:
-    """Until the PBS server has both test hosts free again (a restarted mom reports in)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        out = subprocess.run(["/opt/pbs/bin/pbsnodes", "-a"], capture_output=True, text=True).stdout
-        if out.count("state = free") == 2:
-            return
-        assert time.monotonic() < deadline, out
-        time.sleep(1)
+def why_says(dlhpc, exp, trial, starts):
+    """`why` begins with these words and names the epoch the trial resumes from."""
+    (answer,) = json.loads(dlhpc("why", exp, "--json").out)
+    assert answer["cause"].startswith(starts), answer
+    assert f"it resumes from epoch {len(epochs_of(trial)) + 1} (its checkpoint)" in answer["cause"], answer
 
 
 @pytest.mark.pbs
@@ -389,14 +385,12 @@ def test_a_pbs_node_that_dies_fails_the_trial_naming_it_and_resubmit_resumes_it(
     def on_pbs(*args, **kwargs):  # (OpenPBS's commands before Debian's Slurm wrappers of the same names)
         return dlhpc(*args, env=pbs_cluster, **kwargs)
 
-    exp, trial, killed = lose_a_node_after_two_epochs(on_pbs, tmp_path, "pbs", keep=("slurmd",))
+    exp, trial, killed = lose_a_node_after_two_epochs(on_pbs, tmp_path, "pbs", "pbs_mom", keep=("slurmd",))
     try:
         said_lost(on_pbs, exp, trial, killed)
         report = wait_finished(on_pbs, exp, timeout=60)  # (the job ends with its runners: no walltime wait)
         assert report["trials"][0]["state"] == "FAILED", report
-        (answer,) = json.loads(on_pbs("why", exp, "--json").out)
-        assert answer["cause"].startswith("node n2 was lost: its runner's connection closed"), answer
-        assert f"it resumes from epoch {len(epochs_of(trial)) + 1} (its checkpoint)" in answer["cause"], answer
+        why_says(on_pbs, exp, trial, "node n2 was lost: its runner's connection closed")
     finally:
         on_host("n2", "env", "PBS_CONF_FILE=/etc/pbs-n2.conf", "/opt/pbs/sbin/pbs_mom")
         pbs_nodes_free()

@@ -38,88 +38,172 @@ def classify(
     trial: dict, sched: dict, result: dict, err: str, spec: dict, used: dict | None = None, backend=None
 ) -> tuple[str, str]:
     """(cause, fix) for one trial; `sched` is its job's row from Backend.states() (reason_code,
-    exit_code, signal: the same keys from every backend), `used` what accounting says it used."""
-    used = used or {}
-    state, code = trial["state"], reasons.parse(sched.get("reason_code"))
-    train, res = spec.get("train", {}), spec.get("resources", {})
-    error = str(result.get("error") or "")
-    text = err + "\n" + error + "\n" + str(result.get("traceback") or "")
-    lost = result.get("lost_node")
-    if state == "PENDING" and lost:  # requeued by the scheduler after the node failed (SLURM's NODE_FAIL)
-        return _requeued_after_loss(trial, result)
-    if state == "PENDING":
-        why = trial.get("why_pending") or "waiting in the queue"
-        start = f"; expected to start {trial['est_start']}" if trial.get("est_start") else ""
-        return f"pending: {why}{start}", reasons.fix(code, trial.get("job_id"), backend or _NoBackend())
-    if state == "RUNNING" and lost:
+    exit_code, signal: the same keys from every backend), `used` what accounting says it used.
+    The first of RULES that recognises the trial answers."""
+    case = Case(trial, sched, result, err, spec, used or {}, backend or _NoBackend())
+    for rule in RULES:
+        answer = rule(case)
+        if answer:
+            return answer
+    return f"{case.state.lower()}", ""
+
+
+class Case:
+    """What is known of one trial, as the rules read it."""
+
+    def __init__(self, trial, sched, result, err, spec, used, backend):
+        self.trial, self.sched, self.result, self.err = trial, sched, result, err
+        self.used, self.backend = used, backend
+        self.state, self.code = trial["state"], reasons.parse(sched.get("reason_code"))
+        self.train, self.res, self.data = spec.get("train", {}), spec.get("resources", {}), spec.get("data") or {}
+        self.error = str(result.get("error") or "")
+        self.text = err + "\n" + self.error + "\n" + str(result.get("traceback") or "")
+        self.lost = result.get("lost_node")
+
+
+def _pending(c: Case):
+    if c.state != "PENDING":
+        return None
+    if c.lost:  # requeued by the scheduler after the node failed (SLURM's NODE_FAIL)
+        return _requeued_after_loss(c.trial, c.result)
+    why = c.trial.get("why_pending") or "waiting in the queue"
+    start = f"; expected to start {c.trial['est_start']}" if c.trial.get("est_start") else ""
+    return f"pending: {why}{start}", reasons.fix(c.code, c.trial.get("job_id"), c.backend)
+
+
+def _running(c: Case):
+    if c.state != "RUNNING":
+        return None
+    if c.lost:
         return (
-            f"{error}; its ranks were ended, and the scheduler ends the job once it sees the node down",
-            f"nothing to do: {_resumes_from(trial)} when the scheduler requeues it; or dlhpc cancel EXP, then "
+            f"{c.error}; its ranks were ended, and the scheduler ends the job once it sees the node down",
+            f"nothing to do: {_resumes_from(c.trial)} when the scheduler requeues it; or dlhpc cancel EXP, then "
             "dlhpc resubmit EXP --failed",
         )
-    if state == "RUNNING":
-        return f"still running (epoch {trial.get('epoch') or 0}/{trial.get('epochs')})", "dlhpc logs EXP --follow"
-    if state == "STALLED" or result.get("stalled"):
-        if state == "STALLED":
-            return f"stalled: {trial.get('stalled')}", STALL_FIX
-        return error, STALL_ENDED_FIX
-    oom = re.search(r"exceeded memory limit \((\d+) > (\d+)\)", text)
-    peak_mb, req_mb = used.get("mem_peak_mb"), used.get("mem_req_mb")
+    return f"still running (epoch {c.trial.get('epoch') or 0}/{c.trial.get('epochs')})", "dlhpc logs EXP --follow"
+
+
+def _stalled(c: Case):
+    if c.state == "STALLED":
+        return f"stalled: {c.trial.get('stalled')}", STALL_FIX
+    return (c.error, STALL_ENDED_FIX) if c.result.get("stalled") else None
+
+
+def _out_of_memory(c: Case):
+    oom = re.search(r"exceeded memory limit \((\d+) > (\d+)\)", c.text)
+    peak_mb, req_mb = c.used.get("mem_peak_mb"), c.used.get("mem_req_mb")
     # killed by SIGKILL with its peak at the request: the scheduler ended it for memory, silently
-    killed_at_limit = sched.get("signal") == 9 and peak_mb and req_mb and peak_mb >= 0.9 * req_mb
-    if code == Reason.OUT_OF_MEMORY or oom or killed_at_limit or "oom-kill" in text.lower():
-        peak = f"; it used at least {_mib(int(oom.group(1)))}" if oom else ""
-        peak = peak or (f"; its peak was {_mib(peak_mb * 2**20)}" if peak_mb else "")
-        return (
-            f"out of memory: asked for resources.mem {res.get('mem')} per node{peak}",
-            reasons.FIXES[Reason.OUT_OF_MEMORY],
-        )
-    if "timed-out too many times" in text or state == "TIMEOUT":
-        return (
-            f"out of time: resources.time {res.get('time')} ran out with no requeues left "
-            f"(timeout_requeues {res.get('timeout_requeues')})",
-            reasons.FIXES[Reason.TIMEOUT],
-        )
-    if state == "PREEMPTED" or code == Reason.PREEMPTED:
+    killed_at_limit = c.sched.get("signal") == 9 and peak_mb and req_mb and peak_mb >= 0.9 * req_mb
+    if not (c.code == Reason.OUT_OF_MEMORY or oom or killed_at_limit or "oom-kill" in c.text.lower()):
+        return None
+    peak = f"; it used at least {_mib(int(oom.group(1)))}" if oom else ""
+    peak = peak or (f"; its peak was {_mib(peak_mb * 2**20)}" if peak_mb else "")
+    return f"out of memory: asked for resources.mem {c.res.get('mem')} per node{peak}", reasons.FIXES[
+        Reason.OUT_OF_MEMORY
+    ]
+
+
+def _out_of_time(c: Case):
+    if "timed-out too many times" not in c.text and c.state != "TIMEOUT":
+        return None
+    return (
+        f"out of time: resources.time {c.res.get('time')} ran out with no requeues left "
+        f"(timeout_requeues {c.res.get('timeout_requeues')})",
+        reasons.FIXES[Reason.TIMEOUT],
+    )
+
+
+def _preempted(c: Case):
+    if c.state == "PREEMPTED" or c.code == Reason.PREEMPTED:
         return "preempted: a job of higher priority took the nodes", reasons.FIXES[Reason.PREEMPTED]
-    if lost and state in ("FAILED", "UNKNOWN") or state == "FAILED" and code == Reason.NODE_FAIL:
-        return _node_lost(trial, result, sched)
-    if "MNIST not found" in text:
-        root = (spec.get("data") or {}).get("root") or "$DLHPC_DATA"
-        return "the MNIST data is not where the job looked", f"dlhpc data fetch --root {root} (on the login node)"
-    if "FloatingPointError" in text or re.search(r"loss became (nan|inf)", text):
-        return (
-            f"training diverged: the loss became NaN or infinite (train.lr {train.get('lr')})",
-            f"lower train.lr (e.g. --set train.lr={float(train.get('lr') or 0.1) / 10:g}), or warm up (onecycle)",
-        )
-    if "did not publish" in text or "rendezvous" in text.lower() or "TCPStore" in text:
+    return None
+
+
+def _lost_node(c: Case):
+    if c.lost and c.state in ("FAILED", "UNKNOWN") or c.state == "FAILED" and c.code == Reason.NODE_FAIL:
+        return _node_lost(c.trial, c.result, c.sched)
+    return None
+
+
+def _no_data(c: Case):
+    if "MNIST not found" not in c.text:
+        return None
+    root = c.data.get("root") or "$DLHPC_DATA"
+    return "the MNIST data is not where the job looked", f"dlhpc data fetch --root {root} (on the login node)"
+
+
+def _diverged(c: Case):
+    if "FloatingPointError" not in c.text and not re.search(r"loss became (nan|inf)", c.text):
+        return None
+    lr = c.train.get("lr")
+    return (
+        f"training diverged: the loss became NaN or infinite (train.lr {lr})",
+        f"lower train.lr (e.g. --set train.lr={float(lr or 0.1) / 10:g}), or warm up (onecycle)",
+    )
+
+
+def _no_rendezvous(c: Case):
+    if "did not publish" in c.text or "rendezvous" in c.text.lower() or "TCPStore" in c.text:
         return (
             "the ranks could not meet (rendezvous timed out)",
             "check that the nodes reach each other (dlhpc doctor --job), then submit again",
         )
-    if state == "CANCELLED" or code == Reason.CANCELLED:
-        return "cancelled (dlhpc cancel, the scheduler's cancel command or an administrator)", reasons.FIXES[
-            Reason.CANCELLED
-        ]
-    full = _no_space(text + "\n" + "\n".join(result.get("last_lines") or []))
-    if full:
-        return f"no space left on {full}", reasons.FIXES[Reason.NO_SPACE]
-    if result.get("failed_rank") is not None:
-        return _rank_failure(result)
-    python = _python_error(text)
-    if python:
-        frame, message = python
-        return f"a Python error: {message} ({frame})", "fix the cause above; the whole traceback is in job.err"
-    if state in ("FAILED", "UNKNOWN"):
-        exit_code = sched.get("exit_code") or result.get("exit_code")
-        killed = f" (killed by signal {sched['signal']})" if sched.get("signal") else ""
-        exited = f" (exit code {exit_code})" if exit_code else killed
-        last = next((line for line in reversed(err.splitlines()) if line.strip()), "no output in job.err")
-        return (
-            f"the job ended with state {state}{exited}: {last[:200]}",
-            "read the whole output: dlhpc logs EXP --trial ID",
-        )
-    return f"{state.lower()}", ""
+    return None
+
+
+def _cancelled(c: Case):
+    if c.state == "CANCELLED" or c.code == Reason.CANCELLED:
+        cause = "cancelled (dlhpc cancel, the scheduler's cancel command or an administrator)"
+        return cause, reasons.FIXES[Reason.CANCELLED]
+    return None
+
+
+def _disk_full(c: Case):
+    full = _no_space(c.text + "\n" + "\n".join(c.result.get("last_lines") or []))
+    return (f"no space left on {full}", reasons.FIXES[Reason.NO_SPACE]) if full else None
+
+
+def _failed_rank(c: Case):
+    return _rank_failure(c.result) if c.result.get("failed_rank") is not None else None
+
+
+def _python(c: Case):
+    python = _python_error(c.text)
+    if not python:
+        return None
+    frame, message = python
+    return f"a Python error: {message} ({frame})", "fix the cause above; the whole traceback is in job.err"
+
+
+def _ended_badly(c: Case):
+    if c.state not in ("FAILED", "UNKNOWN"):
+        return None
+    exit_code = c.sched.get("exit_code") or c.result.get("exit_code")
+    killed = f" (killed by signal {c.sched['signal']})" if c.sched.get("signal") else ""
+    exited = f" (exit code {exit_code})" if exit_code else killed
+    last = next((line for line in reversed(c.err.splitlines()) if line.strip()), "no output in job.err")
+    cause = f"the job ended with state {c.state}{exited}: {last[:200]}"
+    return cause, "read the whole output: dlhpc logs EXP --trial ID"
+
+
+# In order: the scheduler's own states first, then what the trial's files say, most specific first.
+RULES = (
+    _pending,
+    _running,
+    _stalled,
+    _out_of_memory,
+    _out_of_time,
+    _preempted,
+    _lost_node,
+    _no_data,
+    _diverged,
+    _no_rendezvous,
+    _cancelled,
+    _disk_full,
+    _failed_rank,
+    _python,
+    _ended_badly,
+)
 
 
 def _resumes_from(trial: dict) -> str:
