@@ -196,6 +196,28 @@ class WeightAverage:
             dst.copy_(src)
 
 
+class _Run:
+    """What one run trains with: the model and its wrappers, optimizer, schedule, step function."""
+
+    model = step_model = eval_model = optimizer = scheduler = ema = steps = None
+    sched_unit, graphed, compile_s, capture_s = "epoch", False, 0.0, 0.0
+
+    def capture(self, data: list, amp_dtype, cfg: dict, device) -> None:
+        """The step function: eager, or captured into CUDA graphs (timed: capture_s)."""
+        t_capture = time.perf_counter()
+        steps_cls = GraphedSteps if self.graphed else EagerSteps
+        x_train, y_train = data[0], data[1]
+        batch, smoothing = cfg["batch_size"], cfg["label_smoothing"]
+        self.steps = steps_cls(self.step_model, self.optimizer, x_train, y_train, batch, amp_dtype, smoothing, device)
+        self.capture_s = time.perf_counter() - t_capture if self.graphed else 0.0
+
+    def after_step(self) -> None:
+        if self.sched_unit == "batch":
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
+
+
 class Trainer:
     def __init__(self, trial_dir: Path, denv=None):
         self.trial_dir = Path(trial_dir)
@@ -271,146 +293,138 @@ class Trainer:
         return result
 
     def _train(self) -> dict:
-        cfg, world = self.cfg, self.denv.world_size
+        """Load, build, resume, then an epoch at a time (each checkpointed, then its metrics line)."""
+        cfg = self.cfg
+        data, load_s = self._load_data()
+        run = self._build(data)
+        progress = self.restore_checkpoint(run.model, run.optimizer, run.scheduler, run.ema)
+        resumed_from = progress["epoch"]
+        if run.graphed and hasattr(run.scheduler, "cycle_momentum"):
+            run.scheduler.cycle_momentum = False  # a checkpoint from an eager run may have had it on
+        run.capture(data, self.amp_dtype, cfg, self.device)
+        self.write_result(
+            state="RUNNING",
+            epochs=cfg["epochs"],
+            epochs_done=resumed_from,
+            load_s=round(load_s, 3),
+            compile_s=round(run.compile_s, 3),
+            cuda_graphs=run.graphed,
+        )
+        for epoch in range(resumed_from + 1, cfg["epochs"] + 1):
+            self._epoch(run, data, epoch, progress)
+            if cfg["stop_at_target"] and progress["time_to_target"] is not None:
+                break  # a speed run: the target is all we came for
+        return self.write_result(**self._final(run, progress, resumed_from, load_s))
+
+    def _load_data(self) -> tuple[list, float]:
+        """[x_train, y_train, x_test, y_test] on the device, and the seconds it took."""
         t_load = time.perf_counter()
         # Under bf16 autocast the first layer casts its input to bf16 anyway: keeping the images in
         # bf16 gives the same numbers, halves the bytes each batch gather moves and saves a cast.
-        x_train, y_train, x_test, y_test = mnist.load(
+        data = mnist.load(
             self.spec["data"]["root"],
             self.device,
             self.spec["data"]["train_subset"],
             self.spec["data"]["download"],
             dtype=self.amp_dtype,
         )
+        return list(data), time.perf_counter() - t_load
+
+    def _build(self, data: list) -> _Run:
+        """The model (DDP-wrapped, compiled, averaged as the spec asks), its optimizer and schedule."""
+        cfg, world = self.cfg, self.denv.world_size
         torch.manual_seed(cfg["seed"])
+        run = _Run()
         model = build(self.spec["model"]).to(self.device)
         # channels_last: faster convolutions on GPUs (tensor cores) and on CPUs (oneDNN), ~1.4x here
         if is_convolutional(model):
             model = model.to(memory_format=torch.channels_last)
-            x_train = x_train.contiguous(memory_format=torch.channels_last)
-            x_test = x_test.contiguous(memory_format=torch.channels_last)
-        load_s = time.perf_counter() - t_load
-
-        graphed = self._use_cuda_graphs()
-        steps_per_epoch = math.ceil(math.ceil(len(x_train) / world) / cfg["batch_size"])
-        optimizer = make_optimizer(cfg, model.parameters(), self.device, graphed)
-        scheduler, sched_unit = make_schedule(cfg, optimizer, steps_per_epoch, cycle_momentum=not graphed)
+            data[:] = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in data]
+        run.model, run.graphed = model, self._use_cuda_graphs()
+        steps_per_epoch = math.ceil(math.ceil(len(data[0]) / world) / cfg["batch_size"])
+        run.optimizer = make_optimizer(cfg, model.parameters(), self.device, run.graphed)
+        run.scheduler, run.sched_unit = make_schedule(
+            cfg, run.optimizer, steps_per_epoch, cycle_momentum=not run.graphed
+        )
         ddp = model
         if world > 1:
             ddp = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        step_model = torch.compile(ddp) if cfg["compile"] else ddp
+        run.step_model = torch.compile(ddp) if cfg["compile"] else ddp
         # Optional exponential moving average of the weights, evaluated instead of the raw model:
         # it smooths out the noise of the high-learning-rate phase, so accuracy is high early.
-        ema = WeightAverage(model, cfg["ema_decay"]) if cfg["ema_decay"] else None
-        eval_model = ema.model if ema else model
-        compile_s = self._warm_up(step_model, model, x_train, y_train) if cfg["compile"] else 0.0
+        run.ema = WeightAverage(model, cfg["ema_decay"]) if cfg["ema_decay"] else None
+        run.eval_model = run.ema.model if run.ema else model
+        run.compile_s = self._warm_up(run.step_model, model, data[0], data[1]) if cfg["compile"] else 0.0
+        return run
 
-        progress = self.restore_checkpoint(model, optimizer, scheduler, ema)
-        history, elapsed, time_to_target, best = (progress[k] for k in ("history", "elapsed", "time_to_target", "best"))
-        resumed_from = progress["epoch"]
-        if graphed and hasattr(scheduler, "cycle_momentum"):
-            scheduler.cycle_momentum = False  # a checkpoint from an eager run may have had it on
-
-        t_capture = time.perf_counter()
-        steps_cls = GraphedSteps if graphed else EagerSteps
-        steps = steps_cls(
-            step_model,
-            optimizer,
-            x_train,
-            y_train,
-            cfg["batch_size"],
-            self.amp_dtype,
-            cfg["label_smoothing"],
-            self.device,
-        )
-        capture_s = time.perf_counter() - t_capture if graphed else 0.0
-
-        def after_step():
-            if sched_unit == "batch":
-                scheduler.step()
-            if ema is not None:
-                ema.update()
-
-        self.write_result(
-            state="RUNNING",
-            epochs=cfg["epochs"],
-            epochs_done=resumed_from,
-            load_s=round(load_s, 3),
-            compile_s=round(compile_s, 3),
-            cuda_graphs=graphed,
-        )
-        for epoch in range(resumed_from + 1, cfg["epochs"] + 1):
-            t0 = time.perf_counter()
-            train_loss, train_acc, seen, fetch_share = self._train_epoch(steps, after_step, len(x_train), epoch)
-            step_s = time.perf_counter() - t0
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"the training loss became {train_loss} in epoch {epoch}; "
-                    f"lower train.lr (now {cfg['lr']}) or use a schedule with warm-up"
-                )
-            if sched_unit == "epoch":
-                scheduler.step()
-            test_loss, test_acc = self._evaluate(eval_model, x_test, y_test)
-            epoch_time = time.perf_counter() - t0
-            elapsed += epoch_time
-            best = max(best, test_acc)
-            if time_to_target is None and test_acc >= cfg["target_accuracy"]:
-                time_to_target = elapsed
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "train_acc": train_acc,
-                    "test_loss": test_loss,
-                    "test_acc": test_acc,
-                    "epoch_time_s": round(epoch_time, 4),
-                    "images_per_s": round(seen / max(step_s, 1e-9), 1),
-                    "lr": float(optimizer.param_groups[0]["lr"]),
-                    "world_size": world,
-                    "elapsed_s": round(elapsed, 4),
-                    "batch_wait_frac": round(fetch_share, 5),
-                    "gpu_util": gpu_utilization(self.device),
-                }
+    def _epoch(self, run: _Run, data: list, epoch: int, progress: dict) -> None:
+        """Train and test one epoch; checkpoint, then append its metrics line (progress is updated)."""
+        cfg, x_train, _, x_test, y_test = self.cfg, *data
+        t0 = time.perf_counter()
+        train_loss, train_acc, seen, fetch_share = self._train_epoch(run.steps, run.after_step, len(x_train), epoch)
+        step_s = time.perf_counter() - t0
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"the training loss became {train_loss} in epoch {epoch}; "
+                f"lower train.lr (now {cfg['lr']}) or use a schedule with warm-up"
             )
-            self.save_checkpoint(
-                epoch,
-                model,
-                optimizer,
-                scheduler,
-                ema,
-                {"history": history, "elapsed": elapsed, "time_to_target": time_to_target, "best": best},
+        if run.sched_unit == "epoch":
+            run.scheduler.step()
+        test_loss, test_acc = self._evaluate(run.eval_model, x_test, y_test)
+        epoch_time = time.perf_counter() - t0
+        progress["elapsed"] += epoch_time
+        progress["best"] = max(progress["best"], test_acc)
+        if progress["time_to_target"] is None and test_acc >= cfg["target_accuracy"]:
+            progress["time_to_target"] = progress["elapsed"]
+        progress["history"].append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "epoch_time_s": round(epoch_time, 4),
+                "images_per_s": round(seen / max(step_s, 1e-9), 1),
+                "lr": float(run.optimizer.param_groups[0]["lr"]),
+                "world_size": self.denv.world_size,
+                "elapsed_s": round(progress["elapsed"], 4),
+                "batch_wait_frac": round(fetch_share, 5),
+                "gpu_util": gpu_utilization(self.device),
+            }
+        )
+        kept = {k: progress[k] for k in ("history", "elapsed", "time_to_target", "best")}
+        self.save_checkpoint(epoch, run.model, run.optimizer, run.scheduler, run.ema, kept)
+        self.write_metrics(progress["history"])
+        if self.is_main:
+            print(
+                f"epoch {epoch}/{cfg['epochs']} train_loss {train_loss:.4f} test_loss {test_loss:.4f} "
+                f"test_acc {test_acc:.4f} ({epoch_time:.2f} s, {progress['history'][-1]['images_per_s']:.0f} img/s)",
+                flush=True,
             )
-            self.write_metrics(history)
-            if self.is_main:
-                print(
-                    f"epoch {epoch}/{cfg['epochs']} train_loss {train_loss:.4f} test_loss {test_loss:.4f} "
-                    f"test_acc {test_acc:.4f} ({epoch_time:.2f} s, {history[-1]['images_per_s']:.0f} img/s)",
-                    flush=True,
-                )
-            if cfg["stop_at_target"] and time_to_target is not None:
-                break  # a speed run: the target is all we came for
+
+    def _final(self, run: _Run, progress: dict, resumed_from: int, load_s: float) -> dict:
+        cfg, history, time_to_target = self.cfg, progress["history"], progress["time_to_target"]
         last = history[-1]
-        result = {
+        return {
             "state": "COMPLETED",
             "epochs": cfg["epochs"],
             "epochs_done": last["epoch"],
             "test_acc": last["test_acc"],
             "test_loss": last["test_loss"],
-            "best_test_acc": best,
+            "best_test_acc": progress["best"],
             "time_to_target_s": None if time_to_target is None else round(time_to_target, 4),
             "target_accuracy": cfg["target_accuracy"],
-            "train_time_s": round(elapsed, 4),
+            "train_time_s": round(progress["elapsed"], 4),
             "images_per_s": round(sum(m["images_per_s"] for m in history) / len(history), 1),
             "load_s": round(load_s, 3),
-            "compile_s": round(compile_s, 3),
-            "capture_s": round(capture_s, 3),
-            "cuda_graphs": graphed,
+            "compile_s": round(run.compile_s, 3),
+            "capture_s": round(run.capture_s, 3),
+            "cuda_graphs": run.graphed,
             "gpu_util_mean": _mean([m.get("gpu_util") for m in history]),
             "resumed_from_epoch": resumed_from or None,
         }
-        return self.write_result(**result)
 
     def _use_cuda_graphs(self) -> bool:
         """`auto`: on where it is supported (one CUDA rank, SGD, no torch.compile); `true` where it
