@@ -265,21 +265,44 @@ def _find(ref, args):
 
 def cmd_summary(args):
     from dlhpc.results import rows as results
-    from dlhpc.results import status
 
     if args.save:
-        from dlhpc.results import summaryfiles
+        return _save_summary(args)
+    rows, swept = _summary_rows(args)
+    rows = results.sort_rows(rows, args.sort)
+    cols = _summary_columns(args, rows, swept)
+    fmt = "json" if args.json else args.format
+    renderers = {
+        "json": lambda: json.dumps(results.json_rows(rows), indent=2, default=str) + "\n",
+        "csv": lambda: results.render_csv(rows, cols + ["flags"]),
+        "markdown": lambda: results.render_markdown(rows, cols + ["flags"]),
+    }
+    if fmt in renderers:
+        _write_text(renderers[fmt](), args.out, f"wrote {len(rows)} row(s) to {args.out}")
+    else:
+        rows = _print_summary_table(rows, cols, args)
+    return 1 if any(r["state"] in BAD for r in rows) else 0
 
-        if len(args.exps) > 1:
-            raise UserError("summary --save writes into one experiment: name one EXP (or none for the latest)")
-        exp_dir = _find(args.exps[0] if args.exps else None, args)
-        for path in summaryfiles.save(exp_dir, accounting=not args.no_accounting):
-            _out(f"wrote {path}")
-        return 0
-    refs = args.exps or [None]
-    all_rows, swept = [], []
-    warnings = []
-    for ref in refs:
+
+def _save_summary(args) -> int:
+    from dlhpc.results import summaryfiles
+
+    if len(args.exps) > 1:
+        raise UserError("summary --save writes into one experiment: name one EXP (or none for the latest)")
+    exp_dir = _find(args.exps[0] if args.exps else None, args)
+    for path in summaryfiles.save(exp_dir, accounting=not args.no_accounting):
+        _out(f"wrote {path}")
+    return 0
+
+
+def _summary_rows(args) -> tuple[list, list]:
+    """Every named experiment's rows (one scheduler query each), and their swept keys; the
+    scheduler's warnings go to stderr."""
+    from dlhpc.results import rows as results
+    from dlhpc.results import status
+
+    all_rows, swept, warnings = [], [], []
+    for ref in args.exps or [None]:
         exp_dir = _find(ref, args)
         sched, warn = (None, []) if args.no_accounting else status.scheduler_info(exp_dir, details=False)
         warnings += warn
@@ -290,7 +313,12 @@ def cmd_summary(args):
         swept += [k for k in record.get("swept_keys", []) if k not in swept]
     for w in warnings:
         print(f"dlhpc: warning: {w}", file=sys.stderr)
-    rows = results.sort_rows(all_rows, args.sort)
+    return all_rows, swept
+
+
+def _summary_columns(args, rows: list, swept: list) -> list:
+    from dlhpc.results import rows as results
+
     cols = results.columns(rows, swept)
     if args.commit:
         cols.insert(1, "commit")
@@ -299,39 +327,40 @@ def cmd_summary(args):
     if args.efficiency:
         cols += ["cpu_efficiency", "cpus_used", "mem_peak_mb", "mem_req_mb", "gpu_util"]
         cols += ["hint"] if fmt_is_file(args) else []
-    fmt = "json" if args.json else args.format
-    if fmt in ("csv", "markdown"):
-        cols = cols + ["flags"]
-    renderers = {
-        "json": lambda: json.dumps(results.json_rows(rows), indent=2, default=str) + "\n",
-        "csv": lambda: results.render_csv(rows, cols),
-        "markdown": lambda: results.render_markdown(rows, cols),
-    }
-    if fmt in renderers:
-        text = renderers[fmt]()
-        if args.out:
-            from dlhpc.fsutil import atomic_write_text
+    return cols
 
-            atomic_write_text(args.out, text)
-            print(f"wrote {len(rows)} row(s) to {args.out}", file=sys.stderr)
-        else:
-            sys.stdout.write(text)
+
+def _write_text(text: str, out, said: str) -> None:
+    """To --out (atomically; `said` on stderr), else to stdout."""
+    if out:
+        from dlhpc.fsutil import atomic_write_text
+
+        atomic_write_text(out, text)
+        print(said, file=sys.stderr)
     else:
-        console = _console()
-        if args.out:
-            from rich.console import Console
+        sys.stdout.write(text)
 
-            with open(args.out, "w") as f:
-                Console(file=f, width=200).print(results.rich_table(rows, cols))
-        else:
-            rows = _shown_rows(rows, args, console)
-            console.print(results.rich_table(rows, cols))
-        for r in rows:
-            if r.get("flags"):
-                console.print(f"[yellow]{escape(r['trial'])}[/]: {escape(str(r['flags']))}")
-            if r.get("hint"):
-                console.print(f"[cyan]{escape(r['trial'])}[/]: hint: {escape(str(r['hint']))}")
-    return 1 if any(r["state"] in BAD for r in rows) else 0
+
+def _print_summary_table(rows: list, cols: list, args) -> list:
+    """The rich table (to --out, or the terminal: counts first, the rows that need attention),
+    then each shown row's flags and hints; returns the rows shown."""
+    from dlhpc.results import rows as results
+
+    console = _console()
+    if args.out:
+        from rich.console import Console
+
+        with open(args.out, "w") as f:
+            Console(file=f, width=200).print(results.rich_table(rows, cols))
+    else:
+        rows = _shown_rows(rows, args, console)
+        console.print(results.rich_table(rows, cols))
+    for r in rows:
+        if r.get("flags"):
+            console.print(f"[yellow]{escape(r['trial'])}[/]: {escape(str(r['flags']))}")
+        if r.get("hint"):
+            console.print(f"[cyan]{escape(r['trial'])}[/]: hint: {escape(str(r['hint']))}")
+    return rows
 
 
 def _shown_rows(rows: list, args, console) -> list:
