@@ -332,13 +332,16 @@ def slurm_daemons_running() -> set:
     return {d for d in daemons if subprocess.run(["pgrep", "-x", d], capture_output=True).returncode == 0}
 
 
-def stop_controller() -> None:
+def stop_controller(daemons=("slurmctld", "slurmdbd")) -> None:
+    """Stop SLURM's controller and its accounting daemon (or only those named), and wait until
+    they are gone: start_controller() starts only what is not running, and a daemon still
+    shutting down would be taken for running, and stay down for every test after."""
     import time
 
-    subprocess.run(["pkill", "-x", "slurmctld"])
-    subprocess.run(["pkill", "-x", "slurmdbd"])
+    for daemon in daemons:
+        subprocess.run(["pkill", "-x", daemon])
     deadline = time.monotonic() + 60
-    while slurm_daemons_running():
+    while slurm_daemons_running() & set(daemons):
         assert time.monotonic() < deadline, slurm_daemons_running()
         time.sleep(0.2)
 

@@ -511,7 +511,7 @@ def test_with_the_accounting_down_summary_prints_and_says_which_columns_are_miss
     exp = make_experiment(
         tmp_path, [("000-aaa", {}, {"result.json": result})], scheduler="slurm", jobs=[("999999", "000-aaa")]
     )
-    subprocess.run(["pkill", "-x", "slurmdbd"], check=True)
+    stop_controller(daemons=("slurmdbd",))
     try:
         status = dlhpc("status", exp, "--json")
         summary = dlhpc("summary", exp)

@@ -57,6 +57,10 @@ class Runtime:
         """A command that removes a rank's container if killing the runtime's process leaves it."""
         return None
 
+    def exists(self, name: str) -> list[str] | None:
+        """A command that exits 0 while a container of that name is still there (None: no such thing)."""
+        return None
+
     def prepare(self, command: list[str]) -> None:
         """Anything the image needs before a rank starts in it (on the node, per run)."""
 
@@ -104,6 +108,9 @@ class Podman(Runtime):
 
     def cleanup(self, name):
         return ["podman", "rm", "--force", "--ignore", name]
+
+    def exists(self, name):
+        return ["podman", "container", "exists", name]
 
 
 class Charliecloud(Runtime):

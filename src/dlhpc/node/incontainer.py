@@ -30,14 +30,24 @@ class InContainer:
         self.names.append(name)
         return expand(self.template, self.runtime, env["DLHPC_TRIAL_DIR"], name, sorted(set(passed))) + argv
 
-    def clean_up(self) -> None:
-        """Remove what killing a runtime's client may leave (podman's container)."""
+    def clean_up(self, wait_s: float = 60) -> None:
+        """Remove what killing a runtime's client may leave (podman's container), and wait until
+        it is gone: a `podman run --rm` whose client was killed may still be removing it, and a
+        removal asked meanwhile can fail; the job must not end with a container left behind."""
         import subprocess
+        import time
 
+        deadline = time.monotonic() + wait_s
         for name in self.names:
-            argv = self.runtime.cleanup(name)
-            if argv:
+            argv, exists = self.runtime.cleanup(name), self.runtime.exists(name)
+            while argv:
                 subprocess.run(argv, capture_output=True, timeout=60)
+                if not exists or subprocess.run(exists, capture_output=True, timeout=60).returncode != 0:
+                    break
+                if time.monotonic() > deadline:
+                    print(f"dlhpc: container {name} is still there; remove it with: {' '.join(argv)}", flush=True)
+                    break
+                time.sleep(0.5)
 
 
 def _container_name(env: dict, denv) -> str:
