@@ -13,7 +13,7 @@ def hub_and_spoke(timeout_s=30.0):
     lost_by_hub, lost_by_spoke = [], []
     hub = PeerWatch("n1", timeout_s, lambda node, words: lost_by_hub.append((node, words)))
     port = hub.serve("127.0.0.1")
-    spoke = PeerWatch("n2", timeout_s, lambda node, words: lost_by_spoke.append((node, words)))
+    spoke = PeerWatch("n2", timeout_s, lambda node, words: lost_by_spoke.append((node, words)), token=hub.token)
     spoke.join("127.0.0.1", port, "n1")
     deadline = time.monotonic() + 5
     while not any(line["node"] == "n2" for line in hub.lines.values()):
@@ -28,7 +28,7 @@ def test_a_spoke_whose_process_dies_is_lost_at_once_and_named():
     port = hub.serve("127.0.0.1")
     code = (
         "from dlhpc.node.peers import PeerWatch; import time; "
-        f"PeerWatch('n2', 60, print).join('127.0.0.1', {port}, 'n1'); time.sleep(60)"
+        f"PeerWatch('n2', 60, print, token={hub.token!r}).join('127.0.0.1', {port}, 'n1'); time.sleep(60)"
     )
     spoke = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -73,4 +73,16 @@ def test_the_hub_going_away_is_seen_by_the_spoke():
         sock.shutdown(socket.SHUT_RDWR)
     assert spoke.verdict(wait_s=5) is not None and lost_by_spoke[0][0] == "n1"
     spoke.stop()
+    hub.stop()
+
+
+def test_a_connection_without_the_jobs_token_never_counts():
+    lost = []
+    hub = PeerWatch("n1", 60, lambda node, words: lost.append(node))
+    port = hub.serve("127.0.0.1")
+    for hello in (b"guess n2\n", b"n2\n", b"x" * 2000):  # (another user on the network, or noise)
+        with socket.create_connection(("127.0.0.1", port)) as intruder:
+            intruder.sendall(hello)
+        time.sleep(0.3)
+    assert hub.verdict(wait_s=2) is None and lost == []
     hub.stop()

@@ -7,9 +7,13 @@ with the lost one never waits for the walltime (docs/faults.md).
 
 A runner told to stop (the time-limit warning, a cancel) says goodbye first, so a peer that sees
 its line close then does not take it for a lost node. Only the hub and its spokes talk: no rank
-program, no torch, one thread per runner.
+program, no torch, one thread per runner. The hub listens on the job's network, where other
+users are too: a line counts only once its hello carries the job's token, which rank 0's runner
+published in the trial's private folder with its port (anyone else's connection is closed).
 """
 
+import hmac
+import secrets
 import select
 import socket
 import threading
@@ -24,8 +28,9 @@ class PeerWatch:
     """One runner's lines to the others: the hub holds one per other node, a spoke one to the hub.
     `on_lost(node, words)` is called once, from the watch's thread, for the first node lost."""
 
-    def __init__(self, here: str, timeout_s: float, on_lost):
+    def __init__(self, here: str, timeout_s: float, on_lost, token: str | None = None):
         self.here, self.timeout_s, self.on_lost = here, float(timeout_s), on_lost
+        self.token = token or secrets.token_hex(16)  # (the hub's, published; a spoke is given it)
         self.interval_s = max(0.5, min(5.0, self.timeout_s / 6))
         self.lines: dict[socket.socket, dict] = {}  # socket -> {"node", "seen", "bye"}
         self.listener: socket.socket | None = None
@@ -50,7 +55,7 @@ class PeerWatch:
     def join(self, host: str, port: int, hub_node: str, connect_s: float = 30) -> None:
         """As a spoke: one line to the hub at host:port, introduced by this node's name."""
         sock = socket.create_connection((host, port), timeout=connect_s)
-        sock.sendall(self.here.encode() + HELLO_END)
+        sock.sendall(f"{self.token} {self.here}".encode() + HELLO_END)
         sock.setblocking(False)
         self.lines[sock] = {"node": hub_node, "seen": time.monotonic(), "bye": False, "hello": b""}
         self._start()
@@ -101,14 +106,25 @@ class PeerWatch:
             self._closed(sock, line)
             return
         line["seen"] = time.monotonic()
-        if line["node"] is None:  # the spoke's hello: its node's name, then beats
+        if line["node"] is None:  # the spoke's hello: the job's token and its node's name, then beats
             line["hello"] += data
             if HELLO_END not in line["hello"]:
+                if len(line["hello"]) > 1024:
+                    self._drop(sock)
                 return
-            name, data = line["hello"].split(HELLO_END, 1)
-            line["node"] = name.decode(errors="replace")[:255]
+            hello, data = line["hello"].split(HELLO_END, 1)
+            token, _, name = hello.decode(errors="replace").partition(" ")
+            if not hmac.compare_digest(token, self.token) or not name:
+                self._drop(sock)  # (not one of this job's runners: it never counts)
+                return
+            line["node"] = name[:255]
         if BYE in data:
             line["bye"] = True
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.lines.pop(sock, None)
+        sock.close()
 
     def _closed(self, sock: socket.socket, line: dict) -> None:
         with self._lock:

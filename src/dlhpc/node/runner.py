@@ -208,12 +208,13 @@ class TrialRun:
         also = None
         if several:
             self.peers = PeerWatch(node_name(), float(self.timeouts["node"]), self._end_lost)
-            if self.is_main:
-                also = {"peers": self.peers.serve(rendezvous.bind_address(self.denv))}
+            if self.is_main:  # (the token goes into the trial's folder, which only the owner reads)
+                also = {"peers": self.peers.serve(rendezvous.bind_address(self.denv)), "token": self.peers.token}
         timeout_s = float(self.timeouts["rendezvous"])
         meeting = rendezvous.meet(self.denv, self.trial_dir, self._host_store(python), timeout_s=timeout_s, also=also)
         published = meeting.published or {}
         if several and not self.is_main and published.get("peers"):
+            self.peers.token = str(published.get("token") or "")
             self.peers.join(meeting.host, int(published["peers"]), str(published.get("node") or "rank 0's node"))
         return meeting
 
