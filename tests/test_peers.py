@@ -53,7 +53,7 @@ def test_a_spoke_that_says_goodbye_is_not_lost():
     hub.stop()
 
 
-def test_a_silent_peer_is_lost_after_the_node_timeout():
+def test_a_silent_peer_is_lost_after_the_node_timeout(budget):
     hub, spoke, lost_by_hub, lost_by_spoke = hub_and_spoke(timeout_s=2.0)
     spoke.leaving = True  # its watch stops: no more beats, the line stays open (a link down, a hung node)
     spoke._thread.join(timeout=5)
@@ -61,7 +61,8 @@ def test_a_silent_peer_is_lost_after_the_node_timeout():
     verdict = hub.verdict(wait_s=10)
     assert verdict is not None and verdict[0] == "n2" and "nothing came from it for" in verdict[1], verdict
     took = time.monotonic() - started  # (its last beat came at most one interval before `started`)
-    assert 2.0 - spoke.interval_s <= took < 2.0 + 2.0, took
+    # not before the timeout; after it, within one watch cycle (scaled to this machine's speed)
+    assert 2.0 - spoke.interval_s <= took < 2.0 + budget(2.0), took
     for sock in list(spoke.lines):
         sock.close()
     hub.stop()

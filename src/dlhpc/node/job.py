@@ -48,7 +48,9 @@ class _RunsATrial:
             run.stop()
             run.ranks.wait_stopped(run.grace_s)
         if trial_dir is not None:  # (a packed task stopped between its trials has none)
-            _note_requeue(Path(trial_dir))
+            from dlhpc.node.runner import count_requeue
+
+            count_requeue(Path(trial_dir))
 
     def _wait_for_requeue(self):
         """A rank other than 0 whose program stopped on the time-limit signal: rank 0 requeues
@@ -215,12 +217,3 @@ def _out_of_time(exc: Exception) -> bool:
     from submitit.core.utils import UncompletedJobError
 
     return isinstance(exc, UncompletedJobError)
-
-
-def _note_requeue(trial_dir: Path):
-    """Count requeues in the trial directory so status/summary can show them."""
-    from dlhpc.fsutil import atomic_write_json, read_json
-
-    info = read_json(trial_dir / "requeues.json", {"count": 0})
-    info["count"] = int(info.get("count", 0)) + 1
-    atomic_write_json(trial_dir / "requeues.json", info)

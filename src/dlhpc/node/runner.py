@@ -137,8 +137,7 @@ class TrialRun:
             self._end_stalled({**verdict, "requeued_before": done})
             return
         atomic_write_json(path, {"count": done + 1, "last": verdict})
-        counted = read_json(self.trial_dir / "requeues.json", {"count": 0}) or {"count": 0}
-        atomic_write_json(self.trial_dir / "requeues.json", {**counted, "count": int(counted.get("count", 0)) + 1})
+        count_requeue(self.trial_dir)
         print(f"dlhpc: requeueing the stalled trial ({done + 1} of {cap})", file=sys.stderr, flush=True)
         try:
             import submitit
@@ -232,10 +231,9 @@ class TrialRun:
         previous = read_json(self.trial_dir / "result.json", {}) or {}
         if not previous.get("lost_node") or previous.get("job_id") != (self.denv.job_id or None):
             return
-        counted = read_json(self.trial_dir / "requeues.json", {"count": 0}) or {"count": 0}
+        counted = read_json(self.trial_dir / "requeues.json", {}) or {}
         if counted.get("after_loss_at") != previous.get("lost_at"):  # (not this loss again)
-            counted.update(count=int(counted.get("count", 0)) + 1, after_loss_at=previous.get("lost_at"))
-            atomic_write_json(self.trial_dir / "requeues.json", counted)
+            count_requeue(self.trial_dir, after_loss_at=previous.get("lost_at"))
 
     def _record_lost(self, lost: tuple) -> None:
         """The trial FAILED because a node was lost under it: said by the runner that saw it
@@ -253,7 +251,6 @@ class TrialRun:
             lost_at=when,
             failed_node=node,
             failed_rank=None,
-            reason_code="node-fail",
         )
         atomic_write_json(self.trial_dir / "result.json", {**self._facts(), **result})
 
@@ -369,6 +366,13 @@ class TrialRun:
             "hostnames": self.denv.hostnames,
             "rendezvous": self.meeting.address if self.meeting else None,
         }
+
+
+def count_requeue(trial_dir: Path, **note) -> None:
+    """One more requeue of the trial in requeues.json (status shows the count), with `note`."""
+    counted = read_json(Path(trial_dir) / "requeues.json", {}) or {}
+    counted.update(note, count=int(counted.get("count", 0)) + 1)
+    atomic_write_json(Path(trial_dir) / "requeues.json", counted)
 
 
 def _start_event_mirror(trial_dir: Path):
