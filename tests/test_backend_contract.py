@@ -60,10 +60,12 @@ def test_slurm_reasons_are_dlhpc_reason_codes(words, code):
 
 def test_why_says_the_fix_in_the_schedulers_own_words():
     from dlhpc.results.why import classify
+    from dlhpc.states import JobStatus, State
 
     trial = {"state": "PENDING", "job_id": "77_1", "why_pending": "held by you"}
-    pbs = classify(trial, {"reason_code": Reason.HELD_BY_USER}, {}, "", {}, backend=backend("pbs"))
-    slurm = classify(trial, {"reason_code": Reason.HELD_BY_USER}, {}, "", {}, backend=backend("slurm"))
+    held = JobStatus(State.PENDING, reason_code=Reason.HELD_BY_USER)
+    pbs = classify(trial, held, {}, "", {}, backend=backend("pbs"))
+    slurm = classify(trial, held, {}, "", {}, backend=backend("slurm"))
     assert pbs[1] == "release it: qrls 77" and slurm[1] == "release it: scontrol release 77"
 
 

@@ -48,10 +48,10 @@ def test_openpbs_json_states(tmp_path, monkeypatch):
     }
     fake_qstat(tmp_path, monkeypatch, f"cat <<'EOF'\n{json.dumps(data)}\nEOF")
     states, warnings = pbs.states(["5_0", "5_1", "6"])
-    assert states["5_0"]["state"] == "COMPLETED" and states["5_0"]["elapsed"] == "00:01:02"
-    assert states["5_1"]["state"] == "RUNNING" and states["6"]["state"] == "FAILED"
-    used = pbs.accounting(states["5_0"])
-    assert used["elapsed_s"] == 62 and used["core_hours"] == 4 * 62 / 3600 and used["gpu_hours"] == 62 / 3600
+    assert states["5_0"].state == "COMPLETED" and states["5_0"].elapsed == "00:01:02"
+    assert states["5_1"].state == "RUNNING" and states["6"].state == "FAILED"
+    done = states["5_0"]
+    assert (done.elapsed_s, done.core_hours, done.gpu_hours) == (62, 4 * 62 / 3600, 62 / 3600)
 
 
 def test_openpbs_efficiency_and_its_own_exit_codes(tmp_path, monkeypatch):
@@ -77,13 +77,13 @@ def test_openpbs_efficiency_and_its_own_exit_codes(tmp_path, monkeypatch):
     }
     fake_qstat(tmp_path, monkeypatch, f"cat <<'EOF'\n{json.dumps(data)}\nEOF")
     states, _ = pbs.states(["7_0", "7_1", "7_2", "8"])
-    assert [states[j]["state"] for j in ("7_0", "7_1", "7_2", "8")] == [
+    assert [states[j].state for j in ("7_0", "7_1", "7_2", "8")] == [
         "COMPLETED",
         "TIMEOUT",
         "CANCELLED",
         "FAILED",
     ]
-    assert states["8"]["reason"].startswith("out of memory")
+    assert states["8"].reason.startswith("out of memory")
     used = pbs.efficiency(["7_0", "8"])
     assert used["7_0"] == {
         "cpus": 8,
@@ -108,7 +108,7 @@ def test_torque_plain_states(tmp_path, monkeypatch):
         f"if [ \"$1\" = -x ]; then echo 'qstat: invalid option -- x' >&2; exit 2; fi\ncat <<'EOF'\n{table}EOF",
     )
     states, _ = pbs.states(["12_0", "12_1"])
-    assert states["12_0"]["state"] == "COMPLETED" and states["12_1"]["state"] == "RUNNING"
+    assert states["12_0"].state == "COMPLETED" and states["12_1"].state == "RUNNING"
 
 
 def run_launch(tmp_path, hosts, tasks, extra_env=None):

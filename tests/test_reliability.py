@@ -468,9 +468,9 @@ def test_sacct_summary_row_of_unstarted_elements_does_not_hide_running_ones(tmp_
         body = "cat <<'EOF'\n" + "\n".join(order) + "\nEOF"
         monkeypatch.setenv("PATH", fake_commands(tmp_path / str(n), sacct=body)["PATH"])
         states, _ = slurm.states(["113_0", "113_2", "113_3"])
-        assert {j: s["state"] for j, s in states.items()} == {
+        assert {j: s.state for j, s in states.items()} == {
             "113_0": "COMPLETED",
             "113_2": "RUNNING",
             "113_3": "PENDING",
         }
-        assert "array_parallelism" in states["113_3"]["pending_reason"]
+        assert "array_parallelism" in states["113_3"].pending_reason

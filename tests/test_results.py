@@ -211,5 +211,5 @@ def test_why_reads_a_full_disk_or_quota_in_a_users_own_traceback(last_line, wher
 
     lines = ["Traceback (most recent call last):", '  File "train.py", line 9, in <module>', last_line]
     result = {"failed_rank": 0, "failed_node": "n1", "exit_code": 1, "last_lines": lines}
-    cause, fix = classify({"state": "FAILED"}, {}, result, "", {})
+    cause, fix = classify({"state": "FAILED"}, None, result, "", {})
     assert (cause, fix) == (f"no space left on {where}", FIXES[Reason.NO_SPACE])

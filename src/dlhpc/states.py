@@ -2,7 +2,10 @@
 a reason code, reasons.py, for the why), and the groups the commands need. One place, so status,
 summary and logs agree on "finished"."""
 
+from dataclasses import dataclass, field, replace
 from enum import Enum
+
+from dlhpc.reasons import Reason
 
 
 class State(str, Enum):
@@ -30,13 +33,50 @@ BAD = FINISHED - {State.COMPLETED}  # a trial in one of these makes summary/stat
 IN_FLIGHT = frozenset({State.PENDING, State.RUNNING, State.REQUEUED, State.PREEMPTED, State.STALLED})
 
 
-def reconcile(file_state: str | None, sched: dict | None, has_metrics: bool, job_missing: bool) -> tuple[str, list]:
+@dataclass
+class JobStatus:
+    """What a backend's states() says about one job, the same fields whatever the scheduler (as
+    Parsl's JobStatus): generic code reads these and never a scheduler's own columns."""
+
+    state: State
+    reason_code: Reason | None = None  # why it waits or ended; its fix is in reasons.FIXES
+    reason: str = ""  # why it ended badly, in words (shown as a flag)
+    pending_reason: str = ""  # why it waits, in plain words
+    exit_code: int | None = None
+    signal: int | None = None
+    nodes: str = ""  # where it ran, in the scheduler's notation
+    raw_state: str = ""  # the scheduler's own word, for a user who knows it
+    submit: str | None = None  # times as the scheduler printed them
+    start: str | None = None
+    end: str | None = None
+    elapsed: str | None = None  # [D-]HH:MM:SS
+    est_start: str | None = None  # a pending job's expected start, where the scheduler estimates one
+    # accounting, where the scheduler records it
+    queue_wait_s: float | None = None
+    elapsed_s: float | None = None
+    core_hours: float | None = None
+    gpu_hours: float | None = None
+    extra: dict = field(default_factory=dict)  # anything else this backend keeps for itself
+
+    def __post_init__(self):
+        # a backend's word outside State, or a reason outside Reason, fails here, not in `why`
+        self.state = State(self.state)
+        if self.reason_code is not None:
+            self.reason_code = Reason(self.reason_code)
+
+    def with_changes(self, **changes) -> "JobStatus":
+        return replace(self, **changes)
+
+
+def reconcile(
+    file_state: str | None, sched: JobStatus | None, has_metrics: bool, job_missing: bool
+) -> tuple[str, list]:
     """One trial's state from what its files say (result.json, metrics.jsonl) and what the
     scheduler says about its job; returns (state, flags). The trainer's own COMPLETED always
     stands; otherwise a scheduler that still holds the job, or ended it badly, is believed."""
     flags = []
     state = file_state
-    s = (sched or {}).get("state")
+    s = sched.state.value if sched else None  # rows hold plain words
     if s in IN_FLIGHT and state != "COMPLETED":
         state = s
     elif s in BAD and state != "COMPLETED":
@@ -44,8 +84,8 @@ def reconcile(file_state: str | None, sched: dict | None, has_metrics: bool, job
     elif s == "COMPLETED" and state not in ("COMPLETED", "FAILED"):
         state = "FAILED"
         flags.append("job ended without writing a result")
-    if (sched or {}).get("reason") and state in BAD:
-        flags.append(sched["reason"])
+    if sched and sched.reason and state in BAD:
+        flags.append(sched.reason)
     if state is None:
         if has_metrics:
             state = "RUNNING"

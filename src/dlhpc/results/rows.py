@@ -14,7 +14,7 @@ from dlhpc.node.stall import describe as describe_stall
 from dlhpc.results import redact
 from dlhpc.results.metrics import logged_keys, read_metrics, total_epochs
 from dlhpc.spec.program import is_builtin, named
-from dlhpc.states import reconcile
+from dlhpc.states import JobStatus, State, reconcile
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -23,7 +23,7 @@ def _finite(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = None, sched_missing=False) -> dict:
+def trial_row(exp_dir: Path, record: dict, trial: dict, sched: JobStatus | None = None, sched_missing=False) -> dict:
     """One row for one trial. `sched` is what the scheduler said about its job, if asked."""
     tdir = exp_dir / trial["id"]
     spec = record.get("spec", {})
@@ -69,7 +69,9 @@ def trial_row(exp_dir: Path, record: dict, trial: dict, sched: dict | None = Non
     if requeues:
         row["requeues"] = requeues
     if sched:
-        row.update({k: sched[k] for k in ("elapsed", "queue_wait_s", "core_hours", "gpu_hours") if k in sched})
+        for key in ("elapsed", "queue_wait_s", "core_hours", "gpu_hours"):
+            if getattr(sched, key) is not None:
+                row[key] = getattr(sched, key)
     if not is_builtin(spec):
         _program_columns(row, spec, metrics, state, flags)
     row["flags"] = "; ".join(flags)
@@ -181,19 +183,19 @@ def latest_jobs(record: dict) -> dict:
     return {trial: entry["job_id"] for trial, entry in latest_entries(record).items()}
 
 
-def packed_view(sched: dict | None, entry: dict, started: bool) -> dict | None:
+def packed_view(sched: JobStatus | None, entry: dict, started: bool) -> JobStatus | None:
     """What the scheduler says of a packed task, as it applies to one of its trials: a trial
     still waiting for the ones before it is PENDING, not RUNNING, and the task's hours are
     shared by its trials."""
     size = entry.get("task_size") or 1
     if not sched or size <= 1:
         return sched
-    view = dict(sched)
-    if sched.get("state") == "RUNNING" and not started:
-        view.update(state="PENDING", pending_reason=f"waiting for the trials before it in its task ({size} trials)")
+    view = sched.with_changes()
+    if sched.state == State.RUNNING and not started:
+        view.state, view.pending_reason = State.PENDING, f"waiting for the trials before it in its task ({size} trials)"
     for key in ("core_hours", "gpu_hours"):
-        if view.get(key) is not None:
-            view[key] = view[key] / size
+        if getattr(view, key) is not None:
+            setattr(view, key, getattr(view, key) / size)
     return view
 
 
@@ -210,8 +212,8 @@ def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[di
             tdir = exp_dir / trial["id"]
             sched = packed_view(sched, entry, (tdir / "metrics.jsonl").exists() or (tdir / "result.json").exists())
         rows.append(trial_row(exp_dir, record, trial, sched, missing))
-        if sched and rows[-1]["state"] == "PENDING" and sched.get("pending_reason"):
-            rows[-1]["why_pending"] = sched["pending_reason"]
+        if sched and rows[-1]["state"] == "PENDING" and sched.pending_reason:
+            rows[-1]["why_pending"] = sched.pending_reason
         git = record.get("git") or {}
         rows[-1]["commit"] = (git.get("commit", "")[:12] + ("+dirty" if git.get("dirty") else "")) or None
         image = record.get("container")

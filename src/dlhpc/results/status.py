@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dlhpc.results import rows as results
 from dlhpc.schedulers.base import Unreachable
-from dlhpc.states import BAD, FINISHED
+from dlhpc.states import BAD, FINISHED, JobStatus, State
 
 
 class Backoff:
@@ -38,8 +38,8 @@ def job_ids(record: dict) -> list[str]:
 
 
 def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
-    """({job_id: {state, elapsed, queue_wait_s, core_hours, gpu_hours, ...}}, warnings) from one
-    batched query; `only` limits it to some job ids; details adds pending jobs' expected start.
+    """({job_id: states.JobStatus}, warnings) from one batched query; `only` limits it to some
+    job ids; details adds pending jobs' expected start.
     None instead of the dict when the scheduler did not answer at all (schedulers.base.Unreachable)."""
     from dlhpc.schedulers import backend
 
@@ -51,8 +51,6 @@ def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
     info, warnings = sched.states(ids, exp_dir, details)
     if unanswered(warnings):
         return None, warnings  # nothing known of any job (not "missing"): the files' last word stands
-    for row in info.values():
-        row.update(sched.accounting(row))
     return info, warnings
 
 
@@ -69,7 +67,7 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
     record, rows = results.experiment_rows(exp_dir, info)
     trials = []
     for r in rows:
-        sched = (info or {}).get(r.get("job_id")) or {}
+        sched = (info or {}).get(r.get("job_id")) or JobStatus(State.UNKNOWN)  # (not reported)
         pending = r["state"] == "PENDING"
         if unreachable and r["state"] not in FINISHED:
             r["flags"] = "; ".join(f for f in (r.get("flags"), "last known: the scheduler does not answer") if f)
@@ -78,14 +76,14 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
                 "trial": r["trial"],
                 "job_id": r.get("job_id"),
                 "state": r["state"],
-                "elapsed": sched.get("elapsed"),
+                "elapsed": sched.elapsed,
                 "epoch": r.get("epochs_done"),
                 "epochs": r.get("epochs"),
                 "test_acc": r.get("test_acc"),
                 "params": {k: r[k] for k in record.get("swept_keys", []) if k in r},
                 "flags": r.get("flags") or None,
-                "why_pending": (r.get("why_pending") or sched.get("pending_reason")) if pending else None,
-                "est_start": sched.get("est_start") if r["state"] == "PENDING" else None,
+                "why_pending": (r.get("why_pending") or sched.pending_reason or None) if pending else None,
+                "est_start": sched.est_start if pending else None,
                 "stalled": r.get("stalled"),  # (which rank, where, for how long: a STALLED trial)
                 "requeues": r.get("requeues") or 0,  # (time limit, preemption, a node lost under it)
             }
@@ -205,7 +203,7 @@ class Watcher:
         if self.backoff.due():
             self.info, self.warnings = scheduler_info(self.exp_dir, details=self.polls % self.DETAILS_EVERY == 0)
             self.polls += 1
-            seen = ({j: r.get("state") for j, r in (self.info or {}).items()}, files)
+            seen = ({j: status.state for j, status in (self.info or {}).items()}, files)
             self.backoff.asked(changed=self._seen is not None and seen != self._seen)
             self._seen = seen
         elif self._seen is not None and files != self._seen[1]:
@@ -289,7 +287,7 @@ def follow_logs(
             return 1 if state in BAD else 0
         if job_id and backoff.due():
             info, warnings = scheduler_info(exp_dir, only={job_id}, details=False)
-            sched_state = ((info or {}).get(job_id) or {}).get("state")
+            sched_state = (info or {}).get(job_id, JobStatus(State.UNKNOWN)).state
             backoff.asked(changed=False)
             if sched_state in FINISHED:
                 return 1 if sched_state in BAD else 0
@@ -314,7 +312,7 @@ def live_jobs(exp_dir: Path) -> list[str]:
     from dlhpc.states import IN_FLIGHT
 
     info, _ = scheduler_info(exp_dir, details=False)
-    return [j for j, row in (info or {}).items() if row.get("state") in IN_FLIGHT]
+    return [j for j, status in (info or {}).items() if status.state in IN_FLIGHT]
 
 
 def cancel(exp_dir: Path) -> list:

@@ -9,6 +9,7 @@ from dlhpc.errors import DlhpcError
 from dlhpc.reasons import Reason
 from dlhpc.results import rows as results
 from dlhpc.results import status
+from dlhpc.states import JobStatus, State
 
 ERR_TAIL_LINES = 60
 
@@ -35,12 +36,12 @@ def _python_error(text: str) -> tuple[str, str] | None:
 
 
 def classify(
-    trial: dict, sched: dict, result: dict, err: str, spec: dict, used: dict | None = None, backend=None
+    trial: dict, sched: JobStatus | None, result: dict, err: str, spec: dict, used: dict | None = None, backend=None
 ) -> tuple[str, str]:
-    """(cause, fix) for one trial; `sched` is its job's row from Backend.states() (reason_code,
-    exit_code, signal: the same keys from every backend), `used` what accounting says it used.
+    """(cause, fix) for one trial; `sched` is what Backend.states() said of its job (None when it
+    said nothing), `used` what accounting says it used.
     The first of RULES that recognises the trial answers."""
-    case = Case(trial, sched, result, err, spec, used or {}, backend or _NoBackend())
+    case = Case(trial, sched or JobStatus(State.UNKNOWN), result, err, spec, used or {}, backend or _NoBackend())
     for rule in RULES:
         answer = rule(case)
         if answer:
@@ -54,7 +55,7 @@ class Case:
     def __init__(self, trial, sched, result, err, spec, used, backend):
         self.trial, self.sched, self.result, self.err = trial, sched, result, err
         self.used, self.backend = used, backend
-        self.state, self.code = trial["state"], reasons.parse(sched.get("reason_code"))
+        self.state, self.code = trial["state"], sched.reason_code
         self.train, self.res, self.data = spec.get("train", {}), spec.get("resources", {}), spec.get("data") or {}
         self.error = str(result.get("error") or "")
         self.text = err + "\n" + self.error + "\n" + str(result.get("traceback") or "")
@@ -93,7 +94,7 @@ def _out_of_memory(c: Case):
     oom = re.search(r"exceeded memory limit \((\d+) > (\d+)\)", c.text)
     peak_mb, req_mb = c.used.get("mem_peak_mb"), c.used.get("mem_req_mb")
     # killed by SIGKILL with its peak at the request: the scheduler ended it for memory, silently
-    killed_at_limit = c.sched.get("signal") == 9 and peak_mb and req_mb and peak_mb >= 0.9 * req_mb
+    killed_at_limit = c.sched.signal == 9 and peak_mb and req_mb and peak_mb >= 0.9 * req_mb
     if not (c.code == Reason.OUT_OF_MEMORY or oom or killed_at_limit or "oom-kill" in c.text.lower()):
         return None
     peak = f"; it used at least {_mib(int(oom.group(1)))}" if oom else ""
@@ -178,8 +179,8 @@ def _python(c: Case):
 def _ended_badly(c: Case):
     if c.state not in ("FAILED", "UNKNOWN"):
         return None
-    exit_code = c.sched.get("exit_code") or c.result.get("exit_code")
-    killed = f" (killed by signal {c.sched['signal']})" if c.sched.get("signal") else ""
+    exit_code = c.sched.exit_code or c.result.get("exit_code")
+    killed = f" (killed by signal {c.sched.signal})" if c.sched.signal else ""
     exited = f" (exit code {exit_code})" if exit_code else killed
     last = next((line for line in reversed(c.err.splitlines()) if line.strip()), "no output in job.err")
     cause = f"the job ended with state {c.state}{exited}: {last[:200]}"
@@ -211,14 +212,14 @@ def _resumes_from(trial: dict) -> str:
     return f"it resumes from epoch {epoch + 1} (its checkpoint)" if epoch else "it starts again from epoch 1"
 
 
-def _node_lost(trial: dict, result: dict, sched: dict) -> tuple[str, str]:
+def _node_lost(trial: dict, result: dict, sched: JobStatus) -> tuple[str, str]:
     """A node failed under the trial: named by the surviving runner (result.json's lost_node, with
     how it was seen) or by the scheduler (NODE_FAIL, its node list)."""
     node = result.get("lost_node")
     if node:
         words = str(result.get("error") or f"node {node} was lost")
     else:
-        nodes = str(sched.get("nodes") or "") or "one of its nodes"
+        nodes = sched.nodes or "one of its nodes"
         node, words = nodes, f"the scheduler ended the job: a node failed under it ({nodes})"
     return (
         f"{words}; {_resumes_from(trial)}",
@@ -325,7 +326,7 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
             if trial["state"] == "COMPLETED"
             else classify(
                 trial,
-                (info or {}).get(trial.get("job_id")) or {},
+                (info or {}).get(trial.get("job_id")),
                 result,
                 _tail(tdir / "job.err"),
                 spec,

@@ -6,7 +6,8 @@ a Backend subclass, named in dlhpc.schedulers.REGISTRY. Modelled on submitit's E
 and maestrowf's ScriptAdapter: the template renders the script, the backend only moves it.
 
 Job ids are strings shaped like SLURM's: `<base>` for a single job, `<base>_<index>` for an
-element of an array. States are SLURM's words (dlhpc.states), whatever the scheduler says.
+element of an array. What a backend says of a job is a states.JobStatus (a State, a
+reasons.Reason, exit code, nodes, accounting), whatever the scheduler says.
 """
 
 from abc import ABC, abstractmethod
@@ -126,18 +127,15 @@ class Backend(ABC):
 
     @abstractmethod
     def states(self, job_ids: list[str], exp_dir: Path, details: bool = False) -> tuple[dict, list]:
-        """({job_id: {"state": SLURM word, ...}}, warnings) in ONE batched scheduler query for the
-        whole list. A job the scheduler does not report is left out (it shows as UNKNOWN).
+        """({job_id: states.JobStatus}, warnings) in ONE batched scheduler query for the whole
+        list, accounting figures (queue wait, core- and GPU-hours) filled in where the scheduler
+        records them. A job the scheduler does not report is left out (it shows as UNKNOWN).
         Pending jobs carry `pending_reason` (plain words); with details, also `est_start` where the
         scheduler estimates one (that may cost a second query)."""
 
     @abstractmethod
     def cancel(self, job_ids: list[str], exp_dir: Path) -> list[str]:
         """Cancel these jobs (one scheduler call); return the ids the scheduler was asked to cancel."""
-
-    def accounting(self, row: dict) -> dict:
-        """From one states() row: queue_wait_s, elapsed_s, core_hours, gpu_hours where known."""
-        return {}
 
     # ---- dependencies ----
     def dependency_args(self, kind: str, job_ids: list[str]) -> list[str]:

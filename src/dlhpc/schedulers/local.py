@@ -27,7 +27,8 @@ from dlhpc.fsutil import atomic_write_json, current_umask, private_mode, read_js
 from dlhpc.schedulers.base import Backend, Check
 from dlhpc.shell import run_command
 from dlhpc.spec.load import tasks_per_node
-from dlhpc.spec.schema import format_time
+from dlhpc.spec.schema import format_time, parse_time
+from dlhpc.states import JobStatus, State
 
 JOBS_FILE = Path("logs") / "local-jobs.json"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -265,32 +266,12 @@ class LocalBackend(Backend):
             if entry is None:
                 # never started: waiting for a live runner, or never to start (its runner is gone)
                 out[job_id] = (
-                    {"state": "PENDING"}
+                    JobStatus(State.PENDING)
                     if alive
-                    else {"state": "FAILED", "reason": "the local runner stopped before the trial started"}
+                    else JobStatus(State.FAILED, reason="the local runner stopped before the trial started")
                 )
-                continue
-            state = entry.get("state")
-            if state == "RUNNING" and not alive:
-                state, entry = "FAILED", {**entry, "reason": "the local runner stopped while the trial ran"}
-            row = {
-                "state": state,
-                "start": entry.get("start"),
-                "end": entry.get("end"),
-                "cpus": entry.get("cpus"),
-                "gpus": entry.get("gpus"),
-            }
-            if entry.get("exit_code"):
-                row["reason"] = f"the job script exited with code {entry['exit_code']}"
-            if entry.get("reason"):
-                row["reason"] = entry["reason"]
-            start, end = (
-                _iso(entry.get("start")),
-                _iso(entry.get("end")) or (datetime.now().astimezone() if alive else None),
-            )
-            if start and end:
-                row["elapsed"] = format_time(max(0, int((end - start).total_seconds())))
-            out[job_id] = row
+            else:
+                out[job_id] = _job_status(entry, alive)
         return out, []
 
     def cancel(self, job_ids, exp_dir) -> list[str]:
@@ -312,18 +293,6 @@ class LocalBackend(Backend):
                     entry.update(state="CANCELLED", end=_now())
             atomic_write_json(Path(exp_dir) / JOBS_FILE, book, mode=private_mode())
         return unfinished
-
-    def accounting(self, row: dict) -> dict:
-        from dlhpc.spec.schema import parse_time
-
-        if not row.get("elapsed"):
-            return {}
-        elapsed = parse_time(row["elapsed"])
-        out = {"elapsed_s": elapsed}
-        if row.get("cpus") is not None:
-            out["core_hours"] = row["cpus"] * elapsed / 3600
-            out["gpu_hours"] = (row.get("gpus") or 0) * elapsed / 3600
-        return out
 
     def doctor_checks(self, spec) -> list[Check]:
         if not spec.data["env"]["modules"]:
@@ -384,3 +353,22 @@ def write_report_if_asked(exp_dir: Path) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _job_status(entry: dict, alive: bool) -> JobStatus:
+    """One job of the runner's book as a JobStatus: the CPUs and GPUs it held x its elapsed time."""
+    state, reason = entry.get("state"), entry.get("reason") or ""
+    if state == "RUNNING" and not alive:
+        state, reason = "FAILED", "the local runner stopped while the trial ran"
+    if entry.get("exit_code") and not reason:
+        reason = f"the job script exited with code {entry['exit_code']}"
+    status = JobStatus(state, reason=reason, start=entry.get("start"), end=entry.get("end"))
+    start = _iso(entry.get("start"))
+    end = _iso(entry.get("end")) or (datetime.now().astimezone() if alive else None)
+    if start and end:
+        status.elapsed = format_time(max(0, int((end - start).total_seconds())))
+        status.elapsed_s = parse_time(status.elapsed)
+        if entry.get("cpus") is not None:
+            status.core_hours = entry["cpus"] * status.elapsed_s / 3600
+            status.gpu_hours = (entry.get("gpus") or 0) * status.elapsed_s / 3600
+    return status

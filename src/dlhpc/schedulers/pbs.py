@@ -21,7 +21,7 @@ from dlhpc.schedulers.base import Backend, Check, Unreachable, base_ids, command
 from dlhpc.schedulers.pbs_ids import parse_job_id  # noqa: F401 - also pbs.parse_job_id
 from dlhpc.shell import run_command
 from dlhpc.spec.schema import mem_megabytes, parse_time
-from dlhpc.states import State
+from dlhpc.states import JobStatus, State
 
 # OpenPBS / Torque one-letter states → SLURM's words.
 STATES = {
@@ -440,31 +440,8 @@ def states(job_ids) -> tuple[dict, list]:
     if data is not None:
         for full_id, job in data.items():
             jid = _dlhpc_id(full_id)
-            if jid is None:
-                continue
-            used, asked = job.get("resources_used") or {}, job.get("Resource_List") or {}
-            state = map_state(job.get("job_state"), job.get("Exit_status"))
-            if state == "COMPLETED" and str(job.get("substate")) == "91":  # finished by qdel
-                state = "CANCELLED"
-            out[jid] = {
-                "state": state,
-                "raw_state": job.get("job_state"),
-                "exit_status": job.get("Exit_status"),
-                "elapsed": used.get("walltime"),
-                "submit": job.get("qtime"),
-                "start": job.get("stime"),
-                "end": job.get("obittime") if job.get("job_state") in ("F", "X") else None,
-                "ncpus": asked.get("ncpus"),
-                "ngpus": asked.get("ngpus"),
-                "nodes": job.get("exec_host"),
-                "restarts": max(0, int(job.get("run_count") or 1) - 1),
-            }
-            if exit_reason(job.get("Exit_status")):
-                out[jid]["reason"] = exit_reason(job.get("Exit_status"))
-            out[jid].update(reason_code=reason_code(job), **_exit_parts(job.get("Exit_status")))
-            if out[jid]["state"] == "PENDING":  # the scheduler's own words, and its estimate where it has one
-                out[jid]["pending_reason"] = job.get("comment") or ("held" if job.get("job_state") == "H" else None)
-                out[jid]["est_start"] = (job.get("estimated") or {}).get("start_time")
+            if jid is not None:
+                out[jid] = job_status(job)
         return out, warnings
     try:
         proc = run_command(["qstat", *ids], timeout=30, check=False)
@@ -476,7 +453,7 @@ def states(job_ids) -> tuple[dict, list]:
             m = re.match(r"(\d+)(?:\[(\d+)\]|[_-](\d+))?", parts[0])
             index = m.group(2) or m.group(3)
             jid = m.group(1) + (f"_{index}" if index else "")
-            out[jid] = {"state": map_state(parts[4]), "raw_state": parts[4], "elapsed": parts[3]}
+            out[jid] = JobStatus(state=map_state(parts[4]), raw_state=parts[4], elapsed=parts[3])
     return out, warnings
 
 
@@ -494,18 +471,45 @@ def _ctime(value):
         return None
 
 
-def accounting(row: dict) -> dict:
+def job_status(job: dict) -> JobStatus:
+    """One job of `qstat -x -f -F json` as a JobStatus, with its accounting figures."""
+    used = job.get("resources_used") or {}
+    state = map_state(job.get("job_state"), job.get("Exit_status"))
+    if state == "COMPLETED" and str(job.get("substate")) == "91":  # finished by qdel
+        state = "CANCELLED"
+    status = JobStatus(
+        state=state,
+        raw_state=job.get("job_state") or "",
+        elapsed=used.get("walltime"),
+        submit=job.get("qtime"),
+        start=job.get("stime"),
+        end=job.get("obittime") if job.get("job_state") in ("F", "X") else None,
+        nodes=job.get("exec_host") or "",
+        reason=exit_reason(job.get("Exit_status")) or "",
+        reason_code=reason_code(job),
+        **_exit_parts(job.get("Exit_status")),
+        **accounting(job),
+    )
+    if status.state == State.PENDING:  # the scheduler's own words, and its estimate where it has one
+        status.pending_reason = job.get("comment") or ("held" if job.get("job_state") == "H" else "")
+        status.est_start = (job.get("estimated") or {}).get("start_time")
+    return status
+
+
+def accounting(job: dict) -> dict:
     """Queue wait (qtime → stime), elapsed and allocated CPU/GPU hours (Resource_List x walltime)."""
     out = {}
-    submit, start = _ctime(row.get("submit")), _ctime(row.get("start"))
+    submit, start = _ctime(job.get("qtime")), _ctime(job.get("stime"))
     if submit and start:
         out["queue_wait_s"] = max(0.0, (start - submit).total_seconds())
-    elapsed = parse_time(row["elapsed"]) if row.get("elapsed") else None
+    walltime = (job.get("resources_used") or {}).get("walltime")
+    asked = job.get("Resource_List") or {}
+    elapsed = parse_time(walltime) if walltime else None
     if elapsed is not None:
         out["elapsed_s"] = elapsed
-        if row.get("ncpus") is not None:
-            out["core_hours"] = int(row["ncpus"] or 0) * elapsed / 3600
-            out["gpu_hours"] = int(row.get("ngpus") or 0) * elapsed / 3600
+        if asked.get("ncpus") is not None:
+            out["core_hours"] = int(asked["ncpus"] or 0) * elapsed / 3600
+            out["gpu_hours"] = int(asked.get("ngpus") or 0) * elapsed / 3600
     return out
 
 
@@ -686,9 +690,6 @@ class PBSBackend(Backend):
         if ids:
             run_command(["qdel", "--", *ids], timeout=60, check=False)
         return [i.replace("[]", "") for i in ids]
-
-    def accounting(self, row: dict) -> dict:
-        return accounting(row)
 
     def efficiency(self, job_ids, exp_dir) -> dict:
         return efficiency(job_ids)

@@ -237,7 +237,7 @@ def dependency(options, sched, say=print) -> list:
         job_ids += ids
         sources.append(exp_dir.name)
     states, _ = sched.states(job_ids, Path.cwd(), False)
-    ended = {j: (states.get(j) or {}).get("state") for j in job_ids}
+    ended = {j: states[j].state.value if j in states else None for j in job_ids}
     if kind == "afterok":
         bad = sorted(j for j, s in ended.items() if s in FINISHED - {"COMPLETED"})
         if bad:

@@ -18,7 +18,7 @@ from dlhpc.schedulers.slurm.limits import (
     submission_limits,
     test_only,
 )
-from dlhpc.schedulers.slurm.queue import accounting, states
+from dlhpc.schedulers.slurm.queue import states
 from dlhpc.shell import run_command
 
 
@@ -119,9 +119,6 @@ class SlurmBackend(Backend):
         if bases:
             run_command(["scancel", "--", *bases], timeout=60)
         return bases
-
-    def accounting(self, row: dict) -> dict:
-        return accounting(row)
 
     def doctor_checks(self, spec) -> list[Check]:
         return doctor_checks(spec)

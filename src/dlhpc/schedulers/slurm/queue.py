@@ -9,7 +9,7 @@ from dlhpc.reasons import Reason
 from dlhpc.schedulers.base import Unreachable, base_ids
 from dlhpc.shell import run_command
 from dlhpc.spec.schema import parse_time
-from dlhpc.states import State
+from dlhpc.states import JobStatus, State
 
 # Every state sacct/squeue can print (slurm 22.05+), in SLURM's words; unknown → UNKNOWN.
 STATES = {
@@ -186,7 +186,7 @@ def squeue_rows(job_ids, timeout=30) -> dict:
 
 
 def states(job_ids, details=False) -> tuple[dict, list]:
-    """({job_id: {"state", "elapsed", ...}}, warnings). sacct first; squeue when sacct fails.
+    """({job_id: JobStatus}, warnings). sacct first; squeue when sacct fails.
     With details, pending jobs also get their reason in plain words and expected start (squeue)."""
     warnings, rows, sacct_error = [], {}, None
     try:
@@ -216,39 +216,39 @@ def states(job_ids, details=False) -> tuple[dict, list]:
                         f"sacct: {sacct_error}"
                     )
                 ]
-    out = {}
-    for jid in job_ids:
-        row = rows.get(jid)
-        if row is None:
-            continue
-        raw = row.get("State", "")
-        code, sig = exit_parts(row.get("ExitCode"))
-        out[jid] = {
-            "state": map_state(raw),
-            "raw_state": raw,
-            "elapsed": row.get("Elapsed"),
-            "submit": row.get("Submit"),
-            "start": row.get("Start"),
-            "end": row.get("End"),
-            "alloc_tres": row.get("AllocTRES"),
-            "nodes": row.get("NodeList"),
-            "exit_code": code,
-            "signal": sig,
-            "reason_code": END_REASONS.get(raw.split()[0] if raw else ""),
-        }
-        if out[jid]["state"] == "PENDING":
-            words, reason = explain_pending(row.get("Reason", ""))
-            out[jid].update(pending_reason=words, reason_code=reason)
-    pending = [j for j, row in out.items() if row["state"] == "PENDING"]
+    out = {jid: job_status(rows[jid]) for jid in job_ids if jid in rows}
+    pending = [j for j, status in out.items() if status.state == State.PENDING]
     if details and pending:
         try:
             for jid, (code, start) in pending_details(pending).items():
                 if jid in out:
                     words, reason = explain_pending(code)
-                    out[jid].update(pending_reason=words, reason_code=reason, est_start=start)
+                    out[jid].pending_reason, out[jid].reason_code, out[jid].est_start = words, reason, start
         except (CommandError, OSError) as exc:
             warnings.append(f"squeue --start failed: {str(exc).splitlines()[0]}")
     return out, warnings
+
+
+def job_status(row: dict) -> JobStatus:
+    """One sacct (or squeue) row as a JobStatus, with its accounting figures."""
+    raw = row.get("State", "")
+    code, sig = exit_parts(row.get("ExitCode"))
+    status = JobStatus(
+        state=map_state(raw),
+        raw_state=raw,
+        elapsed=row.get("Elapsed"),
+        submit=row.get("Submit"),
+        start=row.get("Start"),
+        end=row.get("End"),
+        nodes=row.get("NodeList") or "",
+        exit_code=code,
+        signal=sig,
+        reason_code=END_REASONS.get(raw.split()[0] if raw else ""),
+        **accounting(row),
+    )
+    if status.state == State.PENDING:
+        status.pending_reason, status.reason_code = explain_pending(row.get("Reason", ""))
+    return status
 
 
 def _ts(value):
@@ -261,11 +261,11 @@ def _ts(value):
 def accounting(row: dict) -> dict:
     """Queue wait and allocated CPU/GPU hours from what sacct recorded (AllocTRES x Elapsed)."""
     out = {}
-    submit, start = _ts(row.get("submit")), _ts(row.get("start"))
+    submit, start = _ts(row.get("Submit")), _ts(row.get("Start"))
     if submit and start:
         out["queue_wait_s"] = max(0.0, (start - submit).total_seconds())
-    elapsed = parse_time(row.get("elapsed") or "") if row.get("elapsed") else None
-    tres = dict(item.split("=", 1) for item in (row.get("alloc_tres") or "").split(",") if "=" in item)
+    elapsed = parse_time(row.get("Elapsed") or "") if row.get("Elapsed") else None
+    tres = dict(item.split("=", 1) for item in (row.get("AllocTRES") or "").split(",") if "=" in item)
     if elapsed is not None:
         out["elapsed_s"] = elapsed
     if elapsed is not None and tres:
