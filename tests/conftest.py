@@ -190,6 +190,11 @@ def fake_commands(tmp_path: Path, **scripts) -> dict:
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "DLHPC_SCHEDULER_TIMEOUT": "2"}
 
 
+def exp_dir_from(out: str) -> str:
+    """The experiment folder that `dlhpc submit` printed."""
+    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("experiment: "))
+
+
 def make_experiment(root: Path, trials, swept=("train.lr",), scheduler="local", jobs=(), name="exp"):
     """An experiment directory as submit leaves it. trials: (id, params, {file: text}); jobs:
     (job_id, trial id) pairs."""

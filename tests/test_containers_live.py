@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, release_if_requeued, scontrol_job, wait_finished
-from test_slurm import exp_dir_from
+from conftest import DATA, ROOT, exp_dir_from, release_if_requeued, scontrol_job, wait_finished
 
 IMAGES = Path("/var/lib/dlhpc-test/images")
 PODMAN = ["--set", "env.container.image=localhost/dlhpc-torch:test", "--set", "env.container.runtime=podman"]

@@ -15,6 +15,7 @@ import pytest
 from conftest import (
     DATA,
     epochs_of,
+    exp_dir_from,
     kill_host,
     make_experiment,
     nodes_back_in_service,
@@ -28,7 +29,6 @@ from conftest import (
     wait_restarted,
     write,
 )
-from test_slurm import exp_dir_from
 
 
 @pytest.mark.slurm

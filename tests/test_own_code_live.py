@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, release_if_requeued, scontrol_job, wait_finished
-from test_slurm import exp_dir_from
+from conftest import ROOT, exp_dir_from, release_if_requeued, scontrol_job, wait_finished
 
 EXAMPLE = ROOT / "examples" / "own-code"
 TWO_NODES = ["--set", "resources.nodes=2", "--set", "resources.tasks_per_node=1", "--set", "params.epochs=4"]
@@ -85,8 +84,9 @@ def test_a_time_limit_requeue_resumes_the_script_from_its_snapshot_exactly(slurm
         time.sleep(0.5)
     report = wait_finished(dlhpc, exp, timeout=60)
     assert report["trials"][0]["state"] == "COMPLETED", (report, dlhpc("why", exp).out)
-    assert int(scontrol_job(job_id).get("Restarts", 0)) >= 1  # stopped at the warning, requeued, resumed
-    assert json.loads((trial / "requeues.json").read_text())["count"] >= 1
+    restarts = int(scontrol_job(job_id).get("Restarts", 0))
+    assert restarts >= 1  # stopped at the warning, requeued, resumed (how often depends on the machine's speed)
+    assert json.loads((trial / "requeues.json").read_text())["count"] == restarts  # each one counted once
     assert "resuming from snapshot" in (trial / "job.out").read_text()
     lines = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == list(range(1, 11))  # every epoch exactly once

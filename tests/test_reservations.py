@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, scontrol_job, wait_finished, write
-from test_slurm import exp_dir_from
+from conftest import DATA, exp_dir_from, scontrol_job, wait_finished, write
 
 PBS_BIN = Path("/opt/pbs/bin")
 SPEC = f"""

@@ -8,13 +8,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, wait_finished, write
+from conftest import ROOT, exp_dir_from, wait_finished, write
 
 pytestmark = pytest.mark.slurm
-
-
-def exp_dir_from(out: str) -> str:
-    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("experiment: "))
 
 
 def test_ci_smoke_end_to_end(slurm_cluster, dlhpc, tmp_path, budget):
@@ -147,6 +143,7 @@ def test_cancel_leaves_every_job_cancelled(slurm_cluster, dlhpc, tmp_path):
         if "RUNNING" in states:
             break
         time.sleep(1)
+    assert "RUNNING" in states, states  # cancelled while it ran, not before it started
     c = dlhpc("cancel", exp)
     assert c.code == 0 and "cancelled" in c.out, c
     report = wait_finished(dlhpc, exp, timeout=60)

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for add in (_spec_commands, _submit_commands, _results_commands, _admin_commands):
+    adders = (_spec_commands, _submit_commands, _results_commands, _trial_commands, _tracking_commands, _admin_commands)
+    for add in adders:
         add(sub)
     return parser
 
@@ -134,7 +135,7 @@ def _submit_commands(sub) -> None:
 
 
 def _results_commands(sub) -> None:
-    """Status, summary, plot, logs, show, report, why, cancel."""
+    """Status, summary, plot."""
     p = sub.add_parser("status", help="state of every trial of an experiment")
     p.add_argument("exp", nargs="?", metavar="EXP")
     _add_json(p)
@@ -175,6 +176,9 @@ def _results_commands(sub) -> None:
     p.add_argument("-o", "--out", metavar="FILE.png")
     _add_runs_dir(p)
 
+
+def _trial_commands(sub) -> None:
+    """Logs, show, report, why, cancel: one experiment's trials, looked into or stopped."""
     p = sub.add_parser("logs", help="show a trial's job output")
     p.add_argument("exp", nargs="?", metavar="EXP")
     p.add_argument("--trial", metavar="ID", help="trial id (default: the first)")
@@ -197,6 +201,14 @@ def _results_commands(sub) -> None:
     _add_json(p)
     _add_runs_dir(p)
 
+    p = sub.add_parser("cancel", help="cancel every job of an experiment")
+    p.add_argument("exp", nargs="?", metavar="EXP")
+    p.add_argument("--latest", action="store_true", help="cancel the newest experiment (EXP left out)")
+    _add_runs_dir(p)
+
+
+def _tracking_commands(sub) -> None:
+    """TensorBoard and the exports to MLflow and W&B."""
     p = sub.add_parser("tensorboard", help="TensorBoard over an experiment (or all of them), on a free port")
     p.add_argument("exp", nargs="?", metavar="EXP", help="an experiment (default: every one in the runs folder)")
     p.add_argument("--port", type=int, help="listen on this port of the loopback (default: a free one)")
@@ -214,11 +226,6 @@ def _results_commands(sub) -> None:
     e.add_argument("--dir", metavar="DIR", help="where the run folders go (default: EXP/wandb)")
     e.add_argument("--project", metavar="NAME", help="W&B project (default: the spec's name)")
     _add_runs_dir(e)
-
-    p = sub.add_parser("cancel", help="cancel every job of an experiment")
-    p.add_argument("exp", nargs="?", metavar="EXP")
-    p.add_argument("--latest", action="store_true", help="cancel the newest experiment (EXP left out)")
-    _add_runs_dir(p)
 
 
 def _admin_commands(sub) -> None:

@@ -51,62 +51,89 @@ def _resource_values(spec, key) -> list[tuple[object, str]]:
 
 
 def violations(spec) -> list[str]:
+    """Every way the spec breaks its site's policy, each with where it is set and the fix."""
     policy = spec.site.get("policy") or {}
+    found = []
+    for check in (_not_allowed, _above_maxima, _too_many_gpus, _too_many_trials, _image_not_allowed, _missing):
+        found += check(spec, policy)
+    return found
+
+
+def _not_allowed(spec, policy: dict) -> list[str]:
     found = []
     for rule, key in ALLOWED:
         allowed = policy.get(rule)
-        if not allowed:
-            continue
-        for value, at in _resource_values(spec, key):
-            names = str(value).split(",") if value else []
-            for name in names:
+        for value, at in _resource_values(spec, key) if allowed else []:
+            for name in str(value).split(",") if value else []:
                 if name not in allowed:
                     found.append(
                         f"{at}: resources.{key} {name!r} is not allowed by the site policy "
                         f"(allowed: {', '.join(allowed)}; {_site_where(spec, rule)}). "
                         f"Fix: set resources.{key} to one of them"
                     )
+    return found
+
+
+def _above_maxima(spec, policy: dict) -> list[str]:
+    found = []
     for rule, key, measure in MAXIMA:
         limit = policy.get(rule)
-        if limit is None:
-            continue
-        for value, at in _resource_values(spec, key):
+        for value, at in _resource_values(spec, key) if limit is not None else []:
             if measure(value) > measure(limit):
                 found.append(
                     f"{at}: resources.{key} {value} is above the site's maximum of {limit} "
                     f"({_site_where(spec, rule)}). Fix: ask for at most {limit}"
                 )
-    if policy.get("max_total_gpus") is not None:
-        nodes = max(v for v, _ in _resource_values(spec, "nodes"))
-        gpus, at = max(_resource_values(spec, "gpus_per_node"), key=lambda item: item[0])
-        if nodes * gpus > policy["max_total_gpus"]:
-            found.append(
-                f"{at}: {nodes} node(s) x {gpus} GPUs = {nodes * gpus} GPUs for one trial, above the "
-                f"site's maximum of {policy['max_total_gpus']} ({_site_where(spec, 'max_total_gpus')}). "
-                "Fix: fewer nodes or GPUs per node"
-            )
-    if policy.get("max_array_size") is not None:
-        from dlhpc.spec.sweep import count_trials
-        from dlhpc.spec.yamlsource import where
+    return found
 
-        n = count_trials(spec)
-        if n > policy["max_array_size"]:
-            found.append(
-                f"{where(spec.origins, ('sweep',)).rsplit(': ', 1)[0]}: the sweep has {n} trials, above "
-                f"the site's maximum of {policy['max_array_size']} per submission "
-                f"({_site_where(spec, 'max_array_size')}). Fix: sweep fewer values, or submit in parts"
-            )
+
+def _too_many_gpus(spec, policy: dict) -> list[str]:
+    if policy.get("max_total_gpus") is None:
+        return []
+    nodes = max(v for v, _ in _resource_values(spec, "nodes"))
+    gpus, at = max(_resource_values(spec, "gpus_per_node"), key=lambda item: item[0])
+    if nodes * gpus <= policy["max_total_gpus"]:
+        return []
+    return [
+        f"{at}: {nodes} node(s) x {gpus} GPUs = {nodes * gpus} GPUs for one trial, above the "
+        f"site's maximum of {policy['max_total_gpus']} ({_site_where(spec, 'max_total_gpus')}). "
+        "Fix: fewer nodes or GPUs per node"
+    ]
+
+
+def _too_many_trials(spec, policy: dict) -> list[str]:
+    if policy.get("max_array_size") is None:
+        return []
+    from dlhpc.spec.sweep import count_trials
+    from dlhpc.spec.yamlsource import where
+
+    n = count_trials(spec)
+    if n <= policy["max_array_size"]:
+        return []
+    return [
+        f"{where(spec.origins, ('sweep',)).rsplit(': ', 1)[0]}: the sweep has {n} trials, above "
+        f"the site's maximum of {policy['max_array_size']} per submission "
+        f"({_site_where(spec, 'max_array_size')}). Fix: sweep fewer values, or submit in parts"
+    ]
+
+
+def _image_not_allowed(spec, policy: dict) -> list[str]:
     images = policy.get("container_images")
     image = spec.data["env"]["container"].get("image")
-    if images and image not in images:
-        from dlhpc.spec.yamlsource import where
+    if not images or image in images:
+        return []
+    from dlhpc.spec.yamlsource import where
 
-        at = where(spec.origins, ("env", "container", "image")).rsplit(": ", 1)[0]
-        said = f"image {image!r}" if image else "no container image"
-        found.append(
-            f"{at}: env.container: {said} is not allowed by the site policy (allowed: {', '.join(images)}; "
-            f"{_site_where(spec, 'container_images')}). Fix: set env.container.image to one of them"
-        )
+    at = where(spec.origins, ("env", "container", "image")).rsplit(": ", 1)[0]
+    said = f"image {image!r}" if image else "no container image"
+    return [
+        f"{at}: env.container: {said} is not allowed by the site policy (allowed: {', '.join(images)}; "
+        f"{_site_where(spec, 'container_images')}). Fix: set env.container.image to one of them"
+    ]
+
+
+def _missing(spec, policy: dict) -> list[str]:
+    found = []
     for key in policy.get("required") or []:
         try:
             value = spec.get(key)
