@@ -42,15 +42,13 @@ class _RunsATrial:
 
         return run_trial(trial_dir, detect(), on_start=keep)
 
-    def _stop_for_requeue(self, trial_dir):
+    def _stop_for_requeue(self):
+        """The time-limit signal: the ranks stop (saving their checkpoint); submitit then requeues
+        the job, if it has a requeue left (the rerun counts itself: node/runner.py)."""
         run = self._run
         if run is not None and run.ranks is not None:
             run.stop()
             run.ranks.wait_stopped(run.grace_s)
-        if trial_dir is not None:  # (a packed task stopped between its trials has none)
-            from dlhpc.node.runner import count_requeue
-
-            count_requeue(Path(trial_dir))
 
     def _wait_for_requeue(self):
         """A rank other than 0 whose program stopped on the time-limit signal: rank 0 requeues
@@ -78,7 +76,7 @@ class TrainJob(_RunsATrial):
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        self._stop_for_requeue(self.trial_dir)
+        self._stop_for_requeue()
         return submitit.helpers.DelayedSubmission(TrainJob(self.trial_dir))
 
     def __getstate__(self):
@@ -99,7 +97,6 @@ class PackedTrainJob(_RunsATrial):
 
     def __init__(self, trial_dirs):
         self.trial_dirs = [str(Path(d).absolute()) for d in trial_dirs]
-        self._current = None
 
     def __call__(self):
         import os
@@ -113,7 +110,6 @@ class PackedTrainJob(_RunsATrial):
         for position, trial_dir in enumerate(self.trial_dirs):
             if (read_json(Path(trial_dir) / "result.json", {}) or {}).get("state") == "COMPLETED":
                 continue  # done in an earlier run of this task
-            self._current = trial_dir
             with _output_to(Path(trial_dir)):
                 print(
                     f"dlhpc: trial {Path(trial_dir).name} starting, {position + 1} of {len(self.trial_dirs)} "
@@ -136,14 +132,14 @@ class PackedTrainJob(_RunsATrial):
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        self._stop_for_requeue(self._current)
+        self._stop_for_requeue()
         return submitit.helpers.DelayedSubmission(PackedTrainJob(self.trial_dirs))
 
     def __getstate__(self):
         return {"trial_dirs": self.trial_dirs}
 
     def __setstate__(self, state):
-        self.trial_dirs, self._current, self._run = state["trial_dirs"], None, None
+        self.trial_dirs, self._run = state["trial_dirs"], None
 
     def __repr__(self):
         return f"PackedTrainJob({len(self.trial_dirs)} trials from {Path(self.trial_dirs[0]).name})"

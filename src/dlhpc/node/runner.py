@@ -95,7 +95,7 @@ class TrialRun:
 
     def start(self) -> None:
         if self.is_main:
-            self._count_requeue_after_loss()
+            self._count_rerun()
         container = os.environ.get("DLHPC_CONTAINER")
         argv, extra = program_argv(self.data, self.trial_dir, in_container=bool(container))
         if container:
@@ -137,7 +137,6 @@ class TrialRun:
             self._end_stalled({**verdict, "requeued_before": done})
             return
         atomic_write_json(path, {"count": done + 1, "last": verdict})
-        count_requeue(self.trial_dir)
         print(f"dlhpc: requeueing the stalled trial ({done + 1} of {cap})", file=sys.stderr, flush=True)
         try:
             import submitit
@@ -225,15 +224,24 @@ class TrialRun:
         if self.ranks is not None:
             self.ranks.signal_all(signal.SIGKILL)
 
-    def _count_requeue_after_loss(self) -> None:
-        """This job's last run ended with a node lost, and the scheduler requeued it (SLURM does on
-        NODE_FAIL): counted with the requeues status shows, once."""
-        previous = read_json(self.trial_dir / "result.json", {}) or {}
-        if not previous.get("lost_node") or previous.get("job_id") != (self.denv.job_id or None):
+    def _count_rerun(self) -> None:
+        """A start under the job id the trial last started under is a rerun: the scheduler
+        requeued the job (its time limit, a preemption, a stall, a node lost, an admin). Counted
+        here, as it starts, so the requeues status shows are the ones that happened (a last
+        time-limit signal with no requeue left asks for none). After a lost node the count also
+        notes which loss it follows, so status no longer shows that run's FAILED."""
+        job_id = self.denv.job_id or None
+        if job_id is None:
             return
-        counted = read_json(self.trial_dir / "requeues.json", {}) or {}
-        if counted.get("after_loss_at") != previous.get("lost_at"):  # (not this loss again)
-            count_requeue(self.trial_dir, after_loss_at=previous.get("lost_at"))
+        path = self.trial_dir / "requeues.json"
+        counted = read_json(path, {}) or {}
+        if counted.get("job_id") == job_id:
+            counted["count"] = int(counted.get("count", 0)) + 1
+            previous = read_json(self.trial_dir / "result.json", {}) or {}
+            if previous.get("lost_node") and previous.get("job_id") == job_id:
+                counted["after_loss_at"] = previous.get("lost_at")
+        counted["job_id"] = job_id
+        atomic_write_json(path, counted)
 
     def _record_lost(self, lost: tuple) -> None:
         """The trial FAILED because a node was lost under it: said by the runner that saw it
@@ -366,13 +374,6 @@ class TrialRun:
             "hostnames": self.denv.hostnames,
             "rendezvous": self.meeting.address if self.meeting else None,
         }
-
-
-def count_requeue(trial_dir: Path, **note) -> None:
-    """One more requeue of the trial in requeues.json (status shows the count), with `note`."""
-    counted = read_json(Path(trial_dir) / "requeues.json", {}) or {}
-    counted.update(note, count=int(counted.get("count", 0)) + 1)
-    atomic_write_json(Path(trial_dir) / "requeues.json", counted)
 
 
 def _start_event_mirror(trial_dir: Path):
