@@ -9,7 +9,7 @@ mkdir -p "$OUTDIR"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 DLHPC_SITE=${DLHPC_SITE:-/nonexistent}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-timeout "${TEST_TIMEOUT:-240}" "$PY" -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 tests/test_gpu.py 2>&1 \
+timeout "${TEST_TIMEOUT:-240}" "$PY" -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 tests/live/test_gpu.py 2>&1 \
   | tee "$OUTDIR/pytest.log"
 timeout "${BENCH_TIMEOUT:-400}" "$PY" benchmarks/gpu.py --out "$OUTDIR/gpu.json" --budget-s "${BENCH_BUDGET:-300}" ${BENCH_ARGS:-} 2>&1 \
   | tee "$OUTDIR/bench.log"

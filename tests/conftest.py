@@ -1,13 +1,22 @@
 import gzip
 import http.server
+import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: E402
+
+from dlhpc.node.identity import Identity
+from dlhpc.plan import experiment
+from dlhpc.plan.experiment import plan
+from dlhpc.schedulers import REGISTRY
+from dlhpc.spec.load import load_spec, load_spec_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("DLHPC_DATA") or ROOT.parent / "shared" / "data" / "mnist").resolve()
@@ -29,7 +38,6 @@ def slowness() -> float:
     median of five runs of REFERENCE_WORKLOAD. A budget times this holds on a slower or busier
     machine (CI's fresh 2-core machines run about half as fast) and never tightens on a faster one."""
     import statistics
-    import time
 
     times = []
     for _ in range(5):
@@ -57,14 +65,16 @@ def fresh_scheduler_answers():
 
 
 def pytest_collection_modifyitems(items):
-    """A test that uses a live cluster's fixture is marked for it, so `scripts/test.sh --unit`
-    (-m "not slurm and not pbs") leaves out exactly the tests that need the clusters."""
+    """A test that uses a live cluster's fixture is marked for it (`-m "not slurm"` leaves it
+    out), and must live in tests/live: tests/unit is the fast loop that starts nothing."""
+    unit = ROOT / "tests" / "unit"
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if "slurm_cluster" in names:
-            item.add_marker(pytest.mark.slurm)
-        if "pbs_cluster" in names:
-            item.add_marker(pytest.mark.pbs)
+        for cluster in ("slurm", "pbs"):
+            if f"{cluster}_cluster" in names or item.get_closest_marker(cluster):
+                item.add_marker(getattr(pytest.mark, cluster))
+                if unit in Path(item.fspath).parents:
+                    raise pytest.UsageError(f"{item.nodeid} needs the {cluster} cluster: move it to tests/live")
 
 
 class Result:
@@ -222,7 +232,6 @@ def wait_finished(dlhpc, exp, timeout=300) -> dict:
     """Poll `dlhpc status --json` until every trial has finished; its exit code must agree with
     the states (1 when a trial failed, was cancelled or timed out)."""
     import json
-    import time
 
     from dlhpc.results.status import exit_code
 
@@ -257,7 +266,6 @@ def uninterrupted(trial: Path, reference: Path) -> dict:
 def event_steps(trial: Path) -> dict[str, list[int]]:
     """Every scalar's steps in a trial's TensorBoard event files, as TensorBoard's own loader
     reads them (tracking.tensorboard)."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     steps: dict[str, list[int]] = {}
     for path in sorted(trial.glob("events.out.tfevents.*")):
@@ -275,7 +283,6 @@ def scontrol_job(job_id):
 def release_if_requeued(job_id):
     """SLURM holds a requeued job until BeginTime (about 2 minutes); make it eligible now, so the
     test does not wait. Nothing else about the requeue changes."""
-    import time
     from datetime import datetime
 
     job = scontrol_job(job_id)
@@ -293,7 +300,6 @@ def wait_restarted(job_id, restarts: int = 1, timeout: float = 300) -> dict:
     count), SLURM's hold lifted as release_if_requeued does. The requeue passes through
     COMPLETING, then PENDING; a short rerun can end between two looks, so "started again" is any
     state after PENDING, not only RUNNING. Returns scontrol's answer."""
-    import time
 
     held, deadline = False, time.monotonic() + timeout
     while True:
@@ -341,7 +347,6 @@ def stop_controller(daemons=("slurmctld", "slurmdbd")) -> None:
     """Stop SLURM's controller and its accounting daemon (or only those named), and wait until
     they are gone: start_controller() starts only what is not running, and a daemon still
     shutting down would be taken for running, and stay down for every test after."""
-    import time
 
     for daemon in daemons:
         subprocess.run(["pkill", "-x", daemon])
@@ -353,7 +358,6 @@ def stop_controller(daemons=("slurmctld", "slurmdbd")) -> None:
 
 def start_controller() -> None:
     """As scripts/testcluster.sh starts them: the accounting daemon first, then the controller."""
-    import time
 
     if "slurmdbd" not in slurm_daemons_running():
         subprocess.run(["slurmdbd"], check=True)
@@ -372,7 +376,6 @@ def start_controller() -> None:
 def nodes_back_in_service() -> None:
     """For what runs next: a step that ended while the controller was away can leave its node
     draining ("Kill task failed")."""
-    import time
 
     deadline = time.monotonic() + 240
     while True:
@@ -414,7 +417,6 @@ def on_host(host: str, *command: str) -> None:
 
 def pbs_nodes_free(timeout: float = 180) -> None:
     """Until the PBS server has both test hosts free again (a restarted mom reports in)."""
-    import time
 
     deadline = time.monotonic() + timeout
     while True:
@@ -423,3 +425,256 @@ def pbs_nodes_free(timeout: float = 180) -> None:
             return
         assert time.monotonic() < deadline, out
         time.sleep(1)
+
+
+# ---- shared by tests/unit/test_admin.py and tests/live/test_admin_live.py ----
+
+
+SLURM_SITE = ROOT / "examples" / "slurm-gpu-cluster" / "site.yaml"
+
+
+def render_with_site(dlhpc, site, *args):
+    return dlhpc(
+        "render", ROOT / "jobs" / "mnist-cnn.yaml", *args, env={"DLHPC_SITE": str(site), "SOURCE_DATE_EPOCH": "0"}
+    )
+
+
+# ---- shared by tests/unit/test_api.py and tests/live/test_api_live.py ----
+
+
+QUICK_SETS = {"train.epochs": 1, "data.train_subset": 1000, "resources.cpus_per_task": 1}
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "runs"
+
+
+# ---- shared by tests/unit/test_backend_contract.py and tests/live/test_backend_contract_live.py ----
+
+
+BACKENDS = sorted(REGISTRY)
+
+
+# ---- shared by tests/unit/test_containers.py and tests/live/test_containers_local.py ----
+
+
+CONTAINER_PROBE = """
+import json, os
+seen = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "DLHPC_PARAMS", "PYTHONPATH")}
+seen["cwd"] = os.getcwd()
+with open(f"probe-{os.environ['RANK']}.json", "w") as f:
+    json.dump(seen, f)
+"""
+
+
+def container_spec(tmp_path: Path, runtime: str, image: str, scheduler="slurm", gpus=True) -> Path:
+    write(tmp_path / "train.py", CONTAINER_PROBE)
+    return write(
+        tmp_path / f"{runtime}.yaml",
+        f"""
+name: in-{runtime}
+program: {{script: train.py}}
+params: {{lr: 0.1}}
+env:
+  container: {{image: "{image}", runtime: {runtime}, binds: [/scratch, "/datasets:/data:ro"], gpus: {str(gpus).lower()},
+               python: {sys.executable}}}
+  vars: {{WANDB_MODE: offline}}
+resources: {{scheduler: {scheduler}, tasks_per_node: 2, cpus_per_task: 1, time: "00:05:00"}}
+runs_dir: {tmp_path / "runs"}
+""",
+    )
+
+
+# ---- shared by tests/unit/test_own_code.py and tests/live/test_own_code_local.py ----
+
+
+EXAMPLE = ROOT / "examples" / "own-code"
+
+
+RANK_PROBE = """
+import json, os, torch, torch.distributed as dist
+dist.init_process_group("gloo")  # env://, as under torchrun
+t = torch.tensor([float(dist.get_rank() + 1)])
+dist.all_reduce(t)
+names = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT",
+         "TORCHELASTIC_RUN_ID", "DLHPC_TRIAL_DIR", "DLHPC_PARAMS", "DLHPC_CHECKPOINT"]
+seen = {n: os.environ.get(n) for n in names}
+seen.update(cwd=os.getcwd(), sum=t.item())
+with open(f"rank-{dist.get_rank()}.json", "w") as f:
+    json.dump(seen, f)
+dist.destroy_process_group()
+"""
+
+
+def project(tmp_path: Path, script: str = RANK_PROBE, spec: str = "") -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    write(folder / "train.py", script)
+    return write(
+        folder / "exp.yaml",
+        spec
+        or f"""
+name: probe
+program: {{script: train.py, args: ["--lr", "{{params.lr}}"]}}
+params: {{lr: 0.1, note: "a b"}}
+resources: {{tasks_per_node: 2, cpus_per_task: 1, time: "00:05:00"}}
+runs_dir: {tmp_path / "runs"}
+""",
+    )
+
+
+def only_experiment(runs: Path) -> Path:
+    (exp,) = [d for d in runs.iterdir() if (d / "experiment.json").is_file()]
+    return exp
+
+
+# ---- shared by tests/unit/test_reliability.py and tests/live/test_reliability_live.py ----
+
+
+def slurm_experiment(tmp_path):
+    return make_experiment(
+        tmp_path / "runs",
+        [
+            (
+                "000-aaaaaa",
+                {"train.seed": 0},
+                {"result.json": json.dumps({"state": "COMPLETED", "test_acc": 0.97, "epochs": 2})},
+            ),
+            ("001-bbbbbb", {"train.seed": 1}, {}),
+        ],
+        swept=("train.seed",),
+        scheduler="slurm",
+        jobs=[("77_0", "000-aaaaaa"), ("77_1", "001-bbbbbb")],
+        name="faults",
+    )
+
+
+# ---- shared by tests/unit/test_render.py and tests/live/test_render_live.py ----
+
+
+JOBS = sorted(p.stem for p in (ROOT / "jobs").glob("*.yaml"))
+
+
+FLAVOURS = {
+    "slurm": ["resources.scheduler=slurm"],
+    "openpbs": ["resources.scheduler=pbs", "resources.pbs.flavor=openpbs"],
+    "torque": ["resources.scheduler=pbs", "resources.pbs.flavor=torque"],
+}
+
+
+def rendered(job, flavour, extra=()):
+    spec = load_spec(ROOT / "jobs" / f"{job}.yaml", FLAVOURS[flavour] + ["runs_dir=/runs", *extra], use_site=False)
+    return plan(spec)
+
+
+# ---- shared by tests/unit/test_rendezvous.py and tests/live/test_rendezvous_live.py ----
+
+
+def publish(trial_dir, port, addresses, job="77"):
+    (trial_dir / f".rendezvous-{job}-0").write_text(json.dumps({"port": port, "addresses": addresses, "node": "n1"}))
+    return Identity(rank=1, world_size=2, num_nodes=2, hostnames=["n1", "n2"], job_id=job, launcher="test")
+
+
+# ---- shared by tests/unit/test_shared_safety.py and tests/live/test_shared_safety_live.py ----
+
+
+QUICK_SPEC = "name: quick\nmodel: {name: softmax}\ntrain: {epochs: 1, batch_size: 256}\ndata: {train_subset: 512}\n"
+
+
+POLICY_SITE = """resources: {scheduler: slurm}
+site:
+  policy:
+    partitions: [debug]
+    accounts: [proj]
+    max_gpus_per_node: 1
+    required: [resources.account]
+"""
+
+
+def policy_env(tmp_path):
+    return {"DLHPC_SITE": str(write(tmp_path / "site" / "site.yaml", POLICY_SITE))}
+
+
+# ---- shared by tests/unit/test_site_policy.py and tests/live/test_site_policy_live.py ----
+
+
+def site(tmp_path, text):
+    return {"DLHPC_SITE": str(write(tmp_path / "site" / "site.yaml", text))}
+
+
+POLICY = """\
+resources:
+  scheduler: slurm
+site:
+  policy:
+    partitions: [debug, gpu]
+    accounts: [workshop]
+    max_nodes: 2
+    max_gpus_per_node: 2
+    max_total_gpus: 2
+    max_time: "01:00:00"
+    max_mem: 8G
+    max_array_size: 4
+    required: [resources.account]
+"""
+
+
+# ---- shared by tests/unit/test_tracking.py and tests/live/test_tracking_live.py ----
+
+
+def sweep(tmp_path: Path, epochs: int = 3) -> Path:
+    spec = write(
+        tmp_path / "tb.yaml",
+        f"""
+name: tb
+model: {{name: softmax}}
+train: {{epochs: {epochs}, target_accuracy: 0.5}}
+data: {{train_subset: 1000, root: {DATA}}}
+resources: {{cpus_per_task: 1, time: "00:05:00"}}
+tracking: {{tensorboard: true}}
+sweep: {{train.lr: [0.05, 0.1]}}
+runs_dir: {tmp_path / "runs"}
+""",
+    )
+    return spec
+
+
+def trials_of(runs: Path) -> list[Path]:
+    (exp,) = [d for d in runs.iterdir() if (d / "experiment.json").is_file()]
+    return sorted(d for d in exp.iterdir() if (d / "trial.json").is_file())
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory) -> Path:
+    """A 2-trial sweep run here (2 epochs each), once for the export tests."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    env = {**os.environ, "HOME": str(tmp / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlhpc", "run", sweep(tmp, epochs=2), "--here"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return trials_of(tmp / "runs")[0].parent
+
+
+# ---- shared by tests/unit/test_training.py and tests/live/test_training_live.py ----
+
+
+def make_trial(tmp_path, text, sets=()):
+    spec = load_spec_text(text, "t.yaml", sets=[f"runs_dir={tmp_path / 'runs'}", f"data.root={DATA}", *sets])
+    p = experiment.materialize(experiment.plan(spec))
+    return p.exp_dir / p.trials[0].id
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+SMALL = """
+name: small
+model: {name: cnn, width: 8}
+train: {epochs: 3, batch_size: 128, lr: 0.1, seed: 5, target_accuracy: 0.9}
+data: {train_subset: 6000}
+resources: {cpus_per_task: 2}
+"""

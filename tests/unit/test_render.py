@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, write
+from conftest import FLAVOURS, JOBS, ROOT, rendered, write
 from dlhpc import __version__
 from dlhpc.plan.experiment import plan
 from dlhpc.spec.load import load_spec
 
 GOLDEN = ROOT / "tests" / "golden"
-JOBS = sorted(p.stem for p in (ROOT / "jobs").glob("*.yaml"))
-FLAVOURS = {
-    "slurm": ["resources.scheduler=slurm"],
-    "openpbs": ["resources.scheduler=pbs", "resources.pbs.flavor=openpbs"],
-    "torque": ["resources.scheduler=pbs", "resources.pbs.flavor=torque"],
-}
-
-
-def rendered(job, flavour, extra=()):
-    spec = load_spec(ROOT / "jobs" / f"{job}.yaml", FLAVOURS[flavour] + ["runs_dir=/runs", *extra], use_site=False)
-    return plan(spec)
 
 
 def normalise(text):
@@ -45,7 +34,7 @@ def test_golden(job, flavour):
     if os.environ.get("DLHPC_REGEN_GOLDEN"):
         path.write_text(text)
     assert path.exists(), (
-        f"missing golden file {path}; regenerate with DLHPC_REGEN_GOLDEN=1 pytest tests/test_render.py"
+        f"missing golden file {path}; regenerate with DLHPC_REGEN_GOLDEN=1 pytest tests/unit/test_render.py"
     )
     expected = path.read_text()
     if text != expected:
@@ -54,7 +43,7 @@ def test_golden(job, flavour):
         diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), str(path), "rendered"))
         pytest.fail(
             f"rendered script differs from {path}:\n{diff}\n"
-            "If the change is intended: DLHPC_REGEN_GOLDEN=1 pytest tests/test_render.py, and review git diff."
+            "If the change is intended: DLHPC_REGEN_GOLDEN=1 pytest tests/unit/test_render.py, and review git diff."
         )
 
 
@@ -179,17 +168,6 @@ def test_render_writes_files(dlhpc, tmp_path):
     r = dlhpc("render", ROOT / "jobs" / "scaling.yaml", "-o", tmp_path / "out")
     assert r.code == 0, r
     assert len(list((tmp_path / "out").glob("*.sh"))) == 4
-
-
-@pytest.mark.slurm
-@pytest.mark.parametrize("job", JOBS)
-def test_sbatch_test_only_accepts_every_slurm_script(slurm_cluster, job, tmp_path):
-    p = rendered(job, "slurm")
-    for script in p.scripts:
-        path = write(tmp_path / "job.sh", script.text)
-        proc = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True, text=True, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr
-        assert "to start at" in proc.stderr + proc.stdout
 
 
 def test_template_by_path_and_by_name_with_suffix(dlhpc, tmp_path):

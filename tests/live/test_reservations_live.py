@@ -12,6 +12,8 @@ import pytest
 from conftest import DATA, exp_dir_from, scontrol_job, wait_finished, write
 
 PBS_BIN = Path("/opt/pbs/bin")
+
+
 SPEC = f"""
 name: inresv
 model: {{name: softmax}}
@@ -143,23 +145,3 @@ def test_a_pbs_reservation_that_does_not_exist_is_refused_naming_the_ones_that_d
     )  # fmt: skip
     assert r.code == 2 and f"reservation 'nosuch' does not exist (reservations: {name})" in r.err, r
     assert not (tmp_path / "runs").exists()
-
-
-@pytest.mark.parametrize(
-    "users, accounts, user, account, allowed",
-    [
-        ([], [], "ann", None, True),  # open to all
-        (["ann", "bob"], [], "ann", None, True),
-        (["bob"], [], "ann", None, False),
-        (["-bob"], [], "ann", None, True),  # all but bob
-        (["-ann"], [], "ann", None, False),
-        (["bob"], ["lab1"], "ann", "lab1", True),  # in by the job's account
-        (["bob"], ["lab1"], "ann", "lab2", False),
-        (["*"], [], "ann", None, True),  # PBS's *@*
-    ],
-)
-def test_who_may_use_a_reservation(users, accounts, user, account, allowed):
-    from dlhpc.schedulers.reservations import Reservation, may_use
-
-    reservation = Reservation("ws", "ACTIVE", True, 0, 1, users=users, accounts=accounts)
-    assert may_use(reservation, user, account) is allowed

@@ -14,36 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, event_steps, write
+from conftest import ROOT, event_steps, sweep, trials_of, write
 
 pytest.importorskip("tensorboard", reason="the tracking extra: pip install 'dlhpc[tracking]'")
-
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: E402
 
 from dlhpc.node.rendezvous import free_port  # noqa: E402
-from dlhpc.tracking.events import PATTERN, EventMirror  # noqa: E402
-
-
-def sweep(tmp_path: Path, epochs: int = 3) -> Path:
-    spec = write(
-        tmp_path / "tb.yaml",
-        f"""
-name: tb
-model: {{name: softmax}}
-train: {{epochs: {epochs}, target_accuracy: 0.5}}
-data: {{train_subset: 1000, root: {DATA}}}
-resources: {{cpus_per_task: 1, time: "00:05:00"}}
-tracking: {{tensorboard: true}}
-sweep: {{train.lr: [0.05, 0.1]}}
-runs_dir: {tmp_path / "runs"}
-""",
-    )
-    return spec
-
-
-def trials_of(runs: Path) -> list[Path]:
-    (exp,) = [d for d in runs.iterdir() if (d / "experiment.json").is_file()]
-    return sorted(d for d in exp.iterdir() if (d / "trial.json").is_file())
+from dlhpc.tracking.events import PATTERN  # noqa: E402
 
 
 def test_each_trial_is_one_tensorboard_run_with_every_epoch_and_its_parameters(dlhpc, tmp_path):
@@ -66,35 +43,6 @@ def test_each_trial_is_one_tensorboard_run_with_every_epoch_and_its_parameters(d
                     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
                     lrs.append(data.session_start_info.hparams["train.lr"].number_value)
     assert lrs == [0.05, 0.1]
-
-
-def test_a_history_that_went_back_is_written_again_as_one_run(tmp_path):
-    """What a requeue does to metrics.jsonl: epochs 1-5 logged, the run resumed from the epoch-3
-    checkpoint and logged 4 and 5 again (metrics.jsonl keeps each once)."""
-    trial = tmp_path / "000-abc"
-    write(trial / "spec.yaml", json.dumps({"model": {"name": "cnn"}, "train": {"lr": 0.1}}))
-    write(trial / "trial.json", json.dumps({"id": "000-abc", "params": {}}))
-    metrics = trial / "metrics.jsonl"
-    write(metrics, "".join(json.dumps({"epoch": e, "loss": 1.0 / e}) + "\n" for e in range(1, 6)))
-    first = EventMirror(trial)
-    first.sync()  # the first run, then killed by the requeue (no last sync, no close)
-    write(metrics, "".join(json.dumps({"epoch": e, "loss": 2.0 / e}) + "\n" for e in range(1, 4)))
-    previous = os.umask(0o002)  # a group-writable umask, as on many project systems
-    try:
-        second = EventMirror(trial)  # the next run's runner
-        second.sync()
-    finally:
-        os.umask(previous)
-    with open(metrics, "a") as f:
-        f.write("".join(json.dumps({"epoch": e, "loss": 3.0 / e}) + "\n" for e in (4, 5, 6)))
-    second.stop()
-    assert event_steps(trial)["loss"] == [1, 2, 3, 4, 5, 6]
-    (path,) = trial.glob(PATTERN)
-    assert path.stat().st_mode & 0o022 == 0  # nobody else may write into a trial
-    # (the loader hands a scalar over as a one-number tensor)
-    events = EventFileLoader(str(path)).Load()
-    losses = [v.tensor.float_val[0] for ev in events for v in ev.summary.value if v.tag == "loss"]
-    assert losses == pytest.approx([2.0, 1.0, 2.0 / 3, 0.75, 0.6, 0.5])
 
 
 def test_tensorboard_command_serves_the_curves_and_stops_on_ctrl_c(dlhpc, tmp_path):
@@ -146,21 +94,6 @@ tracking: {tensorboard: true}
     steps = event_steps(trial)
     for key in ("train_loss", "test_acc"):
         assert steps[key] == [m["epoch"] for m in logged] == [1, 2]
-
-
-# ---- exports: MLflow (a real server on the loopback, and local stores) and W&B offline --------
-
-
-@pytest.fixture(scope="module")
-def finished_sweep(tmp_path_factory) -> Path:
-    """A 2-trial sweep run here (2 epochs each), once for the export tests."""
-    tmp = tmp_path_factory.mktemp("sweep")
-    env = {**os.environ, "HOME": str(tmp / "home")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "dlhpc", "run", sweep(tmp, epochs=2), "--here"], env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return trials_of(tmp / "runs")[0].parent
 
 
 def logged(trial: Path, key: str) -> list:
@@ -295,48 +228,3 @@ def test_wandb_export_writes_one_offline_run_per_trial_again_and_again(dlhpc, fi
     for trial in trials:
         lr = json.loads((trial / "trial.json").read_text())["params"]["train.lr"]
         assert seen[trial.name] == (logged(trial, "test_acc"), lr, 0, "tb")
-
-
-WITHOUT_TENSORBOARD = """
-import sys
-class NoTensorBoard:  # this Python has no tensorboard package
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorboard" or name.startswith("tensorboard."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, NoTensorBoard())
-"""
-
-
-def test_without_tensorboard_the_spec_and_the_command_say_how_to_install_it(dlhpc, tmp_path):
-    site = write(tmp_path / "site" / "sitecustomize.py", WITHOUT_TENSORBOARD).parent
-    env = {"PYTHONPATH": str(site)}
-    spec = sweep(tmp_path)
-    r = dlhpc("run", spec, "--here", env=env)
-    assert r.code == 2 and "tracking.tensorboard needs the tensorboard package" in r.err, r
-    assert "pip install 'dlhpc[tracking]'" in r.err and f"{spec}:" in r.err
-    assert not (tmp_path / "runs").exists()  # nothing written
-    r = dlhpc("tensorboard", "--runs-dir", tmp_path, env=env)
-    assert r.code == 2 and "TensorBoard is not installed" in r.err and "pip install 'dlhpc[tracking]'" in r.err, r
-
-
-def test_the_api_exports_like_the_command(finished_sweep, tmp_path):
-    import dlhpc
-
-    exp = dlhpc.load(finished_sweep)
-    assert exp.export_mlflow(str(tmp_path / "api.db"))["created"] == 2
-    assert exp.export_mlflow(str(tmp_path / "api.db"))["updated"] == 2
-    assert len(exp.export_wandb(tmp_path / "wb")["runs"]) == 2
-
-
-def test_tensorboard_writes_the_events_of_finished_trials_that_ran_without_tracking(finished_sweep, tmp_path):
-    from dlhpc.tracking.board import fill_in_events, trials_under
-
-    exp = tmp_path / finished_sweep.name
-    shutil.copytree(finished_sweep, exp)
-    for path in exp.glob(f"*/{PATTERN}"):
-        path.unlink()  # as a trial without tracking.tensorboard leaves it
-    trials = trials_under(tmp_path)  # the runs folder: every experiment in it
-    assert [t.name for t in trials] == sorted(d.name for d in exp.iterdir() if (d / "trial.json").is_file())
-    assert fill_in_events(trials) == 2 and fill_in_events(trials) == 0  # once
-    for trial in trials:
-        assert event_steps(trial)["test_acc"] == [1, 2]

@@ -176,6 +176,8 @@ data: {{train_subset: 2000, root: {data}}}
 resources: {{scheduler: {scheduler}, tasks_per_node: 2, cpus_per_task: 1, mem: 3G, time: "00:10:00",
             stall: {{factor: 3, min_s: 8, action: {action}, requeues: 1}}}}
 """
+
+
 STALL_WINDOW_S = 8 + 3 * 10  # (min_s, or 3 of its epochs: under 10 s each here, even on a busy machine)
 
 
@@ -280,30 +282,6 @@ def test_a_trial_killed_for_memory_is_resubmitted_with_more_up_to_its_cap(slurm_
     assert retried["trial"] == trial and retried["resources"] == {"mem": ["150M", "1200M"]}
 
 
-@pytest.mark.parametrize(
-    "resources,policy,raised",
-    [
-        ({"mem": "1G", "retry": {"factor": 2, "max_mem": "8G"}}, {}, {"mem": ["1G", "2048M"]}),
-        ({"mem": "1G", "retry": {"factor": 4, "max_mem": "3G"}}, {}, {"mem": ["1G", "3072M"]}),  # the user's cap
-        ({"mem": "1G", "retry": {"factor": 4, "max_mem": "8G"}}, {"max_mem": "1500M"}, {"mem": ["1G", "1500M"]}),
-        ({"mem": "1G", "retry": {"factor": 4, "max_mem": None}}, {}, {}),  # no cap set: never raised
-        ({"mem": "4G", "retry": {"factor": 2, "max_mem": "4G"}}, {}, {}),  # at its cap already
-    ],
-)
-def test_more_memory_stays_within_the_users_cap_and_the_site_policy(resources, policy, raised):
-    from dlhpc.submission.retry import _more_memory
-
-    assert _more_memory(resources, policy) == raised
-
-
-def test_more_time_stays_within_the_users_cap_and_the_site_policy():
-    from dlhpc.submission.retry import _more_time
-
-    resources = {"time": "01:00:00", "retry": {"factor": 3, "max_time": "02:30:00"}}
-    assert _more_time(resources, {}) == {"time": ["01:00:00", "02:30:00"]}
-    assert _more_time(resources, {"max_time": "01:30:00"}) == {"time": ["01:00:00", "01:30:00"]}
-
-
 TWO_NODES = """
 name: twonodes
 model: {{name: cnn, width: 8}}
@@ -312,6 +290,8 @@ data: {{train_subset: 2000, root: {data}}}
 resources: {{scheduler: {scheduler}, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem: 2G, time: "00:10:00",
             timeouts: {{node: 20}}}}
 """
+
+
 NODE_LOST_WITHIN_S = 10  # (a node whose processes are killed closes its line at once: seen in one poll)
 
 
@@ -427,39 +407,6 @@ resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 1G, time: "00:05:00"
     assert report["trials"][0]["state"] == "COMPLETED", report
     (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
     assert json.loads((trial / "result.json").read_text())["hostnames"] == ["n2"]
-
-
-class _Nodes:
-    """A backend that lists these nodes as usable (the live lists come from sinfo and pbsnodes)."""
-
-    def __init__(self, *names):
-        self.names = list(names)
-
-    def usable_nodes(self, resources):
-        return self.names
-
-
-@pytest.mark.parametrize(
-    ("usable", "kept_off"),
-    [(("n1", "n2", "n3"), True), (("n1", "n2"), False), (("n1", "n3"), True)],
-)
-def test_resubmit_keeps_off_a_lost_node_while_enough_others_are_left(tmp_path, usable, kept_off):
-    from dlhpc.submission import keepoff
-
-    trial = tmp_path / "000-abc"
-    trial.mkdir()
-    write(trial / "spec.yaml", "resources: {nodes: 2, partition: gpu}\n")
-    write(trial / "result.json", json.dumps({"state": "FAILED", "lost_node": "n2", "lost_at": 1.0}))
-    planned, said = keepoff.plan(tmp_path, ["000-abc"], _Nodes(*usable))
-    if kept_off:
-        assert planned == {"000-abc": ["n2"]} and said == [
-            "000-abc: keeps off node n2, lost under its last run (resources.exclude)"
-        ]
-    else:
-        assert planned == {} and said == [
-            "000-abc: node n2 was lost under it, but is not kept off: partition gpu has 1 usable node(s) besides "
-            "it, and the trial needs 2"
-        ]
 
 
 @pytest.mark.pbs

@@ -1,6 +1,6 @@
 """The GPU path on a real CUDA device: every model learns, bf16 autocast, captured steps, fused
 optimizers, checkpoints that move between GPU and CPU, NCCL. Skipped where CUDA is absent
-(CI has no GPU); run on a GPU node with `pytest tests/test_gpu.py`."""
+(CI has no GPU); run on a GPU node with `pytest tests/live/test_gpu.py`."""
 
 import json
 
