@@ -37,8 +37,14 @@ def _runs_sets(args) -> list:
     return [literal_set("runs_dir", args.runs_dir)] if getattr(args, "runs_dir", None) else []
 
 
+def json_text(data) -> str:
+    """Indented for a person at a terminal; compact into a pipe or file, where json's C encoder
+    writes it (10,000 trials: about 0.05 s instead of 0.4 s indented)."""
+    return json.dumps(data, indent=2 if sys.stdout.isatty() else None, default=str) + "\n"
+
+
 def _json(data) -> None:
-    _out(json.dumps(data, indent=2, default=str))
+    _out(json_text(data))
 
 
 # ---- init / validate / render -------------------------------------------------------------------
@@ -273,7 +279,7 @@ def cmd_summary(args):
     cols = _summary_columns(args, rows, swept)
     fmt = "json" if args.json else args.format
     renderers = {
-        "json": lambda: json.dumps(results.json_rows(rows), indent=2, default=str) + "\n",
+        "json": lambda: json_text(results.json_rows(rows)),
         "csv": lambda: results.render_csv(rows, cols + ["flags"]),
         "markdown": lambda: results.render_markdown(rows, cols + ["flags"]),
     }
