@@ -1,8 +1,9 @@
-"""Sweeps at scale on a live SLURM cluster: how long submit, status and summary take for 100,
-1,000 and 10,000 trials (packed by submit where one job per trial would break MaxJobCount), and
-how many scheduler calls each makes.
+"""Sweeps at scale on a live SLURM cluster: how long submit, status and summary take for 1,000,
+10,000 and 100,000 trials (packed by submit where one job per trial would break MaxJobCount), how
+many scheduler calls each makes, and how each grows with the count (the time per trial, and the
+ratio to the size before: 10 for a tenfold count means linear).
 
-    DLHPC_DATA=/path/to/mnist .venv/bin/python benchmarks/scale.py [--sizes 100,1000,10000]
+    DLHPC_DATA=/path/to/mnist .venv/bin/python benchmarks/scale.py [--sizes 1000,10000,100000]
 
 Every scheduler command dlhpc runs goes through a counting shim put first on PATH (it logs,
 then runs the real command). The experiments are cancelled right after they are measured.
@@ -52,7 +53,7 @@ def timed(argv, env, log: Path) -> tuple[float, int, subprocess.CompletedProcess
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--sizes", default="1000,10000,100000")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dlhpc-scale-"))
     log = work / "calls.log"
@@ -81,6 +82,12 @@ def main():
             subprocess.run([*dlhpc, "cancel", str(exp)], env=env, capture_output=True)
         rows.append(row)
         print(json.dumps(row), flush=True)
+        shutil.rmtree(runs, ignore_errors=True)  # (100,000 trial folders: gone before the next size)
+    print_table(rows)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(rows: list) -> None:
     print(f"\n{'trials':>7} {'submit s':>9} {'calls':>6} {'status s':>9} {'calls':>6} {'summary s':>10} {'calls':>6}")
     for r in rows:
         print(
@@ -89,7 +96,20 @@ def main():
             + (f"   refused: {r['refused']}" if "refused" in r else "")
             + (f"   packed: {r['packed']}" if "packed" in r else "")
         )
-    shutil.rmtree(work, ignore_errors=True)
+    print("\ngrowth: microseconds per trial (and the ratio to the size before)")
+    for before, r in zip([None, *rows], rows, strict=False):
+        cells = []
+        for key in ("submit_s", "status_s", "summary_s"):
+            if key not in r:
+                cells.append(f"{key[:-2]} -")
+                continue
+            ratio = (
+                f" (x{r[key] / before[key]:.1f} for x{r['trials'] / before['trials']:.0f} trials)"
+                if (before and before.get(key))
+                else ""
+            )
+            cells.append(f"{key[:-2]} {r[key] / r['trials'] * 1e6:.0f} us{ratio}")
+        print(f"{r['trials']:>7}: " + ", ".join(cells))
 
 
 if __name__ == "__main__":

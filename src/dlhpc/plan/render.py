@@ -139,10 +139,20 @@ def render_script(
     knows each task by its first trial, whose job.out receives the task's own output."""
     if tasks is not None:
         trial_ids = [task[0] for task in tasks]
-    sched = backend(data["resources"]["scheduler"])
     template = load_template(template_ref(data), site)
+    context = _context(data, trial_ids, exp_dir, command, site, spec_digest, python)
+    text = _render(template, context)
+    if tasks is not None:
+        return Script(text, template.filename or template.name, [t for task in tasks for t in task], tasks)
+    return Script(text, template.filename or template.name, list(trial_ids))
+
+
+def _context(data, trial_ids, exp_dir, command, site, spec_digest, python) -> dict:
+    """What a template may read: the spec's sections, the trials, and the few facts of the
+    scheduler and the environment dlhpc computes (no user input in those)."""
+    sched = backend(data["resources"]["scheduler"])
     container = containers.prefix(data, exp_dir)
-    context = {
+    return {
         "version": __version__,
         "template_name": template_ref(data),
         "name": data["name"],
@@ -169,8 +179,12 @@ def render_script(
         "job_id_expr": sched.job_id_expr,
         "array_index": sched.array_index_expr,
     }
+
+
+def _render(template, context: dict) -> str:
+    """The template's text; whatever it raises is that template's error, said as one line."""
     try:
-        text = template.render(context)
+        return template.render(context)
     except jinja2.sandbox.SecurityError as exc:
         raise UserError(
             f"{_template_error(exc, template)}; templates render in a sandbox and may not reach Python "
@@ -181,9 +195,6 @@ def render_script(
     except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError, MemoryError) as exc:
         # a template is code its author wrote: whatever it raises is that template's error
         raise UserError(_template_error(exc, template)) from None
-    if tasks is not None:
-        return Script(text, template.filename or template.name, [t for task in tasks for t in task], tasks)
-    return Script(text, template.filename or template.name, list(trial_ids))
 
 
 def _template_error(exc, template) -> str:

@@ -19,18 +19,7 @@ def doctor_checks(spec) -> list[Check]:
     ]
     if missing:
         return checks
-    try:
-        run_command(["sacct", "-n", "-X", "-S", "now-1minutes"], timeout=20)
-        checks.append(Check("accounting (sacct)", True, "sacct answers"))
-    except CommandError as exc:
-        checks.append(
-            Check(
-                "accounting (sacct)",
-                False,
-                str(exc).splitlines()[0],
-                "ask the admins to enable slurmdbd; dlhpc status falls back to squeue meanwhile",
-            )
-        )
+    checks.append(_accounting_check())
     size = max_array_size()
     checks.append(
         Check("MaxArraySize", size is not None, str(size) if size else "unknown", "scontrol show config must answer")
@@ -42,34 +31,48 @@ def doctor_checks(spec) -> list[Check]:
         return checks
     res = spec.data["resources"]
     for name in wanted_partitions(res, parts):
-        if name not in parts:
-            checks.append(
-                Check(
-                    f"partition {name}",
-                    False,
-                    "does not exist",
-                    f"set resources.partition to one of: {', '.join(sorted(parts))}",
-                )
-            )
-            continue
-        checks.append(
+        checks += _partition_checks(name, parts, res)
+    return checks
+
+
+def _accounting_check() -> Check:
+    try:
+        run_command(["sacct", "-n", "-X", "-S", "now-1minutes"], timeout=20)
+        return Check("accounting (sacct)", True, "sacct answers")
+    except CommandError as exc:
+        fix = "ask the admins to enable slurmdbd; dlhpc status falls back to squeue meanwhile"
+        return Check("accounting (sacct)", False, str(exc).splitlines()[0], fix)
+
+
+def _partition_checks(name: str, parts: dict, res: dict) -> list[Check]:
+    """The partition exists and is UP, and has the GPUs a trial asks for."""
+    if name not in parts:
+        return [
             Check(
                 f"partition {name}",
-                parts[name]["state"] == "UP",
-                f"state {parts[name]['state']}, max time {parts[name]['max_time']}",
-                "pick a partition that is UP",
+                False,
+                "does not exist",
+                f"set resources.partition to one of: {', '.join(sorted(parts))}",
+            )
+        ]
+    checks = [
+        Check(
+            f"partition {name}",
+            parts[name]["state"] == "UP",
+            f"state {parts[name]['state']}, max time {parts[name]['max_time']}",
+            "pick a partition that is UP",
+        )
+    ]
+    if res["gpus_per_node"]:
+        gpus = partition_gpus(name)
+        checks.append(
+            Check(
+                f"GPUs in {name}",
+                gpus >= res["gpus_per_node"],
+                f"{gpus} per node available, {res['gpus_per_node']} asked",
+                "ask for fewer GPUs, or pick a GPU partition (`sinfo -o '%P %G'`)",
             )
         )
-        if res["gpus_per_node"]:
-            gpus = partition_gpus(name)
-            checks.append(
-                Check(
-                    f"GPUs in {name}",
-                    gpus >= res["gpus_per_node"],
-                    f"{gpus} per node available, {res['gpus_per_node']} asked",
-                    "ask for fewer GPUs, or pick a GPU partition (`sinfo -o '%P %G'`)",
-                )
-            )
     return checks
 
 
