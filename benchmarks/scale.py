@@ -37,7 +37,10 @@ def spec_text(n: int) -> str:
     lrs = [round(0.001 * (i + 1), 3) for i in range(n // seeds)]
     return (
         f"name: scale{n}\nmodel: {{name: softmax}}\ntrain: {{epochs: 1}}\ndata: {{train_subset: 1000}}\n"
-        f"resources: {{scheduler: slurm, cpus_per_task: 1, mem: 1G, time: '00:05:00', array_parallelism: 2}}\n"
+        # held (sbatch --hold): on the test cluster the compute nodes share this machine's cores, and
+        # trials training there while submit and status run would time the trainings, not dlhpc
+        f"resources: {{scheduler: slurm, cpus_per_task: 1, mem: 1G, time: '00:05:00', array_parallelism: 2, "
+        "extra: {hold: null}}\n"
         f"sweep:\n  train.lr: {lrs}\n  train.seed: {list(range(seeds))}\n"
     )
 
@@ -60,6 +63,7 @@ def main():
     env = shims(work / "bin", log)
     dlhpc = [sys.executable, "-m", "dlhpc"]
     rows = []
+    wait_purged()
     for n in map(int, args.sizes.split(",")):
         spec = work / f"scale{n}.yaml"
         spec.write_text(spec_text(n))
@@ -80,11 +84,23 @@ def main():
                     json.loads(out.stdout)["trials"] if command == "status" else json.loads(out.stdout)
                 )
             subprocess.run([*dlhpc, "cancel", str(exp)], env=env, capture_output=True)
+        wait_purged()
         rows.append(row)
         print(json.dumps(row), flush=True)
         shutil.rmtree(runs, ignore_errors=True)  # (100,000 trial folders: gone before the next size)
     print_table(rows)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_purged(timeout_s: float = 300) -> None:
+    """Until slurmctld has forgotten every job (MinJobAge after they end): a job array counts one
+    job per task against MaxJobCount, so the next size would meet this one's leftovers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i"], capture_output=True, text=True)
+        if listed.returncode == 0 and not listed.stdout.strip():
+            return
+        time.sleep(5)
 
 
 def print_table(rows: list) -> None:

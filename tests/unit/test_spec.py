@@ -110,7 +110,7 @@ def test_billion_trial_sweep_refused_fast(dlhpc, tmp_path, budget):
     counts = [i + 1 for i in range(1000)]
     text = f"name: a\nsweep:\n  train.seed: {values}\n  train.epochs: {counts}\n  train.batch_size: {counts}\n"
     t0 = time.monotonic()
-    check_error(dlhpc, tmp_path, text, "1,000,000,000 trials", "at most 10,000")
+    check_error(dlhpc, tmp_path, text, "1,000,000,000 trials", "at most 100,000")
     assert time.monotonic() - t0 < budget(3)
 
 

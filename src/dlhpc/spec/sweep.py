@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from dlhpc.errors import UserError
 from dlhpc.spec import schema
 
-MAX_TRIALS = 10_000
+MAX_TRIALS = 100_000  # a guard against a sweep bomb (a site can set less: policy.max_array_size)
 
 
 @dataclass(frozen=True)
