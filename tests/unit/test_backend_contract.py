@@ -86,3 +86,29 @@ def test_the_local_script_leaves_allocations_to_the_backends():
     (script,) = experiment.plan(spec).scripts
     assert "-m dlhpc.node.launch --nodes 2 --tasks-per-node 1" in script.text
     assert not any(word in script.text for word in ("SLURM_", "PBS_", "srun", "pbs_launch"))
+
+
+# where each backend keeps its tables of the scheduler's words
+STATE_TABLES = {
+    "slurm": "dlhpc.schedulers.slurm.queue",
+    "pbs": "dlhpc.schedulers.pbs.queue",
+    "local": "dlhpc.schedulers.local",
+}
+
+
+def test_every_backend_has_its_state_tables_checked():
+    from dlhpc.schedulers import REGISTRY
+
+    assert set(STATE_TABLES) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", sorted(STATE_TABLES))
+def test_every_state_a_backend_can_report_is_a_dlhpc_state(name):
+    import importlib
+
+    from dlhpc.states import STATES
+
+    module = importlib.import_module(STATE_TABLES[name])
+    words = set(getattr(module, "STATES", {}).values()) | set(getattr(module, "EXIT_STATES", {}).values())
+    words |= set(getattr(module, "FINAL", ()))
+    assert words and words <= set(STATES), words - set(STATES)

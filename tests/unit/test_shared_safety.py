@@ -194,32 +194,6 @@ def test_a_local_spec_sweeping_onto_a_cluster_is_held_to_the_policy(dlhpc, tmp_p
     assert "resources.partition 'bigmem' is not allowed by the site policy" in r.err
 
 
-# where each backend keeps its tables of the scheduler's words
-STATE_TABLES = {
-    "slurm": "dlhpc.schedulers.slurm.queue",
-    "pbs": "dlhpc.schedulers.pbs.queue",
-    "local": "dlhpc.schedulers.local",
-}
-
-
-def test_every_backend_has_its_state_tables_checked():
-    from dlhpc.schedulers import REGISTRY
-
-    assert set(STATE_TABLES) == set(REGISTRY)
-
-
-@pytest.mark.parametrize("name", sorted(STATE_TABLES))
-def test_every_state_a_backend_can_report_is_a_dlhpc_state(name):
-    import importlib
-
-    from dlhpc.states import STATES
-
-    module = importlib.import_module(STATE_TABLES[name])
-    words = set(getattr(module, "STATES", {}).values()) | set(getattr(module, "EXIT_STATES", {}).values())
-    words |= set(getattr(module, "FINAL", ()))
-    assert words and words <= set(STATES), words - set(STATES)
-
-
 def test_a_pbs_job_killed_for_memory_is_failed_and_says_why():
     from dlhpc.schedulers.pbs import exit_reason, map_state
 
