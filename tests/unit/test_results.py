@@ -213,3 +213,20 @@ def test_why_reads_a_full_disk_or_quota_in_a_users_own_traceback(last_line, wher
     result = {"failed_rank": 0, "failed_node": "n1", "exit_code": 1, "last_lines": lines}
     cause, fix = classify({"state": "FAILED"}, None, result, "", {})
     assert (cause, fix) == (f"no space left on {where}", FIXES[Reason.NO_SPACE])
+
+
+def test_a_trial_that_has_not_started_costs_its_row_no_file_read(tmp_path, monkeypatch):
+    """10,000 pending trials: status and summary list each folder once and open nothing in it
+    (they opened result.json, metrics.jsonl and requeues.json of every trial: 2.5 s of status)."""
+    from dlhpc.results import rows
+
+    pending = [(f"{i:04d}-aaaaaa", {"train.lr": 0.1}, {"spec.yaml": "{}"}) for i in range(50)]
+    done = [("0050-bbbbbb", {"train.lr": 0.2}, {"metrics.jsonl": metrics(3), "result.json": '{"state": "COMPLETED"}'})]
+    exp = make_experiment(tmp_path, pending + done)
+    opened = []
+    real_read_json, real_read_metrics = rows.read_json, rows.read_metrics
+    monkeypatch.setattr(rows, "read_json", lambda path, *a: opened.append(path.name) or real_read_json(path, *a))
+    monkeypatch.setattr(rows, "read_metrics", lambda path: opened.append(path.name) or real_read_metrics(path))
+    _, table = rows.experiment_rows(exp)
+    assert [r["state"] for r in table] == ["PENDING"] * 50 + ["COMPLETED"]
+    assert sorted(opened) == ["experiment.json", "metrics.jsonl", "result.json"]  # the record; the finished trial
