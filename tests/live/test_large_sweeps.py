@@ -3,6 +3,7 @@ submitted with, limits known before submitting, packing, resubmission. Live on t
 cluster (and local)."""
 
 import json
+import re
 import subprocess
 import time
 
@@ -101,6 +102,24 @@ def test_ten_thousand_trials_are_packed_to_fit_when_left_open(slurm_cluster, dlh
     assert "would add 10,010 jobs, but the cluster holds at most 10,000 jobs (MaxJobCount)" in r.out, r.out
     assert "each array task runs 2 trials one after another (5,000 tasks, walltime 00:10:00 each)" in r.out
     assert r.out.count("accepted: sbatch: Job") == 5 and "nothing was queued" in r.out  # sbatch --test-only
+
+
+@pytest.mark.slurm
+def test_packing_counts_the_jobs_slurm_has_not_yet_forgotten(slurm_cluster, dlhpc, tmp_path):
+    # a cancelled array stays in slurmctld's memory, and against MaxJobCount, until MinJobAge
+    # after it ended: a sweep submitted just after cancelling another must leave room for it
+    # (squeue's default list leaves it out, and 10,000 more jobs were refused, sbatch retrying)
+    queued = subprocess.run(
+        ["sbatch", "--parsable", "--begin=now+1hour", "--array=0-999", "-o", "/dev/null", "--wrap", "true"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    subprocess.run(["scancel", queued.stdout.strip().split(";")[0]], check=True)
+    remembered = subprocess.run(["squeue", "-h", "-r", "--states=all"], capture_output=True, text=True).stdout
+    assert len(remembered.splitlines()) >= 1000, remembered[-500:]  # (the precondition: still remembered)
+    r = dlhpc("submit", write(tmp_path / "many.yaml", many(100, 100)), "--runs-dir", tmp_path / "runs", "--dry-run")
+    assert r.code == 0, r
+    counted = re.search(r"at most 10,000 jobs \(MaxJobCount\) and has ([\d,]+)", r.out)
+    assert counted and int(counted.group(1).replace(",", "")) >= 1000, r.out  # the cancelled array's 1,000 among them
 
 
 PACKED = """

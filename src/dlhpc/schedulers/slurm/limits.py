@@ -102,19 +102,31 @@ def job_limits(res: dict) -> list[tuple[int, int, str]]:
     return backend("slurm").asked(f"job_limits:{res.get('account')}:{res.get('qos')}", lambda: job_limits_now(res))
 
 
+# squeue's words for a job that has ended (still listed until slurmctld purges it): it counts
+# against MaxJobCount, but not against the limits on a user's submitted jobs
+ENDED = frozenset(
+    {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+    | {"OUT_OF_MEMORY", "SPECIAL_EXIT", "REVOKED"}
+)
+
+
 def job_limits_now(res: dict) -> list[tuple[int, int, str]]:
     """Limits on the number of jobs in the system, as (limit, jobs already counted against it,
     what it is): MaxJobCount, and where accounting is on, the user's association and QOS limits
     on submitted jobs (MaxSubmitJobs, GrpSubmitJobs, MaxSubmitJobsPerUser). Every array task
-    counts as a job. One squeue and two sacctmgr calls."""
+    counts as a job; against MaxJobCount, so does every job that ended and slurmctld has not yet
+    purged (MinJobAge after its end): a sweep cancelled a minute ago still takes room. One squeue
+    and two sacctmgr calls."""
     import getpass
 
     user, limits = getpass.getuser(), []
-    queue = run_command(["squeue", "-h", "-r", "-o", "%i|%u"], timeout=20).stdout.splitlines()
-    mine = sum(1 for line in queue if line.endswith(f"|{user}"))
+    command = ["squeue", "-h", "-r", "--states=all", "-o", "%i|%u|%T"]
+    records = [line.split("|") for line in run_command(command, timeout=20).stdout.splitlines()]
+    mine = sum(1 for r in records if len(r) == 3 and r[1] == user and r[2] not in ENDED)
     max_jobs = _limit(config().get("MaxJobCount", ""))
     if max_jobs is not None:
-        limits.append((max_jobs, len(queue), "the cluster holds at most {limit:,} jobs (MaxJobCount) and has {used:,}"))
+        what = "the cluster holds at most {limit:,} jobs (MaxJobCount) and has {used:,}"
+        limits.append((max_jobs, len(records), what))
     try:
         assocs = run_command(
             [
