@@ -1,6 +1,6 @@
 """Tracking (docs/tracking.md): TensorBoard event files written while trials run, for the built-in
 trainer and a user's program; `dlhpc tensorboard` serving them; MLflow and W&B exports. The live
-requeue case (every step once after two requeues) is in test_reliability.py."""
+requeue case (every step once after two requeues) is in tests/live/test_reliability_live.py."""
 
 import json
 import os

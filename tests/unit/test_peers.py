@@ -1,5 +1,5 @@
 """node/peers.py: how a node's runner sees another node of its job lost, over loopback sockets
-(the same code that runs between the test hosts in test_faults.py)."""
+(the same code that runs between the test hosts in tests/live/test_faults_live.py)."""
 
 import subprocess
 import sys
