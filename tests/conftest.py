@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: E402
 
 from dlhpc.node.identity import Identity
 from dlhpc.plan import experiment
@@ -266,6 +265,7 @@ def uninterrupted(trial: Path, reference: Path) -> dict:
 def event_steps(trial: Path) -> dict[str, list[int]]:
     """Every scalar's steps in a trial's TensorBoard event files, as TensorBoard's own loader
     reads them (tracking.tensorboard)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     steps: dict[str, list[int]] = {}
     for path in sorted(trial.glob("events.out.tfevents.*")):
@@ -678,3 +678,96 @@ train: {epochs: 3, batch_size: 128, lr: 0.1, seed: 5, target_accuracy: 0.9}
 data: {train_subset: 6000}
 resources: {cpus_per_task: 2}
 """
+
+
+# ---- shared by the SLURM and PBS tests: hostile values, and two experiments chained with --after ----
+
+
+HOSTILE_DIR = "out put $(touch SENTINEL1) `touch SENTINEL2` ; && % é"
+
+
+HOSTILE_VALUE = "a b'c\"d$(touch SENTINEL3)`touch SENTINEL4`;x&&y%z é"
+
+
+def submit_hostile(dlhpc, tmp_path, scheduler: str) -> tuple[Path, dict]:
+    """Submit a one-trial softmax spec to `scheduler` whose runs_dir and an env value are full of
+    shell metacharacters, and whose setup line echoes the value back; (experiment, record)."""
+    spec = write(
+        tmp_path / "h.yaml",
+        f"""
+name: hostile
+model: {{name: softmax}}
+train: {{epochs: 1, target_accuracy: 0.5}}
+data: {{train_subset: 1000, root: {DATA}}}
+resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 2G, time: "00:05:00"}}
+""",
+    )
+    weird = tmp_path / HOSTILE_DIR
+    r = dlhpc(
+        "submit",
+        spec,
+        "--set",
+        f"runs_dir={weird}",
+        "--set",
+        f"env.vars.HOSTILE={HOSTILE_VALUE}",
+        "--set",
+        "env.setup=['echo \"HOSTILE=[$HOSTILE]\"']",
+    )
+    assert r.code == 0, r
+    exp = Path(exp_dir_from(r.out))
+    assert exp.parent == weird
+    return exp, json.loads((exp / "experiment.json").read_text())
+
+
+def assert_ran_as_written(dlhpc, tmp_path, exp: Path, record: dict, timeout=300):
+    """The hostile trial completed, saw the value intact, and no substitution ran anywhere."""
+    report = wait_finished(dlhpc, exp, timeout=timeout)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    out = (exp / record["jobs"][0]["trial"] / "job.out").read_text()
+    assert f"HOSTILE=[{HOSTILE_VALUE}]" in out
+    for root in (tmp_path, tmp_path / HOSTILE_DIR, exp, exp / "logs", Path.cwd()):
+        assert not list(root.glob("SENTINEL*")), root
+
+
+CHAIN = """
+name: {name}
+model: {{name: softmax}}
+train: {{epochs: 1}}
+data: {{train_subset: 2000}}
+env: {{setup: ["{setup}"]}}
+resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 2G, time: "00:05:00", report: true}}
+sweep: {{train.seed: [0, 1]}}
+"""
+
+
+def chain(dlhpc, tmp_path, scheduler, env=None):
+    """first (two trials), then second --after first; both with a report job. Returns the dirs."""
+
+    def submit(name, *extra, setup="sleep 6"):
+        spec = write(tmp_path / f"{name}.yaml", CHAIN.format(name=name, setup=setup, scheduler=scheduler))
+        r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", *extra, env=env)
+        assert r.code == 0, r
+        return r, next((tmp_path / "runs").glob(f"{name}-*"))
+
+    _, first = submit("first")
+    r, second = submit("second", "--after", "first")
+    assert "--after: starts when 2 job(s) of first-" in r.out and "(afterok)" in r.out, r.out
+    for exp in (first, second):
+        deadline = time.monotonic() + 180
+        while not (exp / "curves.png").exists():  # written by the report job, nobody watching
+            assert time.monotonic() < deadline, exp
+            time.sleep(1)
+        table = (exp / "summary.md").read_text()
+        assert table.count("| COMPLETED |") == 2, table
+        assert len((exp / "summary.csv").read_text().splitlines()) == 3
+    assert json.loads((second / "experiment.json").read_text())["report_job"]
+
+    # afterok on a failed experiment would never start: refused; --after-any takes it
+    _, broken = submit("broken", setup="exit 3")
+    wait_finished(lambda *a: dlhpc(*a, env=env), broken, timeout=120)
+    spec = write(tmp_path / "third.yaml", CHAIN.format(name="third", setup="true", scheduler=scheduler))
+    refused = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--after", "broken", env=env)
+    assert refused.code == 2 and "did not complete (FAILED)" in refused.err and "--after-any" in refused.err
+    taken = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--after", "broken", "--after-any", env=env)
+    assert taken.code == 0 and "ended already; nothing to wait for" in taken.out, taken
+    return first, second

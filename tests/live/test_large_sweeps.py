@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from conftest import wait_finished, wait_restarted, write
+from conftest import CHAIN, chain, wait_finished, wait_restarted, write
 
 IDLE_SPEC = """
 name: idle
@@ -245,50 +245,6 @@ def test_resubmit_runs_failed_trials_again_from_their_checkpoints(request, dlhpc
     assert resumed is not None and resumed >= 1  # went on from its checkpoint
     nothing = dlhpc("resubmit", exp)
     assert nothing.code == 0 and "nothing to resubmit" in nothing.out
-
-
-CHAIN = """
-name: {name}
-model: {{name: softmax}}
-train: {{epochs: 1}}
-data: {{train_subset: 2000}}
-env: {{setup: ["{setup}"]}}
-resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 2G, time: "00:05:00", report: true}}
-sweep: {{train.seed: [0, 1]}}
-"""
-
-
-def chain(dlhpc, tmp_path, scheduler, env=None):
-    """first (two trials), then second --after first; both with a report job. Returns the dirs."""
-
-    def submit(name, *extra, setup="sleep 6"):
-        spec = write(tmp_path / f"{name}.yaml", CHAIN.format(name=name, setup=setup, scheduler=scheduler))
-        r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", *extra, env=env)
-        assert r.code == 0, r
-        return r, next((tmp_path / "runs").glob(f"{name}-*"))
-
-    _, first = submit("first")
-    r, second = submit("second", "--after", "first")
-    assert "--after: starts when 2 job(s) of first-" in r.out and "(afterok)" in r.out, r.out
-    for exp in (first, second):
-        deadline = time.monotonic() + 180
-        while not (exp / "curves.png").exists():  # written by the report job, nobody watching
-            assert time.monotonic() < deadline, exp
-            time.sleep(1)
-        table = (exp / "summary.md").read_text()
-        assert table.count("| COMPLETED |") == 2, table
-        assert len((exp / "summary.csv").read_text().splitlines()) == 3
-    assert json.loads((second / "experiment.json").read_text())["report_job"]
-
-    # afterok on a failed experiment would never start: refused; --after-any takes it
-    _, broken = submit("broken", setup="exit 3")
-    wait_finished(lambda *a: dlhpc(*a, env=env), broken, timeout=120)
-    spec = write(tmp_path / "third.yaml", CHAIN.format(name="third", setup="true", scheduler=scheduler))
-    refused = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--after", "broken", env=env)
-    assert refused.code == 2 and "did not complete (FAILED)" in refused.err and "--after-any" in refused.err
-    taken = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", "--after", "broken", "--after-any", env=env)
-    assert taken.code == 0 and "ended already; nothing to wait for" in taken.out, taken
-    return first, second
 
 
 @pytest.mark.slurm

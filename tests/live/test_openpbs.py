@@ -10,7 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, PBS_BIN, ROOT, exp_dir_from, uninterrupted, wait_finished, write
+from conftest import (
+    DATA,
+    PBS_BIN,
+    ROOT,
+    assert_ran_as_written,
+    chain,
+    exp_dir_from,
+    submit_hostile,
+    uninterrupted,
+    wait_finished,
+    write,
+)
 
 pytestmark = pytest.mark.pbs
 
@@ -236,8 +247,6 @@ def test_dry_run_and_doctor_against_the_server(pbs, tmp_path):
 
 
 def test_hostile_values_run_exactly_as_written(pbs, tmp_path):
-    from test_reliability import assert_ran_as_written, submit_hostile
-
     exp, record = submit_hostile(pbs, tmp_path, "pbs")
     (job,) = qstat_jobs(record["jobs"][0]["job_id"]).values()
     assert job["Job_Name"] == "hostile" and job["Resource_List"]["walltime"] == "00:05:00"
@@ -245,8 +254,6 @@ def test_hostile_values_run_exactly_as_written(pbs, tmp_path):
 
 
 def test_after_and_the_report_job(pbs_cluster, dlhpc, tmp_path):
-    from test_sweeps import chain
-
     first, second = chain(dlhpc, tmp_path, "pbs", env=pbs_cluster)
     ids = [json.loads((exp / "experiment.json").read_text())["jobs"][0]["job_id"] for exp in (first, second)]
     parse = lambda s: time.mktime(time.strptime(s, "%a %b %d %H:%M:%S %Y"))  # noqa: E731

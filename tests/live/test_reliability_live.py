@@ -16,12 +16,14 @@ import pytest
 from conftest import (
     DATA,
     ROOT,
+    assert_ran_as_written,
     event_steps,
     exp_dir_from,
     fake_commands,
     release_if_requeued,
     scontrol_job,
     slurm_experiment,
+    submit_hostile,
     uninterrupted,
     wait_finished,
     write,
@@ -287,52 +289,6 @@ resources: {{scheduler: slurm, cpus_per_task: 1, mem: 2G, time: "00:05:00", time
     result = (trial / "result.json").read_text() if (trial / "result.json").exists() else None
     assert report["trials"][0]["state"] == "COMPLETED", (result, history, job_err(trial))
     assert scontrol_job(job_id).get("Restarts") == "1"
-
-
-HOSTILE_DIR = "out put $(touch SENTINEL1) `touch SENTINEL2` ; && % é"
-
-
-HOSTILE_VALUE = "a b'c\"d$(touch SENTINEL3)`touch SENTINEL4`;x&&y%z é"
-
-
-def submit_hostile(dlhpc, tmp_path, scheduler: str) -> tuple[Path, dict]:
-    """Submit a one-trial softmax spec to `scheduler` whose runs_dir and an env value are full of
-    shell metacharacters, and whose setup line echoes the value back; (experiment, record)."""
-    spec = write(
-        tmp_path / "h.yaml",
-        f"""
-name: hostile
-model: {{name: softmax}}
-train: {{epochs: 1, target_accuracy: 0.5}}
-data: {{train_subset: 1000, root: {DATA}}}
-resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 2G, time: "00:05:00"}}
-""",
-    )
-    weird = tmp_path / HOSTILE_DIR
-    r = dlhpc(
-        "submit",
-        spec,
-        "--set",
-        f"runs_dir={weird}",
-        "--set",
-        f"env.vars.HOSTILE={HOSTILE_VALUE}",
-        "--set",
-        "env.setup=['echo \"HOSTILE=[$HOSTILE]\"']",
-    )
-    assert r.code == 0, r
-    exp = Path(exp_dir_from(r.out))
-    assert exp.parent == weird
-    return exp, json.loads((exp / "experiment.json").read_text())
-
-
-def assert_ran_as_written(dlhpc, tmp_path, exp: Path, record: dict, timeout=300):
-    """The hostile trial completed, saw the value intact, and no substitution ran anywhere."""
-    report = wait_finished(dlhpc, exp, timeout=timeout)
-    assert report["trials"][0]["state"] == "COMPLETED", report
-    out = (exp / record["jobs"][0]["trial"] / "job.out").read_text()
-    assert f"HOSTILE=[{HOSTILE_VALUE}]" in out
-    for root in (tmp_path, tmp_path / HOSTILE_DIR, exp, exp / "logs", Path.cwd()):
-        assert not list(root.glob("SENTINEL*")), root
 
 
 @pytest.mark.slurm
