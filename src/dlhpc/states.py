@@ -2,7 +2,7 @@
 a reason code, reasons.py, for the why), and the groups the commands need. One place, so status,
 summary and logs agree on "finished"."""
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from dlhpc.reasons import Reason
@@ -56,7 +56,6 @@ class JobStatus:
     elapsed_s: float | None = None
     core_hours: float | None = None
     gpu_hours: float | None = None
-    extra: dict = field(default_factory=dict)  # anything else this backend keeps for itself
 
     def __post_init__(self):
         # a backend's word outside State, or a reason outside Reason, fails here, not in `why`

@@ -351,10 +351,6 @@ def write_report_if_asked(exp_dir: Path) -> None:
         summaryfiles.save(exp_dir)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _job_status(entry: dict, alive: bool) -> JobStatus:
     """One job of the runner's book as a JobStatus: the CPUs and GPUs it held x its elapsed time."""
     state, reason = entry.get("state"), entry.get("reason") or ""
@@ -372,3 +368,7 @@ def _job_status(entry: dict, alive: bool) -> JobStatus:
             status.core_hours = entry["cpus"] * status.elapsed_s / 3600
             status.gpu_hours = (entry.get("gpus") or 0) * status.elapsed_s / 3600
     return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
