@@ -52,6 +52,12 @@ def budget(slowness):
     return lambda seconds: seconds * slowness
 
 
+@pytest.fixture
+def fixed_clock(monkeypatch):
+    """Rendered scripts stamped as of the epoch (SOURCE_DATE_EPOCH 0), so they compare."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+
+
 @pytest.fixture(autouse=True)
 def fresh_scheduler_answers():
     """What a backend learned from its cluster is kept for one command (Backend.asked); tests run

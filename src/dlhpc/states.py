@@ -2,7 +2,7 @@
 a reason code, reasons.py, for the why), and the groups the commands need. One place, so status,
 summary and logs agree on "finished"."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 from dlhpc.reasons import Reason
@@ -62,9 +62,6 @@ class JobStatus:
         self.state = State(self.state)
         if self.reason_code is not None:
             self.reason_code = Reason(self.reason_code)
-
-    def with_changes(self, **changes) -> "JobStatus":
-        return replace(self, **changes)
 
 
 def reconcile(

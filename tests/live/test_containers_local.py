@@ -35,9 +35,7 @@ os.execvp(payload[0], payload)
 """
 
 
-@pytest.fixture(autouse=True)
-def fixed_clock(monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+pytestmark = pytest.mark.usefixtures("fixed_clock")  # the scripts' stamps: SOURCE_DATE_EPOCH 0
 
 
 def shim_on_path(tmp_path: Path, name: str, image: str, monkeypatch) -> Path:

@@ -4,6 +4,8 @@
 import socket
 import time
 
+import pytest
+
 from dlhpc.node.peers import PeerWatch
 
 
@@ -28,6 +30,7 @@ def test_a_spoke_that_says_goodbye_is_not_lost():
     hub.stop()
 
 
+@pytest.mark.perf
 def test_a_silent_peer_is_lost_after_the_node_timeout(budget):
     hub, spoke, lost_by_hub, lost_by_spoke = hub_and_spoke(timeout_s=2.0)
     spoke.leaving = True  # its watch stops: no more beats, the line stays open (a link down, a hung node)

@@ -6,10 +6,7 @@ import pytest
 
 from conftest import JOBS, rendered, write
 
-
-@pytest.fixture(autouse=True)
-def fixed_clock(monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+pytestmark = pytest.mark.usefixtures("fixed_clock")  # the scripts' stamps: SOURCE_DATE_EPOCH 0
 
 
 @pytest.mark.slurm

@@ -29,9 +29,7 @@ IMAGES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fixed_clock(monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+pytestmark = pytest.mark.usefixtures("fixed_clock")  # the scripts' stamps: SOURCE_DATE_EPOCH 0
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -20,9 +20,7 @@ def normalise(text):
     return text.replace(sys.executable, "<python>")
 
 
-@pytest.fixture(autouse=True)
-def fixed_clock(monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+pytestmark = pytest.mark.usefixtures("fixed_clock")  # the scripts' stamps: SOURCE_DATE_EPOCH 0
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

@@ -8,6 +8,7 @@ import csv
 import io
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from dlhpc.fsutil import read_json
@@ -25,12 +26,11 @@ def _finite(x):
 
 
 def trial_row(
-    exp_dir: Path, record: dict, trial: dict, sched: JobStatus | None = None, sched_missing=False, names=None
+    exp_dir: Path, record: dict, trial: dict, sched: JobStatus | None, sched_missing: bool, names: set
 ) -> dict:
     """One row for one trial. `sched` is what the scheduler said about its job, if asked;
-    `names` the files in the trial's folder, where the caller listed it already."""
+    `names` the files in the trial's folder (trial_files)."""
     tdir = exp_dir / trial["id"]
-    names = trial_files(tdir) if names is None else names
     spec = record.get("spec", {})
     result, metrics, flags = _read_trial_files(tdir, names)
     state, state_flags = reconcile(
@@ -206,7 +206,7 @@ def packed_view(sched: JobStatus | None, entry: dict, started: bool) -> JobStatu
     waits = sched is not None and sched.state == State.RUNNING and not started
     if not sched or size <= 1 or not (waits or sched.core_hours or sched.gpu_hours):
         return sched
-    view = sched.with_changes()
+    view = replace(sched)
     if waits:
         view.state, view.pending_reason = State.PENDING, f"waiting for the trials before it in its task ({size} trials)"
     for key in ("core_hours", "gpu_hours"):

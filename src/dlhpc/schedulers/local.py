@@ -27,7 +27,7 @@ from dlhpc.fsutil import atomic_write_json, current_umask, private_mode, read_js
 from dlhpc.schedulers.base import Backend, Check
 from dlhpc.shell import run_command
 from dlhpc.spec.load import tasks_per_node
-from dlhpc.spec.schema import format_time, parse_time
+from dlhpc.spec.schema import format_time
 from dlhpc.states import JobStatus, State
 
 JOBS_FILE = Path("logs") / "local-jobs.json"
@@ -362,8 +362,8 @@ def _job_status(entry: dict, alive: bool) -> JobStatus:
     start = _iso(entry.get("start"))
     end = _iso(entry.get("end")) or (datetime.now().astimezone() if alive else None)
     if start and end:
-        status.elapsed = format_time(max(0, int((end - start).total_seconds())))
-        status.elapsed_s = parse_time(status.elapsed)
+        status.elapsed_s = max(0, int((end - start).total_seconds()))
+        status.elapsed = format_time(status.elapsed_s)
         if entry.get("cpus") is not None:
             status.core_hours = entry["cpus"] * status.elapsed_s / 3600
             status.gpu_hours = (entry.get("gpus") or 0) * status.elapsed_s / 3600
