@@ -109,6 +109,11 @@ def load_template(ref: str, site: dict | None = None) -> jinja2.Template:
         ) from None
     except jinja2.TemplateSyntaxError as exc:
         raise UserError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except (ArithmeticError, ValueError, RecursionError, MemoryError) as exc:
+        # compiling a template evaluates its literals: `{{ 99...9 }}` of 5,000 digits is over
+        # Python's digit limit, and that is the template's error, not dlhpc's
+        said = str(exc).split("; use sys.set_int_max_str_digits")[0]  # (advice for Python code, not templates)
+        raise UserError(f"{path if path.is_file() else name}: template error: {said}") from None
 
 
 @dataclass
