@@ -102,10 +102,10 @@ def load(ref, runs_dir=None) -> "Experiment":
 
 
 def experiments(runs_dir=None) -> list["Experiment"]:
-    """Every experiment under the runs folder, oldest first."""
-    from dlhpc.plan.experiment import experiments_under
+    """Every experiment of yours under the runs folder, oldest first."""
+    from dlhpc.plan.experiment import own_experiments_under
 
-    found = experiments_under(_runs_root(runs_dir))
+    found = own_experiments_under(_runs_root(runs_dir))
     return [Experiment(d) for d in sorted(found, key=lambda d: d.stat().st_mtime)]
 
 
@@ -186,7 +186,7 @@ class Experiment:
         """The learning curves as a PNG (in the experiment unless `out`); shows itself in Jupyter."""
         from dlhpc.results import plot
 
-        target = Path(out) if out else self.path / "curves.png"
+        target = Path(out) if out else self._inside_own("curves.png", "write its curves into it; pass out=")
         return Figure(plot.plot_experiment(self.path, target))
 
     def report(self, out=None) -> Path:
@@ -194,7 +194,7 @@ class Experiment:
         from dlhpc.fsutil import atomic_write_text, private_mode
         from dlhpc.results import report
 
-        target = Path(out) if out else self.path / "report.html"
+        target = Path(out) if out else self._inside_own("report.html", "write its report into it; pass out=")
         atomic_write_text(target, report.build(self.path), mode=None if out else private_mode())
         return target
 
@@ -211,6 +211,12 @@ class Experiment:
         from dlhpc.tracking import to_wandb
 
         return to_wandb.export(self.path, Path(folder) if folder else None, project, say=lambda _line: None)
+
+    def _inside_own(self, name: str, doing: str) -> Path:
+        from dlhpc.ownership import require_own
+
+        require_own(self.path, doing)
+        return self.path / name
 
     def _repr_html_(self) -> str:
         return self.status()._repr_html_()

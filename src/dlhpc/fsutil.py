@@ -146,16 +146,28 @@ def read_json(path, default=None):
         return default
 
 
+TRIAL_SPEC_MAX_BYTES = 4 * 1024 * 1024  # as a spec file (spec/yamlsource.py): far above any trial's
+
+
 def read_trial_spec(path: Path) -> dict:
     """A trial's spec.yaml: JSON behind a comment line (dump_trial_spec), read without a YAML
-    library (a container image may have none); a hand-written YAML one through PyYAML."""
-    text = Path(path).read_text()
-    try:
-        return json.loads("".join(line for line in text.splitlines(keepends=True) if not line.startswith("#")))
-    except ValueError:
-        import yaml
+    library (a container image may have none); anything else through the spec loader's budgeted
+    YAML reader (a planted file of nested aliases is refused in milliseconds, not 2 GB later).
+    UserError (one line naming the file) for a file that is neither."""
+    from dlhpc.errors import UserError
 
-        return yaml.safe_load(text) or {}
+    with open(path, "rb") as f:
+        raw = f.read(TRIAL_SPEC_MAX_BYTES + 1)
+    if len(raw) > TRIAL_SPEC_MAX_BYTES:
+        raise UserError(f"{path}: larger than {TRIAL_SPEC_MAX_BYTES >> 20} MiB: not a trial spec dlhpc wrote")
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = json.loads("".join(line for line in text.splitlines(keepends=True) if not line.startswith("#")))
+    except (ValueError, RecursionError):
+        from dlhpc.spec.yamlsource import load_text
+
+        data, _origins = load_text(text, str(path))
+    return data if isinstance(data, dict) else {}
 
 
 def is_there(path: Path, kind: str) -> bool:

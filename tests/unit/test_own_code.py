@@ -53,7 +53,7 @@ def test_helper_logs_every_epoch_once_when_a_run_resumes_from_an_older_snapshot(
         ("program: {script: train.py}\ntrain: {lr: 0.1}", "train.lr configures dlhpc's built-in trainer"),
         ('program: {script: train.py, args: ["{params.lr}"]}', "'params.lr' is not a parameter"),
         ("program: {args: [x]}", "no program is named"),
-        ("program: {script: train.py, python: /no/such/python}", "program.python /no/such/python does not run"),
+        ("program: {script: train.py, python: /no/such/python}", "program.python /no/such/python does not exist here"),
         ("program: {script: train.py, code_max_mb: 1}", "at most 1 MB"),
         ("program: {script: train.py}\nsweep: {model.name: [mlp, cnn]}", "cannot sweep model.name"),
     ],
@@ -91,7 +91,8 @@ def test_the_copy_leaves_out_what_git_ignores_and_the_runs_folder(tmp_path):
         subprocess.run(["git", "-C", str(folder), *argv], check=True, env=env)
     (folder / "train.py").write_text("print('changed')\n")
     snap = code.collect(load_spec(spec_path), exclude=folder / "runs")
-    assert sorted(snap.files) == [".gitignore", "exp.yaml", "lib/model.py", "train.py"]
+    assert sorted(snap.files) == ["exp.yaml", "lib/model.py", "train.py"]
+    assert snap.skipped == [{"path": ".gitignore", "why": "hidden"}]
     assert snap.git["dirty"] is True and "+print('changed')" in snap.diff
 
 

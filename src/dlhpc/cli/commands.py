@@ -269,6 +269,13 @@ def _find(ref, args):
     return find_experiment(ref, _runs_root(args))
 
 
+def _inside_own(exp_dir: Path, name: str, doing: str) -> Path:
+    from dlhpc.ownership import require_own
+
+    require_own(exp_dir, doing)
+    return exp_dir / name
+
+
 def cmd_summary(args):
     from dlhpc.results import rows as results
 
@@ -440,12 +447,12 @@ def cmd_cancel(args):
 
 def _refuse_cancel_without_experiment(args):
     """Like scancel with no job id: name what could be cancelled, cancel nothing."""
-    from dlhpc.plan.experiment import experiments_under
+    from dlhpc.plan.experiment import own_experiments_under
     from dlhpc.results import status
 
     root = _runs_root(args)
     live = []
-    for exp_dir in sorted(experiments_under(root), key=lambda d: d.stat().st_mtime):
+    for exp_dir in sorted(own_experiments_under(root), key=lambda d: d.stat().st_mtime):
         try:
             jobs = status.live_jobs(exp_dir)
         except DlhpcError:
@@ -478,7 +485,7 @@ def cmd_report(args):
     from dlhpc.results import report
 
     exp_dir = _find(args.exp, args)
-    out = Path(args.out) if args.out else exp_dir / "report.html"
+    out = Path(args.out) if args.out else _inside_own(exp_dir, "report.html", "write its report into it; give -o FILE")
     atomic_write_text(out, report.build(exp_dir))
     _out(f"wrote {out}: one page with the table, the curves and the environment; open it in a browser")
     return 0
@@ -530,7 +537,7 @@ def cmd_plot(args):
     from dlhpc.results import plot
 
     exp_dir = _find(args.exp, args)
-    out = Path(args.out) if args.out else exp_dir / "curves.png"
+    out = Path(args.out) if args.out else _inside_own(exp_dir, "curves.png", "write its curves into it; give -o FILE")
     plot.plot_experiment(exp_dir, out)
     _out(f"wrote {out}")
     return 0

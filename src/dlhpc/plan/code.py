@@ -5,11 +5,16 @@ In a git work tree the copy holds the tracked files and the untracked ones git d
 (what `git ls-files --cached --others --exclude-standard` lists); elsewhere every file but
 hidden folders, virtual environments and caches. The commit, whether the tree was dirty, and the
 diff against the commit are recorded beside the copy (code.json, code.diff).
+
+The copy is of your code and nothing else (docs/security.md): links that leave the folder,
+special files, hidden and credential files are skipped and listed in code.json with the reason;
+the size bound counts the bytes actually read; no copy is more readable than its source.
 """
 
 import json
 import os
-import shutil
+import re
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +29,8 @@ CODE_DIR = "code"
 SKIPPED_DIRS = {"__pycache__", "node_modules", ".git", ".hg", ".svn"}
 MAX_FILES = 20_000
 MAX_DIFF_BYTES = 1 << 20
+SKIPPED_SHOWN = 200  # code.json names this many skipped files (and counts them all)
+CHUNK = 1 << 20
 
 
 @dataclass
@@ -35,24 +42,27 @@ class CodeSnapshot:
     diff: str = ""
     script: str | None = None  # the script's path inside the copy
     python: str = ""
-    python_version: str = ""
+    max_bytes: int = 0  # the bound on what is read while copying (program.code_max_mb)
+    skipped: list = field(default_factory=list)  # [{"path", "why"}]: listed, not copied
 
     def record(self) -> dict:
         return {
             "source": str(self.source),
             "files": len(self.files),
             "bytes": self.size,
+            "skipped": self.skipped[:SKIPPED_SHOWN],
+            "skipped_count": len(self.skipped),
             "git": self.git,
             "script": self.script,
             "python": self.python,
-            "python_version": self.python_version,
         }
 
 
 def collect(spec, exclude: Path | None = None) -> CodeSnapshot | None:
     """What would be copied for this spec's program (None for the built-in trainer); raises
-    UserError naming the spec line for a missing script, a code folder too large, or an
-    interpreter that does not run. `exclude`: a folder never copied (the runs folder)."""
+    UserError naming the spec line for a missing script, a code folder too large or unreadable,
+    or an interpreter dlhpc would not start. `exclude`: a folder never copied (the runs folder).
+    Nothing named here is executed: the interpreter is checked by stat (interpreter_problem)."""
     data = spec.data
     if program.is_builtin(data):
         return None
@@ -63,9 +73,10 @@ def collect(spec, exclude: Path | None = None) -> CodeSnapshot | None:
     script = program.script_path(data, spec.source)
     if script is not None:
         snap.script = _script_in(folder, script.resolve(), spec)
-    snap.files, snap.size = _listing(folder, data["program"]["code_max_mb"], exclude, spec)
+    snap.max_bytes = data["program"]["code_max_mb"] * 1_000_000
+    snap.files, snap.size, snap.skipped = _listing(folder, data["program"]["code_max_mb"], exclude, spec)
     snap.git, snap.diff = _git(folder)
-    snap.python, snap.python_version = _interpreter(data["program"].get("python"), spec)
+    snap.python = _interpreter(data["program"].get("python"), spec)
     return snap
 
 
@@ -82,7 +93,9 @@ def _script_in(folder: Path, script: Path, spec) -> str:
         ) from None
 
 
-def _listing(folder: Path, max_mb: int, exclude: Path | None, spec) -> tuple[list, int]:
+def _listing(folder: Path, max_mb: int, exclude: Path | None, spec) -> tuple[list, int, list]:
+    """The files to copy (relative paths), their bytes, and what was skipped and why."""
+    _refuse_folder(folder, spec)
     files = _git_files(folder)
     if files is None:
         files = _walk(folder)
@@ -92,14 +105,22 @@ def _listing(folder: Path, max_mb: int, exclude: Path | None, spec) -> tuple[lis
             skip = exclude.resolve().relative_to(folder).parts
         except ValueError:
             skip = None
-    kept, size, sizes = [], 0, []
+    kept, size, sizes, skipped = [], 0, [], []
     for rel in files:
-        path = folder / rel
         if skip and Path(rel).parts[: len(skip)] == skip:
             continue
-        if not path.is_file() or (path.is_symlink() and not path.resolve().is_file()):
-            continue  # deleted in the work tree, or a link to nothing
-        n = path.stat().st_size
+        why = skip_reason(folder, rel)
+        if why is not None:
+            if why:  # ("": deleted in the work tree, not worth a line)
+                skipped.append({"path": rel, "why": why})
+            continue
+        path = folder / rel
+        if not os.access(path, os.R_OK):
+            raise UserError(
+                f"{where(spec.origins, ('program',))}: {path} in the code folder cannot be read by you, so it cannot "
+                "be copied into the experiment; fix its mode (chmod u+r), or keep it out of program.code (.gitignore)"
+            )
+        n = path.lstat().st_size
         kept.append(rel)
         sizes.append((n, rel))
         size += n
@@ -111,13 +132,82 @@ def _listing(folder: Path, max_mb: int, exclude: Path | None, spec) -> tuple[lis
             f"largest: {largest}. Keep data and checkpoints out of it (or in .gitignore), point program.code at "
             "the folder with just your code, or raise program.code_max_mb"
         )
-    return kept, size
+    return kept, size, skipped
+
+
+# Never copied, whatever git tracks: the snapshot is your code, and with `share: group` your
+# group reads it. Hidden files and folders (.env, .netrc, .git-credentials, .ssh...) and these:
+CREDENTIAL_NAMES = re.compile(r"(?:\.?netrc|\.?git-credentials|\.?pypirc|.*\.pem|.*\.key|id_[a-z0-9]+(?:\.pub)?)")
+SYSTEM_TREES = ("/proc", "/sys", "/dev")
+
+
+def _refuse_folder(folder: Path, spec) -> None:
+    at = where(spec.origins, ("program", "code"))
+    home = Path(os.path.expanduser("~")).resolve()
+    if folder == home or folder in home.parents:
+        raise UserError(
+            f"{at}: program.code is {folder}, which holds your home folder: the jobs get a copy of the code folder, "
+            "so point program.code at the folder of your project (e.g. ~/projects/mnist)"
+        )
+    if _under_system_tree(folder):
+        raise UserError(f"{at}: program.code {folder} is not a folder of files (it is under {folder.parts[1]})")
+
+
+def _under_system_tree(path: Path) -> bool:
+    return any(str(path) == top or str(path).startswith(top + "/") for top in SYSTEM_TREES)
+
+
+def skip_reason(folder: Path, rel: str) -> str | None:
+    """Why a listed file is not copied (None: it is; "": it is gone). Links are never followed out
+    of the code folder: a link a group member planted in a shared project (to your ~/.ssh/id_rsa,
+    to /proc/self/environ) would otherwise be copied as the file it points to."""
+    parts = Path(rel).parts
+    if any(part.startswith(".") for part in parts):
+        return "hidden"
+    if CREDENTIAL_NAMES.fullmatch(parts[-1]):
+        return "a credential file"
+    path = folder / rel
+    try:
+        st = path.lstat()
+    except OSError:
+        return ""
+    if stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(path))
+        if _under_system_tree(target):
+            return f"a link to {target.parts[1]}"
+        try:
+            inside = target.relative_to(folder)
+        except ValueError:
+            return "a link that leaves the code folder"
+        if not target.is_file():
+            return "a link to nothing"
+        return skip_reason(folder, str(inside))  # (its target is copied as itself would be)
+    real = Path(os.path.realpath(path))
+    if real != path and not real.is_relative_to(folder):
+        return "behind a folder link that leaves the code folder"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return None
 
 
 def _git_files(folder: Path) -> list | None:
     try:
         proc = subprocess.run(
-            ["git", "-C", str(folder), "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
+            # (no fsmonitor: a repository's config may name a command, and listing files runs none)
+            [
+                "git",
+                "-c",
+                "core.fsmonitor=false",
+                "-C",
+                str(folder),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                "--",
+                ".",
+            ],  # fmt: skip
             capture_output=True,
             timeout=60,
         )
@@ -159,21 +249,41 @@ def _git(folder: Path) -> tuple[dict | None, str]:
     return state, diff[:MAX_DIFF_BYTES]
 
 
-def _interpreter(chosen: str | None, spec) -> tuple[str, str]:
+def _interpreter(chosen: str | None, spec) -> str:
+    """The interpreter the jobs run, checked by stat alone: validate, render and a dry run never
+    execute what a spec names (a colleague's spec could name a script of hers). Its version is
+    asked by the job itself (the trial's software record)."""
     python = str(Path(chosen).expanduser()) if chosen else sys.executable
-    try:
-        proc = subprocess.run(
-            [python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True, timeout=60
-        )
-        ok = proc.returncode == 0
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        ok, proc = False, exc
-    if not ok:
+    problem = interpreter_problem(Path(python))
+    if problem:
         raise UserError(
-            f"{where(spec.origins, ('program', 'python'))}: program.python {python} does not run here; name the "
+            f"{where(spec.origins, ('program', 'python'))}: program.python {python} {problem}; name the "
             "interpreter of your environment (e.g. /path/to/venv/bin/python)"
         )
-    return python, proc.stdout.strip()
+    return python
+
+
+def interpreter_problem(python: Path) -> str | None:
+    """Why dlhpc would not start this interpreter for you (None: it may): it must exist, be an
+    executable file, and neither it nor its real file be owned or writable by anyone but you or root."""
+    for path in dict.fromkeys([python, Path(os.path.realpath(python))]):
+        try:
+            st = path.stat()
+        except OSError:
+            return "does not exist here"
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+            return "is not an executable file"
+        if st.st_uid not in (0, os.getuid()):
+            return f"belongs to {_user(st.st_uid)}: dlhpc runs only an interpreter owned by you or root"
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return "is writable by others (chmod go-w it): anyone who can change it could run code as you"
+    return None
+
+
+def _user(uid: int) -> str:
+    from dlhpc.ownership import user_name
+
+    return user_name(uid)
 
 
 def write(snap: CodeSnapshot, exp_dir: Path, dir_mode: int, file_mode: int) -> None:
@@ -183,17 +293,52 @@ def write(snap: CodeSnapshot, exp_dir: Path, dir_mode: int, file_mode: int) -> N
 
     target = exp_dir / CODE_DIR
     target.mkdir(mode=dir_mode)
+    left = snap.max_bytes or None
     for rel in snap.files:
         dest = target / rel
         for parent in reversed(dest.relative_to(target).parents[:-1]):
             (target / parent).mkdir(mode=dir_mode, exist_ok=True)
-        shutil.copyfile(snap.source / rel, dest)
-        executable = 0o555 if os.access(snap.source / rel, os.X_OK) else 0o444
-        os.chmod(dest, file_mode & executable)
+        copied = _copy_file(snap.source, rel, dest, file_mode, left)
+        if left is not None:
+            left -= copied
     plain = file_mode & ~0o111
     write_new(exp_dir / "code.json", (json.dumps(snap.record(), indent=1) + "\n").encode(), plain)
     if snap.diff:
         write_new(exp_dir / "code.diff", snap.diff.encode(), plain)
+
+
+def _copy_file(folder: Path, rel: str, dest: Path, file_mode: int, left: int | None) -> int:
+    """Copy one listed file, read through a descriptor that is checked to be a regular file (the
+    name could have become a link or a FIFO since the listing), at most `left` bytes (a file that
+    grew, or one that states 0 bytes and never ends, cannot fill the disk); the copy's mode is never
+    wider than its source's (a 0600 file stays the owner's, whatever `share` says). The bytes read."""
+    src = folder / rel
+    why = skip_reason(folder, rel)
+    if why is not None:
+        raise UserError(f"{src} changed while it was copied ({why or 'gone'}); submit again")
+    target = Path(os.path.realpath(src))
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UserError(f"{src}: cannot read it to copy it into the experiment ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as source:
+        st = os.fstat(source.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{src} changed while it was copied (not a regular file now); submit again")
+        copied = 0
+        with open(dest, "xb") as out:
+            while chunk := source.read(CHUNK if left is None else min(CHUNK, left - copied + 1)):
+                copied += len(chunk)
+                if left is not None and copied > left:
+                    raise UserError(
+                        f"{src}: the code folder grew past program.code_max_mb while it was copied; keep data out "
+                        "of program.code, or raise program.code_max_mb"
+                    )
+                out.write(chunk)
+    executable = 0o555 if st.st_mode & stat.S_IXUSR else 0o444
+    source_bits = stat.S_IMODE(st.st_mode) | 0o400  # (it was readable by you: the copy is too)
+    os.chmod(dest, file_mode & executable & source_bits)
+    return copied
 
 
 def doctor_checks(spec) -> list:
@@ -210,12 +355,15 @@ def doctor_checks(spec) -> list:
     checks = [Check("program code", True, f"{len(snap.files)} files, {snap.size / 1e6:.1f} MB from {snap.source}")]
     if spec.data["env"]["container"].get("image"):
         return checks
+    # doctor is the one command that starts the interpreter on the login node, asked to, and
+    # only one collect() passed by stat (yours or root's, writable by nobody else)
     proc = subprocess.run(
-        [snap.python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True, timeout=300
+        [snap.python, "-c", "import platform, torch; print('Python', platform.python_version() + ', torch', torch.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     said = (proc.stdout.strip() or proc.stderr.strip() or "no answer").splitlines()[-1]
     fix = "set program.python to an environment with torch (its bin/python)"
-    checks.append(
-        Check(f"program's Python {snap.python_version}", proc.returncode == 0, f"{snap.python}: torch {said}", fix)
-    )
+    checks.append(Check("program's Python", proc.returncode == 0, f"{snap.python}: {said}", fix))
     return checks

@@ -14,8 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dlhpc.environment as environment
+import dlhpc.ownership as ownership
 from dlhpc.errors import UserError
-from dlhpc.fsutil import atomic_write_json, atomic_write_text, current_umask, private_mode, read_json, write_new
+from dlhpc.fsutil import (
+    atomic_write_json,
+    atomic_write_text,
+    current_umask,
+    private_mode,
+    read_json,
+    read_trial_spec,
+    write_new,
+)
 from dlhpc.plan.render import render_script
 from dlhpc.spec import sweep
 from dlhpc.spec.load import Spec, dump_trial_spec
@@ -228,11 +237,9 @@ def plan_resubmission(
     their checkpoints when they run. `adjust(trials)` may change their data first (resources.retry)."""
     record = read_json(exp_dir / "experiment.json", {}) or {}
     known = {t["id"]: t for t in record.get("trials", [])}
-    import yaml
-
     trials = []
     for tid in trial_ids:
-        data = yaml.safe_load((exp_dir / tid / "spec.yaml").read_text())
+        data = read_trial_spec(exp_dir / tid / "spec.yaml")
         trials.append(sweep.Trial(known[tid]["index"], tid, known[tid].get("params", {}), data))
     if adjust is not None:
         adjust(trials)
@@ -283,12 +290,15 @@ STAMPED = re.compile(r"(?P<name>.+)-\d{8}-\d{6}(-\d+)?")  # <name>-<date>-<time>
 
 def find_experiment(ref: str | None, root: Path) -> Path:
     """EXP is an experiment directory, the exact name of one under the runs folder, or an
-    experiment's `name` (its newest run); None means the newest experiment. Nothing else: no
-    prefixes or patterns, so `cancel` never reaches an experiment the user did not name."""
+    experiment's `name` (your newest run of it); None means your newest experiment. Nothing else:
+    no prefixes or patterns, so `cancel` never reaches an experiment the user did not name. A
+    name or no reference resolves only among your own experiments (ownership.py): in a shared runs
+    folder a colleague's experiment of the same name is never picked. A folder named exactly may
+    be someone else's (to read a `share: group` one); whatever writes checks (require_own)."""
     if ref is None:
-        found = experiments_under(root)
+        found = own_experiments_under(root)
         if not found:
-            raise UserError(f"no experiments under {root}/; pass an experiment directory, or submit one first")
+            raise UserError(f"no experiments of yours under {root}/; pass an experiment directory, or submit one first")
         return max(found, key=lambda d: d.stat().st_mtime)
     path = Path(ref)
     if ref and "\x00" not in ref and _is_experiment(path):
@@ -298,8 +308,14 @@ def find_experiment(ref: str | None, root: Path) -> Path:
         if _is_experiment(exact):
             return exact
         named = [d for d in experiments_under(root) if (m := STAMPED.fullmatch(d.name)) and m["name"] == ref]
+        own = [d for d in named if ownership.is_own(d)]
+        if own:
+            return max(own, key=lambda d: d.stat().st_mtime)
         if named:
-            return max(named, key=lambda d: d.stat().st_mtime)
+            newest = max(named, key=lambda d: d.stat().st_mtime)
+            raise ownership.NotYours(
+                f"no experiment of yours is named {ref!r}: {ownership.not_yours_words(newest, 'pick it by name')}"
+            )
     raise UserError(
         f"no experiment {ref!r}: name an experiment directory, or one of these under {root}/: {_candidates(root)}"
     )
@@ -313,12 +329,18 @@ def _is_experiment(folder: Path) -> bool:
 
 
 def experiments_under(root: Path) -> list[Path]:
-    """The experiment folders in a runs folder, in no order."""
-    return [d for d in root.iterdir() if _is_experiment(d)] if root.is_dir() else []
+    """The experiment folders in a runs folder, in no order (a link is not one: in a shared
+    runs folder it could point anywhere)."""
+    return [d for d in root.iterdir() if not d.is_symlink() and _is_experiment(d)] if root.is_dir() else []
+
+
+def own_experiments_under(root: Path) -> list[Path]:
+    """The caller's own experiment folders in a runs folder (ownership.py), in no order."""
+    return [d for d in experiments_under(root) if ownership.is_own(d)]
 
 
 def _candidates(root: Path, shown: int = 10) -> str:
-    names = sorted((d.name for d in experiments_under(root)), reverse=True)
+    names = sorted((d.name for d in own_experiments_under(root)), reverse=True)
     if not names:
         return "(none)"
     more = f" and {len(names) - shown} more (ls {root})" if len(names) > shown else ""

@@ -61,7 +61,8 @@ def lines(env: dict) -> list[str]:
     ]
     code = env.get("code")
     if code:
-        python = f"{code.get('python')} (Python {code.get('python_version')})"
+        version = code.get("python_version")  # (older experiments: asked at submit; now each trial's record)
+        python = f"{code.get('python')} (Python {version})" if version else code.get("python")
         diff = f"   diff {env['code_diff']}" if env["code_diff"] else ""
         out += [
             f"code        {code.get('files')} files copied from {code.get('source')}   run with {python}",

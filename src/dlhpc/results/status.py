@@ -316,7 +316,9 @@ def live_jobs(exp_dir: Path) -> list[str]:
 
 
 def cancel(exp_dir: Path) -> list:
+    from dlhpc.ownership import require_own
     from dlhpc.schedulers import backend
 
+    require_own(exp_dir, "cancel its jobs")
     record = results.read_record(exp_dir)
     return backend(record["scheduler"]).cancel(job_ids(record), exp_dir)

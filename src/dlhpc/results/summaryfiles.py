@@ -15,9 +15,11 @@ REPORT_SCRIPT = "report.sh"
 def save(exp_dir: Path, accounting: bool = True) -> list[Path]:
     """Write the three files (atomically each); returns their paths."""
     from dlhpc.fsutil import atomic_write_text, private_mode
+    from dlhpc.ownership import require_own
     from dlhpc.results import plot, status
     from dlhpc.results import rows as results
 
+    require_own(exp_dir, "write summary files into it; summary --csv/--markdown -o FILE writes elsewhere")
     info, _warnings = status.scheduler_info(exp_dir, details=False) if accounting else (None, [])
     record, rows = results.experiment_rows(exp_dir, info)
     cols = results.columns(rows, record.get("swept_keys", [])) + ["flags"]

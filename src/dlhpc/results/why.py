@@ -347,9 +347,10 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
 
 
 def _trial_spec(tdir: Path) -> dict | None:
-    import yaml
+    from dlhpc.errors import UserError
+    from dlhpc.fsutil import read_trial_spec
 
     try:
-        return yaml.safe_load((tdir / "spec.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        return read_trial_spec(tdir / "spec.yaml")
+    except (OSError, UserError):
         return None

@@ -19,11 +19,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
 import dlhpc.processes as processes
-from dlhpc.errors import CommandError
-from dlhpc.fsutil import atomic_write_json, current_umask, private_mode, read_json
+from dlhpc.errors import CommandError, UserError
+from dlhpc.fsutil import atomic_write_json, current_umask, private_mode, read_json, read_trial_spec
 from dlhpc.schedulers.base import Backend, Check
 from dlhpc.shell import run_command
 from dlhpc.spec.load import tasks_per_node
@@ -170,10 +168,10 @@ def _report_new_epochs(trial_dir: Path, seen: int, on_epoch) -> int:
 def _resources(trial_dir: Path) -> dict:
     """What the trial holds while it runs, for the accounting: CPUs and GPUs of all its ranks."""
     try:
-        res = yaml.safe_load((trial_dir / "spec.yaml").read_text())["resources"]
+        res = read_trial_spec(trial_dir / "spec.yaml")["resources"]
         ranks = res["nodes"] * tasks_per_node(res)
         return {"cpus": ranks * res["cpus_per_task"], "gpus": res["nodes"] * res["gpus_per_node"]}
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
+    except (OSError, KeyError, TypeError, UserError):
         return {}
 
 
@@ -181,8 +179,8 @@ def _time_limit_s(trial_dir: Path) -> int | None:
     from dlhpc.spec.schema import parse_time
 
     try:
-        return parse_time(yaml.safe_load((trial_dir / "spec.yaml").read_text())["resources"]["time"])
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return parse_time(read_trial_spec(trial_dir / "spec.yaml")["resources"]["time"])
+    except (OSError, KeyError, TypeError, UserError):
         return None
 
 

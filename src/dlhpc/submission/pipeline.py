@@ -90,8 +90,10 @@ def resubmit(exp_dir: Path, options: ResubmitOptions | None = None, say=print) -
     None when nothing needed resubmitting. Holds the experiment's lock throughout, so a second
     resubmission at the same time waits, then finds these trials queued."""
     from dlhpc.fsutil import no_write_for_others
+    from dlhpc.ownership import require_own
     from dlhpc.submission.journal import locked
 
+    require_own(exp_dir, "resubmit it: its env.setup and program would run as you")
     with no_write_for_others(), locked(exp_dir):
         return _resubmit_locked(Path(exp_dir), options or ResubmitOptions(), say)
 

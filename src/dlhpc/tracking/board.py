@@ -7,6 +7,7 @@ once here from metrics.jsonl (nothing else writes them any more); running ones a
 """
 
 import getpass
+import re
 import signal
 import socket
 import subprocess
@@ -37,6 +38,40 @@ def trials_under(folder: Path) -> list[Path]:
     if (folder / "experiment.json").is_file():
         return sorted(d for d in folder.iterdir() if (d / "trial.json").is_file())
     return [t for exp in sorted(experiments_under(folder)) for t in trials_under(exp)]
+
+
+def own_experiments(folder: Path, say=print) -> list[Path]:
+    """The experiments TensorBoard is shown: one of yours, or yours in a runs folder; others'
+    are skipped with one line (their trials are theirs to show: dlhpc neither reads their files
+    into a page on a port any local user reaches, nor writes event files into them)."""
+    from dlhpc.ownership import is_own
+    from dlhpc.plan.experiment import experiments_under
+
+    found = [folder] if (folder / "experiment.json").is_file() else sorted(experiments_under(folder))
+    own = [exp for exp in found if is_own(exp)]
+    if len(own) < len(found):
+        say(f"skipped {len(found) - len(own)} experiment(s) of other users under {folder} (dlhpc shows only yours)")
+    if not own:
+        raise UserError(f"no experiments of yours under {folder}: dlhpc tensorboard shows only your own")
+    return own
+
+
+def logdir_args(folder: Path, experiments: list[Path]) -> list[str]:
+    """TensorBoard's --logdir: the folder when all of it is yours, else your experiments by name."""
+    from dlhpc.plan.experiment import experiments_under
+
+    if experiments == [folder] or len(experiments) == len(experiments_under(folder)):
+        return ["--logdir", str(folder)]
+    unsafe = [e for e in experiments if not SAFE_SPEC.fullmatch(str(e))]
+    if unsafe:
+        raise UserError(
+            f"{folder} also holds other users' experiments, and {unsafe[0]} cannot be named to TensorBoard one by one "
+            "(a comma or colon in its path): name one experiment (dlhpc tensorboard EXP)"
+        )
+    return ["--logdir_spec", ",".join(f"{e.name}:{e}" for e in experiments)]
+
+
+SAFE_SPEC = re.compile(r"[^,:]+")
 
 
 def fill_in_events(trials: list[Path]) -> int:
@@ -71,12 +106,13 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
 def serve(folder: Path, port: int | None = None, say=print) -> int:
     """Serve `folder` until Ctrl-C or SIGTERM; 0 when stopped that way."""
     require_tensorboard()
-    trials = trials_under(folder)
+    experiments = own_experiments(folder, say)
+    trials = [t for exp in experiments for t in trials_under(exp)]
     filled = fill_in_events(trials)
     port = port or free_port("127.0.0.1")
     url = f"http://127.0.0.1:{port}/"
     log = Path(tempfile.mkstemp(prefix="dlhpc-tensorboard-", suffix=".log")[1])
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(folder), "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "tensorboard.main", *logdir_args(folder, experiments), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--reload_interval", "5"]
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and `kill` stop it (started in the background too)
         signal.signal(signum, _interrupt)

@@ -61,7 +61,11 @@ def read_trial(exp_dir: Path, record: dict, trial: dict) -> TrialRecord:
 
 
 def read_experiment(exp_dir: Path) -> tuple[dict, list[TrialRecord]]:
+    """Every trial of one of your experiments (an export never carries a colleague's trials
+    into a tracker under your name: ownership.py)."""
+    from dlhpc.ownership import require_own
     from dlhpc.results.rows import read_record
 
+    require_own(exp_dir, "export its trials")
     record = read_record(exp_dir)
     return record, [read_trial(exp_dir, record, t) for t in record.get("trials", [])]
