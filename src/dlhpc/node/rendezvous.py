@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlhpc.fsutil import atomic_write_text
 from dlhpc.node.identity import Identity, node_name
 
 
@@ -155,9 +156,9 @@ def meet(
         store, port = host_store(bind_address(denv))
         if _single_node(denv):
             addresses = ["127.0.0.1"]  # bound to the loopback: the only address that answers
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**(also or {}), "port": port, "addresses": addresses, "node": node_name()}) + "\n")
-        os.replace(tmp, path)
+        # private whatever `share` says (the job's umask is 027 then): it may carry the node line's token
+        published = json.dumps({**(also or {}), "port": port, "addresses": addresses, "node": node_name()}) + "\n"
+        atomic_write_text(path, published, mode=0o600)
         return Meeting(addresses[0], port, store)
     deadline = time.monotonic() + timeout_s
     while not path.is_file():

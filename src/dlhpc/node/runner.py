@@ -205,7 +205,7 @@ class TrialRun:
         several = len(set(self.denv.hostnames or [])) > 1
         also = None
         if several:
-            self.peers = PeerWatch(node_name(), float(self.timeouts["node"]), self._end_lost)
+            self.peers = PeerWatch(node_name(), float(self.timeouts["node"]), self._end_lost, nodes=self.denv.hostnames)
             if self.is_main:  # (the token goes into the trial's folder, which only the owner reads)
                 also = {"peers": self.peers.serve(rendezvous.bind_address(self.denv)), "token": self.peers.token}
         timeout_s = float(self.timeouts["rendezvous"])

@@ -341,6 +341,9 @@ def _copy_file(folder: Path, rel: str, dest: Path, file_mode: int, left: int | N
     return copied
 
 
+ASK_VERSIONS = "import platform, torch; print('Python', platform.python_version() + ', torch', torch.__version__)"
+
+
 def doctor_checks(spec) -> list:
     """`dlhpc doctor` lines for a spec's own program: the script and code folder, and the
     interpreter that will run it (outside a container: a container's is checked with the image)."""
@@ -358,7 +361,11 @@ def doctor_checks(spec) -> list:
     # doctor is the one command that starts the interpreter on the login node, asked to, and
     # only one collect() passed by stat (yours or root's, writable by nobody else)
     proc = subprocess.run(
-        [snap.python, "-c", "import platform, torch; print('Python', platform.python_version() + ', torch', torch.__version__)"],
+        [
+            snap.python,
+            "-c",
+            "import platform, torch; print('Python', platform.python_version() + ', torch', torch.__version__)",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
