@@ -177,7 +177,8 @@ def test_mlflow_export_to_a_local_store(dlhpc, finished_sweep, tmp_path, store):
 
 def test_mlflow_refusals_are_one_line_and_exit_2(dlhpc, finished_sweep, tmp_path):
     r = dlhpc("export", "mlflow", finished_sweep, "--to", tmp_path / "mlruns", env={"MLFLOW_ALLOW_FILE_STORE": "false"})
-    assert r.code == 2 and "MLFLOW_ALLOW_FILE_STORE" in r.err and "Traceback" not in r.err, r
+    # (issue 33: dlhpc's fix, an SQLite file, not MLflow's paragraph about its maintenance mode)
+    assert r.code == 2 and f"--to {tmp_path / 'mlruns.db'}" in r.err and "maintenance" not in r.err, r
     down = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     r = dlhpc("export", "mlflow", finished_sweep, "--to", down, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
     assert r.code == 2 and down in r.err and "Traceback" not in r.err, r
@@ -228,3 +229,59 @@ def test_wandb_export_writes_one_offline_run_per_trial_again_and_again(dlhpc, fi
     for trial in trials:
         lr = json.loads((trial / "trial.json").read_text())["params"]["train.lr"]
         assert seen[trial.name] == (logged(trial, "test_acc"), lr, 0, "tb")
+
+
+SECRET = "hunter2-s3cr3t-9f4e"
+
+
+def test_one_secret_reaches_no_sink_dlhpc_shares(dlhpc, tmp_path, mlflow_server):
+    """Issue 33, finding 7 and 12: the same secret through env.vars, a swept env.vars value, params
+    with secret-looking keys and a tracker URI's password; it is found in none of what dlhpc writes
+    for others to see (TensorBoard's event files, summary, report, MLflow, W&B, every message),
+    only in the private record, job script and trial specs."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    write(folder / "train.py", "from dlhpc import trial\ntrial.log(epoch=1, test_acc=0.5)\n")
+    spec = write(
+        folder / "exp.yaml",
+        f"""
+name: secrets
+program: {{script: train.py}}
+params: {{hf_token: "{SECRET}", wandb_api_key: "{SECRET}", lr: 0.1}}
+env: {{vars: {{HF_TOKEN: "{SECRET}"}}}}
+sweep: {{env.vars: [{{HF_TOKEN: "{SECRET}", MY_PASSWORD: "{SECRET}"}}]}}
+resources: {{cpus_per_task: 1, time: "00:05:00"}}
+tracking: {{tensorboard: true}}
+runs_dir: {tmp_path / "runs"}
+""",
+    )
+    said = [dlhpc("run", spec, "--here")]
+    assert said[0].code == 0, said[0]
+    exp = next(d for d in (tmp_path / "runs").iterdir() if (d / "experiment.json").is_file())
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    host = mlflow_server.split("://", 1)[1]
+    said += [
+        dlhpc("summary", exp, "--json"),
+        dlhpc("summary", exp, "--format", "csv", "-o", shared / "summary.csv"),
+        dlhpc("report", exp, "-o", shared / "report.html"),
+        dlhpc("export", "mlflow", exp, "--to", f"http://dlhpc:{SECRET}@{host}"),
+        dlhpc("export", "mlflow", exp, "--to", f"sqlite:///{shared / 'runs.db'}"),
+        dlhpc("export", "wandb", exp, "--dir", shared / "wb"),
+        dlhpc("export", "mlflow", exp, "--to", f"http://dlhpc:{SECRET}@127.0.0.1:{free_port('127.0.0.1')}"),
+    ]
+    assert [r.code for r in said] == [0, 0, 0, 0, 0, 0, 0, 2], said
+    assert "dlhpc:***@" in said[4].out and "dlhpc:***@" in said[-1].err, (said[4], said[-1])
+    # the owner's own: the record, each trial's spec and parameters, the job scripts, the code
+    # copied (the spec file sits in it): what the jobs need, in folders private to the owner
+    private = {"experiment.json", "spec.yaml", "trial.json"}
+    leaks = [r for r in said if SECRET in r.out or SECRET in r.err]
+    for root in (exp, shared, tmp_path / "server.db"):
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for path in files:
+            if path.name in private or path.name.startswith("job-") or "code" in path.relative_to(root).parts:
+                continue  # (private to the owner, and the job needs them)
+            if SECRET.encode() in path.read_bytes():
+                leaks.append(path)
+    assert leaks == []
+    assert list(exp.rglob("events.out.tfevents.*")), "TensorBoard wrote no events: nothing was checked"

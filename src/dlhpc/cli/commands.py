@@ -343,12 +343,20 @@ def _summary_columns(args, rows: list, swept: list) -> list:
     return cols
 
 
+def _output_file(out) -> Path:
+    """An -o FILE whose folder exists (else one line naming it, not a FileNotFoundError)."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise UserError(f"-o {out}: there is no folder {out.parent}; create it first (mkdir -p {out.parent})")
+    return out
+
+
 def _write_text(text: str, out, said: str) -> None:
     """To --out (atomically; `said` on stderr), else to stdout."""
     if out:
         from dlhpc.fsutil import atomic_write_text
 
-        atomic_write_text(out, text)
+        atomic_write_text(_output_file(out), text)
         print(said, file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -485,7 +493,11 @@ def cmd_report(args):
     from dlhpc.results import report
 
     exp_dir = _find(args.exp, args)
-    out = Path(args.out) if args.out else _inside_own(exp_dir, "report.html", "write its report into it; give -o FILE")
+    out = (
+        _output_file(args.out)
+        if args.out
+        else _inside_own(exp_dir, "report.html", "write its report into it; give -o FILE")
+    )
     atomic_write_text(out, report.build(exp_dir))
     _out(f"wrote {out}: one page with the table, the curves and the environment; open it in a browser")
     return 0

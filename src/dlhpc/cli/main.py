@@ -284,6 +284,7 @@ def main(argv=None) -> int:
         args.sets = [f"resources.scheduler={args.scheduler}"] + list(args.sets)
     from dlhpc.cli import commands
     from dlhpc.errors import DlhpcError
+    from dlhpc.results.redact import uri as without_password  # (every message: user:***@host)
 
     handler = getattr(commands, "cmd_" + args.command)
     try:
@@ -291,7 +292,7 @@ def main(argv=None) -> int:
     except DlhpcError as exc:
         if args.debug:
             raise
-        print(f"dlhpc: error: {exc}", file=sys.stderr)
+        print(f"dlhpc: error: {without_password(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("dlhpc: interrupted", file=sys.stderr)
@@ -302,7 +303,7 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         print(
-            f"dlhpc: internal error: {type(exc).__name__}: {exc}\n"
+            f"dlhpc: internal error: {type(exc).__name__}: {without_password(exc)}\n"
             "Run again with --debug for the traceback, and please report it.",
             file=sys.stderr,
         )

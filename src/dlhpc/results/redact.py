@@ -2,13 +2,15 @@
 
 `env.vars` carry tokens (WANDB_API_KEY, HF_TOKEN...): their values stay in experiment.json and
 the job script, both private to the owner, and are replaced by REDACTED in everything meant to be
-shared: the HTML report, summary exports and tables. Keys anywhere in a spec whose names look
-like secrets are treated the same.
+shared: the HTML report, summary exports and tables, the trackers (TensorBoard's HParams, MLflow
+params, W&B config: tracking/params.py). Keys anywhere in a spec whose names look like secrets are
+treated the same. A URI's password is shown as *** in every message (uri()).
 """
 
 import re
 
 REDACTED = "<redacted>"
+URI_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):[^/@\s]*@")
 SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api[_-]?key|credential|private[_-]?key|auth", re.IGNORECASE)
 
 
@@ -32,6 +34,12 @@ def spec(data, path: str = ""):
     if isinstance(data, list):
         return [spec(item, path) for item in data]
     return data
+
+
+def uri(text: str) -> str:
+    """Text with the password of every URI in it shown as *** (http://user:***@host/): what an
+    error, a success line or a notebook's output may show of `--to http://user:password@host`."""
+    return URI_PASSWORD.sub(lambda m: m["head"] + ":***@", str(text))
 
 
 def params(values: dict) -> dict:

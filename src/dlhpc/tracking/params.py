@@ -19,13 +19,17 @@ def flat(prefix: str, values: dict) -> dict:
 
 
 def trial_params(data: dict, swept: dict) -> dict:
-    """`data`: the trial's resolved spec; `swept`: its swept values (trial.json's params)."""
+    """`data`: the trial's resolved spec; `swept`: its swept values (trial.json's params). Secret
+    ones (a swept env.vars value, a key like hf_token or wandb_api_key) are <redacted>: every
+    tracker shows what this returns, and TensorBoard's page is open to every user of the node."""
+    from dlhpc.results.redact import params as redacted
+
     if is_builtin(data):
         found = flat("model", data.get("model")) | flat("train", data.get("train")) | flat("data", data.get("data"))
         found.pop("data.root", None)  # where the data lives is not a hyperparameter
     else:
         found = flat("params", data.get("params"))
-    return found | flat("", swept)
+    return redacted(found | flat("", swept))
 
 
 def of_trial(trial_dir: Path) -> dict:

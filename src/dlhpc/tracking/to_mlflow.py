@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from dlhpc.errors import UserError
+from dlhpc.results import redact
 from dlhpc.tracking import INSTALL
 from dlhpc.tracking.records import RUN_STATUS, TrialRecord, read_experiment
 
@@ -65,10 +66,24 @@ def export(exp_dir: Path, to: str, experiment: str | None = None, say=print) -> 
         from mlflow.exceptions import MlflowException
     except ImportError:  # (the first mlflow import of the export: said here, not as an internal error)
         raise UserError(f"MLflow is not installed in this Python: {INSTALL}") from None
+    shown = redact.uri(to)  # (user:password@ in a server's URI is never echoed)
     try:
-        return _export(exp_dir, store_uri(to), experiment, say)
+        return _export(exp_dir, store_uri(to), experiment, lambda line: say(redact.uri(line)))
     except MlflowException as exc:
-        raise UserError(f"MLflow at {to}: {str(exc).splitlines()[0]}") from None
+        said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "filesystem tracking backend" in said:  # MLflow 3 refuses file stores (./mlruns)
+            db = Path(to).expanduser().absolute().with_suffix(".db")
+            raise UserError(
+                f"MLflow {mlflow_version()} no longer writes a folder store like {shown}: export into an SQLite file "
+                f"instead, --to {db} (sqlite:///{db}); `mlflow ui --backend-store-uri sqlite:///{db}` shows it"
+            ) from None
+        raise UserError(redact.uri(f"MLflow at {shown}: {said}")) from None
+
+
+def mlflow_version() -> str:
+    import mlflow
+
+    return mlflow.__version__
 
 
 def _export(exp_dir: Path, uri: str, experiment: str | None, say) -> dict:
