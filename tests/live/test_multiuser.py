@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, release_if_requeued, scontrol_job
+from conftest import DATA, ROOT, exp_dir_from, release_if_requeued, scontrol_job
 
 pytestmark = pytest.mark.slurm
 ALICE, BOB, GROUP = "dlhpc-alice", "dlhpc-bob", "dlhpc-proj"
@@ -152,3 +152,180 @@ def test_a_job_refuses_what_another_user_planted_in_place_of_its_experiment(proj
     assert not marker.exists(), "the job ran code another user planted"
     err = (planted_exp / trial.name / "job.err").read_text()
     assert "refused to start the trial" in err and f"belongs to {BOB}" in err, err
+
+
+# ---- issue 33: the second audit, tried as bob (same group) against alice on one login node ------
+# Each test reproduced its finding on the main before the fix (noted in each docstring).
+
+PROGRAM = "raise SystemExit(3)\n"  # (a failed trial: something for resubmit to do)
+
+
+def owned_by(user: str, path: Path, mode: int) -> Path:
+    os.chown(path, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+    os.chmod(path, mode)
+    return path
+
+
+def spec_of(base: Path, user: str, name: str, text: str, folder: Path | None = None) -> Path:
+    """A spec file and its program, written as `user` would have (their own files)."""
+    folder = folder or base / f"home-{user}" / name
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        owned_by(user, folder, 0o775)
+    owned_by(user, write_file(folder / "train.py", PROGRAM), 0o664)
+    return owned_by(user, write_file(folder / f"{name}.yaml", text), 0o664)
+
+
+def write_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def shared_runs(base: Path) -> Path:
+    """A sticky runs folder both may create experiments in (dlhpc allows it, like /tmp)."""
+    runs = base / "proj" / "shared-runs"
+    if not runs.exists():
+        runs.mkdir()
+        os.chmod(runs, 0o1777)
+    return runs
+
+
+def submitted(base: Path, user: str, spec: Path, runs: Path) -> Path:
+    """`user` submits `spec` to the local backend; their experiment, once its trial has ended."""
+    proc = dlhpc_as(base, user, "submit", spec, "--runs-dir", runs, check=True)
+    exp = Path(exp_dir_from(proc.stdout))
+    deadline = time.monotonic() + 120
+    while True:
+        report = json.loads(dlhpc_as(base, user, "status", exp, "--json", "--runs-dir", runs).stdout)
+        if report["finished"]:
+            return exp
+        assert time.monotonic() < deadline, report
+        time.sleep(0.5)
+
+
+def test_a_reference_by_name_resolves_only_to_your_own_experiment(project):
+    """Finding 1: in a sticky shared runs folder, `resubmit NAME`, `status NAME`, `cancel NAME` and
+    dlhpc.load(NAME) picked the newest experiment of that name, bob's, and alice's resubmit ran
+    bob's env.setup as alice."""
+    runs = shared_runs(project)
+    marks = project / "marks"
+    marks.mkdir(exist_ok=True)
+    os.chmod(marks, 0o1777)
+    quick = 'program: {script: train.py}\nresources: {scheduler: local, cpus_per_task: 1, time: "00:05:00"}\n'
+    alice_exp = submitted(project, ALICE, spec_of(project, ALICE, "mnist", "name: mnist\n" + quick), runs)
+    time.sleep(1.1)  # (bob's is the newer one, by its folder name and mtime)
+    setup = f'env: {{setup: ["touch {marks}/setup-ran-as-$(id -un)"]}}\n'
+    bob_exp = submitted(project, BOB, spec_of(project, BOB, "mnist", "name: mnist\n" + quick + setup), runs)
+    (marks / f"setup-ran-as-{BOB}").unlink()
+    status = json.loads(dlhpc_as(project, ALICE, "status", "mnist", "--json", "--runs-dir", runs).stdout)
+    assert status["experiment"] == str(alice_exp), status
+    load = "import dlhpc, sys; print(dlhpc.load('mnist', runs_dir=sys.argv[1]).path)"
+    assert as_user(project, ALICE, sys.executable, "-c", load, runs).stdout.strip() == str(alice_exp)
+    dlhpc_as(project, ALICE, "resubmit", "mnist", "--runs-dir", runs)
+    assert not (marks / f"setup-ran-as-{ALICE}").exists(), "bob's env.setup ran as alice"
+    for command in ("cancel", "resubmit"):
+        r = dlhpc_as(project, ALICE, command, bob_exp, "--runs-dir", runs)
+        assert r.returncode == 2 and f"belongs to {BOB}; dlhpc acts only on your own experiments" in r.stderr, r
+    only_bobs = spec_of(project, BOB, "bobs", "name: bobs\n" + quick)
+    submitted(project, BOB, only_bobs, runs)
+    r = dlhpc_as(project, ALICE, "cancel", "bobs", "--runs-dir", runs)
+    assert r.returncode == 2 and f"belongs to {BOB}" in r.stderr, r
+    dlhpc_as(project, ALICE, "cancel", "mnist", "--runs-dir", runs)
+
+
+def test_validate_and_dry_run_never_run_the_interpreter_a_spec_names(project):
+    """Finding 2: validate and submit --dry-run ran program.python to ask its version; bob's spec
+    naming a script of his ran it as alice."""
+    marks = project / "marks-python"
+    marks.mkdir(exist_ok=True)
+    os.chmod(marks, 0o1777)
+    folder = project / "proj" / "bob-python"
+    folder.mkdir()
+    owned_by(BOB, folder, 0o775)
+    fake = owned_by(BOB, write_file(folder / "python", f"#!/bin/sh\ntouch {marks}/ran-as-$(id -un)\n"), 0o755)
+    spec = spec_of(project, BOB, "py", f"name: py\nprogram: {{script: train.py, python: {fake}}}\n", folder)
+    for argv in (("validate", spec), ("submit", spec, "--dry-run", "--runs-dir", project / "proj" / "nowhere")):
+        r = dlhpc_as(project, ALICE, *argv)
+        assert r.returncode == 2 and f"belongs to {BOB}" in r.stderr, (argv, r)
+    assert dlhpc_as(project, ALICE, "render", spec, "--runs-dir", project / "proj" / "nowhere").returncode == 0
+    assert list(marks.iterdir()) == [], "the interpreter bob named ran as alice"
+
+
+def test_the_snapshot_copies_your_code_and_nothing_else(project):
+    """Findings 3, 8, 10: links a group member planted in a shared code folder (to alice's
+    ~/.ssh/id_rsa, to /proc/self/environ) were copied as the files they point to and, with
+    share: group, readable by the group; hidden and 0600 files became group-readable copies."""
+    home = project / f"home-{ALICE}"
+    ssh = home / ".ssh"
+    ssh.mkdir(exist_ok=True)
+    owned_by(ALICE, ssh, 0o700)
+    owned_by(ALICE, write_file(ssh / "id_rsa", "ALICE-PRIVATE-KEY\n"), 0o600)
+    code = project / "proj" / "alice-code"
+    code.mkdir()
+    owned_by(ALICE, code, 0o2775)  # the group may write it, as a shared project folder
+    owned_by(ALICE, write_file(code / ".env", "TOKEN=ALICE-DOTENV\n"), 0o600)
+    owned_by(ALICE, write_file(code / "notes.txt", "ALICE-NOTES\n"), 0o600)
+    owned_by(ALICE, write_file(code / "id_ed25519", "ALICE-KEY-COPY\n"), 0o600)
+    as_user(project, BOB, "ln", "-s", ssh / "id_rsa", code / "model_utils.txt", check=True)
+    as_user(project, BOB, "ln", "-s", "/proc/self/environ", code / "environ.txt", check=True)
+    runs = project / "proj" / "alice-runs"
+    as_user(project, ALICE, "mkdir", "-m", "750", runs, check=True)
+    spec = spec_of(
+        project,
+        ALICE,
+        "snap",
+        'name: snap\nshare: group\nprogram: {script: train.py}\nresources: {scheduler: local, time: "00:05:00"}\n',
+        code,
+    )
+    exp = submitted(project, ALICE, spec, runs)
+    copied = sorted(p.name for p in (exp / "code").iterdir())
+    assert copied == ["notes.txt", "snap.yaml", "train.py"], copied
+    record = json.loads(as_user(project, ALICE, "cat", exp / "code.json", check=True).stdout)
+    skipped = {s["path"]: s["why"] for s in record["skipped"]}
+    assert skipped == {
+        ".env": "hidden",
+        "id_ed25519": "a credential file",
+        "model_utils.txt": "a link that leaves the code folder",
+        "environ.txt": "a link to proc",
+    }, skipped
+    assert as_user(project, BOB, "cat", exp / "code" / "notes.txt").returncode != 0  # 0600 stays alice's
+    assert as_user(project, BOB, "cat", exp / "code" / "train.py").returncode == 0  # (share: group works)
+    in_home = spec_of(project, ALICE, "home", 'name: home\nprogram: {script: train.py, code: "~"}\n')
+    r = as_user(project, ALICE, "env", f"HOME={home}", sys.executable, "-m", "dlhpc", "submit", in_home, "--dry-run")
+    assert r.returncode == 2 and f"program.code is {home}, which holds your home folder" in r.stderr, r
+
+
+def test_an_unreadable_file_in_the_code_folder_is_one_line_at_validate(project):
+    """Finding 11: a file alice cannot read in her code folder: validate said ok, submit ended in
+    internal error: PermissionError."""
+    code = project / "proj" / "alice-unreadable"
+    code.mkdir()
+    owned_by(ALICE, code, 0o2775)
+    spec = spec_of(project, ALICE, "unread", "name: unread\nprogram: {script: train.py}\n", code)
+    owned_by(BOB, write_file(code / "data.csv", "bob's\n"), 0o600)  # planted by bob, his alone
+    runs = project / "proj" / "alice-unread-runs"
+    as_user(project, ALICE, "mkdir", "-m", "700", runs, check=True)
+    for argv in (("validate", spec), ("submit", spec, "--runs-dir", runs)):
+        r = dlhpc_as(project, ALICE, *argv)
+        assert r.returncode == 2 and f"{code / 'data.csv'} in the code folder cannot be read by you" in r.stderr, r
+    assert list(runs.iterdir()) == []  # nothing half-written
+
+
+def test_tensorboard_skips_experiments_that_are_not_yours(project):
+    """Finding 9: `dlhpc tensorboard` over a shared runs folder wrote event files into alice's
+    finished trials as bob (internal error: PermissionError)."""
+    runs = project / "proj" / "tb-runs"
+    runs.mkdir()
+    os.chmod(runs, 0o1777)
+    spec = spec_of(
+        project,
+        ALICE,
+        "tb",
+        'name: tb\nshare: group\nprogram: {script: train.py}\nresources: {scheduler: local, time: "00:05:00"}\n',
+    )
+    exp = submitted(project, ALICE, spec, runs)
+    trial = next(d for d in exp.iterdir() if (d / "trial.json").is_file())
+    owned_by(ALICE, write_file(trial / "metrics.jsonl", '{"epoch": 1, "test_acc": 0.5}\n'), 0o640)
+    r = dlhpc_as(project, BOB, "tensorboard", "--runs-dir", runs)
+    assert r.returncode == 2 and "skipped 1 experiment(s) of other users" in r.stdout, r
+    assert "no experiments of yours" in r.stderr and not list(trial.glob("events.out.tfevents.*")), r

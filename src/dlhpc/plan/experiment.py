@@ -307,18 +307,36 @@ def find_experiment(ref: str | None, root: Path) -> Path:
         exact = root / ref
         if _is_experiment(exact):
             return exact
-        named = [d for d in experiments_under(root) if (m := STAMPED.fullmatch(d.name)) and m["name"] == ref]
+        named = [d for d in _folders_under(root) if (m := STAMPED.fullmatch(d.name)) and m["name"] == ref]
         own = [d for d in named if ownership.is_own(d)]
         if own:
             return max(own, key=lambda d: d.stat().st_mtime)
-        if named:
-            newest = max(named, key=lambda d: d.stat().st_mtime)
+        others = [d for d in named if _someone_elses_folder(d)]  # (readable or not: theirs)
+        if others:
+            newest = max(others, key=lambda d: d.stat().st_mtime)
             raise ownership.NotYours(
                 f"no experiment of yours is named {ref!r}: {ownership.not_yours_words(newest, 'pick it by name')}"
             )
+    for folder in (path, root / ref) if ref and "\x00" not in ref else ():
+        if _someone_elses_folder(folder):  # (a private one of a colleague: we cannot even see its record)
+            raise ownership.NotYours(ownership.not_yours_words(folder, "read it"))
     raise UserError(
         f"no experiment {ref!r}: name an experiment directory, or one of these under {root}/: {_candidates(root)}"
     )
+
+
+def _folders_under(root: Path) -> list[Path]:
+    try:
+        return [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
+    except OSError:
+        return []
+
+
+def _someone_elses_folder(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and folder.stat().st_uid != os.getuid()
+    except OSError:
+        return False
 
 
 def _is_experiment(folder: Path) -> bool:
