@@ -214,9 +214,11 @@ def test_a_reference_by_name_resolves_only_to_your_own_experiment(project):
     quick = 'program: {script: train.py}\nresources: {scheduler: local, cpus_per_task: 1, time: "00:05:00"}\n'
     alice_exp = submitted(project, ALICE, spec_of(project, ALICE, "mnist", "name: mnist\n" + quick), runs)
     time.sleep(1.1)  # (bob's is the newer one, by its folder name and mtime)
-    setup = f'env: {{setup: ["touch {marks}/setup-ran-as-$(id -un)"]}}\n'
+    # bob's is readable by the group (share: group), so the name could reach it
+    setup = f'share: group\nenv: {{setup: ["touch {marks}/setup-ran-as-$(id -un)"]}}\n'
     bob_exp = submitted(project, BOB, spec_of(project, BOB, "mnist", "name: mnist\n" + quick + setup), runs)
     (marks / f"setup-ran-as-{BOB}").unlink()
+    as_user(project, BOB, "touch", bob_exp, check=True)  # bob's is the newest of that name, whatever alice's did
     status = json.loads(dlhpc_as(project, ALICE, "status", "mnist", "--json", "--runs-dir", runs).stdout)
     assert status["experiment"] == str(alice_exp), status
     load = "import dlhpc, sys; print(dlhpc.load('mnist', runs_dir=sys.argv[1]).path)"
