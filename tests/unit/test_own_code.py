@@ -53,7 +53,7 @@ def test_helper_logs_every_epoch_once_when_a_run_resumes_from_an_older_snapshot(
         ("program: {script: train.py}\ntrain: {lr: 0.1}", "train.lr configures dlhpc's built-in trainer"),
         ('program: {script: train.py, args: ["{params.lr}"]}', "'params.lr' is not a parameter"),
         ("program: {args: [x]}", "no program is named"),
-        ("program: {script: train.py, python: /no/such/python}", "program.python /no/such/python does not exist here"),
+        ("program: {script: train.py, python: /no/such/python}", "program.python: /no/such/python does not exist here"),
         ("program: {script: train.py, code_max_mb: 1}", "at most 1 MB"),
         ("program: {script: train.py}\nsweep: {model.name: [mlp, cnn]}", "cannot sweep model.name"),
     ],

@@ -302,3 +302,80 @@ def test_data_fetch_does_not_follow_a_planted_lock_link(dlhpc, tmp_path):
     r = dlhpc("data", "fetch", "--root", root)
     assert r.code == 2 and "is a symbolic link" in r.err and "Traceback" not in r.err, r
     assert victim.read_text() == "keep me"
+
+
+# ---- issue 33: the second audit's smaller findings and the bugs seen on the way ----------------
+
+
+def test_a_planted_trial_spec_of_nested_aliases_is_refused_in_bounded_time(tmp_path, budget):
+    """Finding 9: read_trial_spec fell back to plain yaml.safe_load (MemoryError after 17 s at 2 GB)."""
+    from dlhpc.errors import UserError
+    from dlhpc.fsutil import read_trial_spec
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)
+    )
+    path = write(tmp_path / "spec.yaml", bomb)
+    started = time.monotonic()
+    with pytest.raises(UserError, match="expands to more than"):
+        read_trial_spec(path)
+    assert time.monotonic() - started < budget(1)
+
+
+def test_a_uri_password_is_never_echoed(dlhpc, tmp_path):
+    """Finding 12: `--to http://user:password@host/` came back in the error (and notebooks kept it)."""
+    from dlhpc.results.redact import uri
+
+    exp = make_experiment(tmp_path / "runs", [("000-aaaaaa", {}, {})])
+    r = dlhpc("export", "mlflow", exp, "--to", "http://me:pa55w0rd@127.0.0.1:9/")
+    assert r.code == 2 and "pa55w0rd" not in r.err + r.out and "me:***@127.0.0.1" in r.err, r
+    assert uri("see https://u:p@h/x and ftp://h/") == "see https://u:***@h/x and ftp://h/"
+
+
+def test_resources_sections_carry_only_their_own_defaults(dlhpc, tmp_path):
+    """Other bug: schema's {"flavor": "openpbs"} landed in every nested mapping of resources."""
+    from dlhpc.spec.load import load_spec
+
+    res = load_spec(write(tmp_path / "exp.yaml", "name: x\n")).data["resources"]
+    assert res["pbs"] == {"flavor": "openpbs"}
+    nested = {k: v for k, v in res.items() if isinstance(v, dict) and k != "pbs"}
+    assert nested and all("flavor" not in v for v in nested.values()), nested
+
+
+def test_a_reservation_whose_start_does_not_parse_is_still_checked(fixed_clock):
+    """Other bug: reservations._span raised OverflowError for a start the scheduler printed oddly."""
+    import math
+
+    from dlhpc.schedulers.reservations import Reservation, problems
+
+    now = time.time()
+    odd = Reservation("ws", "ACTIVE", True, start=math.inf, end=now + 600)
+    (said,) = problems({"reservation": "ws", "time": "01:00:00"}, [odd], user="me", now=now)
+    assert "has left (00:10:00, " in said and said.endswith("ask for at most 00:10:00"), said
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: x\nresources: {extra: {partition: big}}\n",
+        "name: x\nenv: {setup: ['if then']}\n",
+        "name: x\nprogram: {script: nope.py}\n",
+        "name: x\nprogram: {code: ./nowhere, script: t.py}\n",
+        "name: x\nprogram: {python: /usr/bin/python3}\n",
+    ],
+)
+def test_a_message_names_its_key_once(dlhpc, tmp_path, text):
+    """Other bug: `resources.extra.partition: resources.extra.partition: ...` repeated its prefix."""
+    import re
+
+    r = dlhpc("validate", write(tmp_path / "exp.yaml", text))
+    assert r.code == 2, r
+    assert not re.search(r"\b([a-z_]+\.[a-z_.]+): \1\b", r.err), r.err
+
+
+def test_output_into_a_missing_folder_is_one_line(dlhpc, tmp_path):
+    exp = make_experiment(tmp_path / "runs", [("000-aaaaaa", {}, {})])
+    r = dlhpc("summary", exp, "--format", "csv", "-o", tmp_path / "no" / "such.csv", "--no-accounting")
+    assert r.code == 2 and f"there is no folder {tmp_path / 'no'}" in r.err, r

@@ -68,7 +68,7 @@ def collect(spec, exclude: Path | None = None) -> CodeSnapshot | None:
         return None
     folder = program.code_folder(data, spec.source)
     if not is_there(folder, "dir"):
-        raise UserError(f"{where(spec.origins, ('program', 'code'))}: program.code: no folder {folder}")
+        raise UserError(f"{where(spec.origins, ('program', 'code'))}: no folder {folder}")
     snap = CodeSnapshot(folder)
     script = program.script_path(data, spec.source)
     if script is not None:
@@ -83,12 +83,12 @@ def collect(spec, exclude: Path | None = None) -> CodeSnapshot | None:
 def _script_in(folder: Path, script: Path, spec) -> str:
     at = where(spec.origins, ("program", "script"))
     if not is_there(script, "file"):
-        raise UserError(f"{at}: program.script: no file {script} (paths are relative to the spec's folder)")
+        raise UserError(f"{at}: no file {script} (paths are relative to the spec's folder)")
     try:
         return str(script.relative_to(folder))
     except ValueError:
         raise UserError(
-            f"{at}: program.script {script} is outside program.code ({folder}): the jobs run a copy of the code "
+            f"{at}: {script} is outside program.code ({folder}): the jobs run a copy of the code "
             "folder, so the script must be in it"
         ) from None
 
@@ -146,11 +146,11 @@ def _refuse_folder(folder: Path, spec) -> None:
     home = Path(os.path.expanduser("~")).resolve()
     if folder == home or folder in home.parents:
         raise UserError(
-            f"{at}: program.code is {folder}, which holds your home folder: the jobs get a copy of the code folder, "
+            f"{at}: {folder} holds your home folder: the jobs get a copy of the code folder, "
             "so point program.code at the folder of your project (e.g. ~/projects/mnist)"
         )
     if _under_system_tree(folder):
-        raise UserError(f"{at}: program.code {folder} is not a folder of files (it is under {folder.parts[1]})")
+        raise UserError(f"{at}: {folder} is not a folder of files (it is under {folder.parts[1]})")
 
 
 def _under_system_tree(path: Path) -> bool:
@@ -257,7 +257,7 @@ def _interpreter(chosen: str | None, spec) -> str:
     problem = interpreter_problem(Path(python))
     if problem:
         raise UserError(
-            f"{where(spec.origins, ('program', 'python'))}: program.python {python} {problem}; name the "
+            f"{where(spec.origins, ('program', 'python'))}: {python} {problem}; name the "
             "interpreter of your environment (e.g. /path/to/venv/bin/python)"
         )
     return python

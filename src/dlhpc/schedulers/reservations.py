@@ -5,6 +5,7 @@ for the job's walltime, or one the user may not use would otherwise leave the jo
 a reason few can read."""
 
 import getpass
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -42,12 +43,15 @@ def problems(res: dict, found: list[Reservation], user: str | None = None, now: 
         return [f"reservation {name!r} is {chosen.state}: it cannot take jobs; ask its owner, or use another"]
     if chosen.end <= now:
         return [f"reservation {name!r} ended at {_when(chosen.end)}; use another, or leave resources.reservation out"]
-    left, wanted = chosen.end - max(chosen.start, now), parse_time(res["time"])
+    # (a start the scheduler printed that does not parse is taken as now: the check stays, and
+    # says nothing it cannot know)
+    begin = max(chosen.start, now) if math.isfinite(chosen.start) else now
+    left, wanted = chosen.end - begin, parse_time(res["time"])
     found_problems = []
     if wanted > left:
         found_problems.append(
             f"resources.time {res['time']} is longer than reservation {name!r} has left ({_span(left)}, "
-            f"{_when(max(chosen.start, now))} to {_when(chosen.end)}); ask for at most {_span(left)}"
+            f"{_when(begin)} to {_when(chosen.end)}); ask for at most {_span(left)}"
         )
     if not may_use(chosen, user, res.get("account")):
         who = ", ".join(chosen.users + [f"account {a}" for a in chosen.accounts])
@@ -71,9 +75,13 @@ def may_use(r: Reservation, user: str, account: str | None) -> bool:
 
 
 def _when(t: float) -> str:
+    if not math.isfinite(t):
+        return "a time the scheduler did not say"
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
 def _span(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown" if seconds != seconds or seconds > 0 else "00:00:00"
     seconds = max(0, int(seconds))
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -206,7 +206,7 @@ def _check_extra(spec: Spec):
         instead = reserved_use(key, value)
         if instead:
             raise UserError(
-                f"{where(spec.origins, ('resources', 'extra', key))}: resources.extra.{key}: dlhpc writes this "
+                f"{where(spec.origins, ('resources', 'extra', key))}: dlhpc writes this "
                 f"directive itself, from the spec's checked values; a second one would override them. "
                 f"Use {instead} instead"
             )
@@ -228,7 +228,7 @@ def _check_setup(spec: Spec):
         problem = (proc.stderr.strip().splitlines() or ["syntax error"])[-1]
         problem = problem.split(": ", 1)[-1] if problem.startswith("bash:") else problem
         raise UserError(
-            f"{where(spec.origins, ('env', 'setup'))}: env.setup does not parse as shell ({problem}); "
+            f"{where(spec.origins, ('env', 'setup'))}: does not parse as shell ({problem}); "
             "each item is a line of bash, run as written"
         )
 

@@ -68,7 +68,7 @@ def check(spec) -> None:
     if not named:
         if set_keys:
             raise UserError(
-                f"{where(origins, ('program', set_keys[0]))}: program.{set_keys[0]} is set but no program is "
+                f"{where(origins, ('program', set_keys[0]))}: is set but no program is "
                 "named; add program.script (or module, or entry), or remove it to use the built-in trainer"
             )
         return

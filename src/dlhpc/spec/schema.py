@@ -443,6 +443,12 @@ SCHEMA_PROGRAM = SCHEMA["program"]
 # The built-in trainer's sections: a spec that names its own program sets `params` instead.
 BUILTIN_SECTIONS = ("model", "train", "data")
 
+def defaults_of(field):
+    """A field's default; a nested section's, key by key (each its own: resources.retry has no
+    `flavor`, only resources.pbs does)."""
+    return {k: defaults_of(f) for k, f in field.items()} if isinstance(field, dict) else field.default
+
+
 DEFAULTS = {
     "name": "experiment",
     "model": {"name": "cnn", "hidden": None, "width": None},
@@ -450,9 +456,7 @@ DEFAULTS = {
     "program": {k: f.default for k, f in SCHEMA_PROGRAM.items()},
     "params": {},
     "data": {"name": "mnist", "root": None, "download": True, "train_subset": None},
-    "resources": {
-        k: f.default if not isinstance(f, dict) else {"flavor": "openpbs"} for k, f in SCHEMA["resources"].items()
-    },
+    "resources": {k: defaults_of(f) for k, f in SCHEMA["resources"].items()},
     "env": {
         "modules": [],
         "setup": [],
