@@ -379,3 +379,23 @@ def test_output_into_a_missing_folder_is_one_line(dlhpc, tmp_path):
     exp = make_experiment(tmp_path / "runs", [("000-aaaaaa", {}, {})])
     r = dlhpc("summary", exp, "--format", "csv", "-o", tmp_path / "no" / "such.csv", "--no-accounting")
     assert r.code == 2 and f"there is no folder {tmp_path / 'no'}" in r.err, r
+
+
+def test_a_spokes_failure_is_not_overwritten_by_rank_0s_completion(tmp_path):
+    """Other bug: a result.json ended COMPLETED with a lost_node and an error (rank 0 overwrote the
+    FAILED the spoke's runner had recorded)."""
+    from dlhpc.node.identity import Identity
+    from dlhpc.node.runner import TrialRun
+    from dlhpc.plan import experiment
+    from dlhpc.spec.load import load_spec
+
+    spec = write(tmp_path / "code" / "exp.yaml", f"name: t\nprogram: {{script: t.py}}\nruns_dir: {tmp_path / 'runs'}\n")
+    write(tmp_path / "code" / "t.py", "pass\n")
+    p = experiment.materialize(experiment.plan(load_spec(spec)))
+    trial = p.exp_dir / p.trials[0].id
+    run = TrialRun(trial, Identity(rank=0, world_size=2, hostnames=["n1", "n2"], job_id="9", launcher="test"))
+    spoke_said = {"state": "FAILED", "lost_node": "n1", "error": "node n1 was lost: its line closed"}
+    write(trial / "result.json", json.dumps(spoke_said))
+    run._record_completion()
+    result = json.loads((trial / "result.json").read_text())
+    assert (result["state"], result["lost_node"]) == ("FAILED", "n1"), result

@@ -343,9 +343,12 @@ class TrialRun:
         atomic_write_json(self.trial_dir / "result.json", {**self._facts(), **result})
 
     def _record_completion(self) -> None:
+        """Rank 0's ranks all ended well. A FAILED another node's runner recorded in this run (it
+        lost its line to this node, and ended its own ranks) stands: the trial's ranks did not all
+        finish, and a COMPLETED over it would carry its lost_node and error."""
         result = self._current_result()
-        if result.get("state") == "COMPLETED":
-            return  # the built-in trainer wrote its own, fuller result
+        if result.get("state") in ("COMPLETED", "FAILED"):
+            return  # the built-in trainer wrote its own, fuller result; or a spoke's failure stands
         metrics = _last_metrics(self.trial_dir / "metrics.jsonl")
         atomic_write_json(
             self.trial_dir / "result.json",
