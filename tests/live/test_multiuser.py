@@ -294,7 +294,7 @@ def test_the_snapshot_copies_your_code_and_nothing_else(project):
     assert as_user(project, BOB, "cat", exp / "code" / "train.py").returncode == 0  # (share: group works)
     in_home = spec_of(project, ALICE, "home", 'name: home\nprogram: {script: train.py, code: "~"}\n')
     r = as_user(project, ALICE, "env", f"HOME={home}", sys.executable, "-m", "dlhpc", "submit", in_home, "--dry-run")
-    assert r.returncode == 2 and f"program.code: {home} holds your home folder" in r.stderr, r
+    assert r.returncode == 2 and f"program.code: {home} is your home folder" in r.stderr, r
 
 
 def test_an_unreadable_file_in_the_code_folder_is_one_line_at_validate(project):

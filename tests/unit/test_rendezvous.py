@@ -53,3 +53,19 @@ def test_a_single_node_store_listens_on_loopback_only(tmp_path):
     meeting = rendezvous.meet(denv, tmp_path, timeout_s=5)
     assert listening_addresses(meeting.port) == {"127.0.0.1"}
     del meeting
+
+
+def test_the_rendezvous_file_is_private_whatever_share_says(tmp_path):
+    """Issue 33, finding 5: under `share: group` the job's umask is 027, and the file carrying the
+    node line's token was group-readable: a group member could end the job."""
+    import os
+    import stat
+
+    denv = Identity(rank=0, world_size=2, hostnames=["n1", "n2"], job_id="79", launcher="test")
+    old = os.umask(0o027)
+    try:
+        rendezvous.meet(denv, tmp_path, host_store=lambda address: (None, 12345), also={"token": "t"})
+    finally:
+        os.umask(old)
+    (published,) = tmp_path.glob(".rendezvous-79-*")
+    assert stat.S_IMODE(published.stat().st_mode) == 0o600

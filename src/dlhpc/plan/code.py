@@ -144,9 +144,9 @@ SYSTEM_TREES = ("/proc", "/sys", "/dev")
 def _refuse_folder(folder: Path, spec) -> None:
     at = where(spec.origins, ("program", "code"))
     home = Path(os.path.expanduser("~")).resolve()
-    if folder == home or folder in home.parents:
+    if folder in (home, Path("/")):  # (every file of yours, .ssh and all, would be a candidate)
         raise UserError(
-            f"{at}: {folder} holds your home folder: the jobs get a copy of the code folder, "
+            f"{at}: {folder} is your home folder (or the whole file system): the jobs get a copy of the code folder, "
             "so point program.code at the folder of your project (e.g. ~/projects/mnist)"
         )
     if _under_system_tree(folder):

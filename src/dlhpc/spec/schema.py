@@ -443,6 +443,7 @@ SCHEMA_PROGRAM = SCHEMA["program"]
 # The built-in trainer's sections: a spec that names its own program sets `params` instead.
 BUILTIN_SECTIONS = ("model", "train", "data")
 
+
 def defaults_of(field):
     """A field's default; a nested section's, key by key (each its own: resources.retry has no
     `flavor`, only resources.pbs does)."""
