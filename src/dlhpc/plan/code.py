@@ -120,7 +120,7 @@ def _listing(folder: Path, max_mb: int, exclude: Path | None, spec) -> tuple[lis
                 f"{where(spec.origins, ('program',))}: {path} in the code folder cannot be read by you, so it cannot "
                 "be copied into the experiment; fix its mode (chmod u+r), or keep it out of program.code (.gitignore)"
             )
-        n = path.lstat().st_size
+        n = path.stat().st_size  # (a link here is to a file inside the folder: that file counts)
         kept.append(rel)
         sizes.append((n, rel))
         size += n

@@ -318,7 +318,8 @@ def find_experiment(ref: str | None, root: Path) -> Path:
                 f"no experiment of yours is named {ref!r}: {ownership.not_yours_words(newest, 'pick it by name')}"
             )
     for folder in (path, root / ref) if ref and "\x00" not in ref else ():
-        if _someone_elses_folder(folder):  # (a private one of a colleague: we cannot even see its record)
+        # (a colleague's private experiment: we cannot even see its record, only its name)
+        if STAMPED.fullmatch(folder.name or "-") and _someone_elses_folder(folder):
             raise ownership.NotYours(ownership.not_yours_words(folder, "read it"))
     raise UserError(
         f"no experiment {ref!r}: name an experiment directory, or one of these under {root}/: {_candidates(root)}"
