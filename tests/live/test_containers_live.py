@@ -60,6 +60,13 @@ def test_ci_smoke_in_podman_on_slurm(slurm_cluster, test_image, dlhpc, tmp_path)
     ran_in_the_image(exp)
     rows = json.loads(dlhpc("summary", exp, "--commit", "--format", "json").out)
     assert all(r["test_acc"] > 0.9 and r["image"].startswith("sha256:") for r in rows), rows
+    # a trial is COMPLETED once its result is written; its job then removes its containers
+    # (the store's too) before it ends: the check is of the ended job, not of a job still tidying
+    job_ids = [j["job_id"] for j in json.loads((exp / "experiment.json").read_text())["jobs"]]
+    deadline = time.monotonic() + 120
+    while any(scontrol_job(j).get("JobState") in ("RUNNING", "COMPLETING") for j in job_ids):
+        assert time.monotonic() < deadline, [scontrol_job(j) for j in job_ids]
+        time.sleep(0.5)
     leftover = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True).stdout
     assert "dlhpc-" not in leftover, leftover  # every rank's container removed
 
