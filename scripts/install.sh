@@ -8,5 +8,5 @@ PY=${PYTHON:-python3}
 # torch and torchvision pinned to the builds these machines carry (a CPU-capable build).
 .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1 \
   || .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[test,tracking]"
+.venv/bin/python -m pip install -q -e ".[test,tracking,search]"
 echo "installed: $(.venv/bin/dlhpc --version) in $(pwd)/.venv"

@@ -268,9 +268,24 @@ slurm_up() {
     slurmd_running "$h" || on_host "$h" slurmd -N "$h"
   done
   sleep 1
-  scontrol update NodeName="$(IFS=,; echo "${HOSTS[*]}")" State=RESUME >/dev/null 2>&1 || true
-  for _ in $(seq 120); do
+  # Jobs a run cut short left behind (its processes gone, slurmctld recovered them as RUNNING):
+  # a test cluster starts empty, or its nodes stay allocated to jobs nobody runs any more.
+  local left
+  left=$(squeue -h -o %A 2>/dev/null | tr '\n' ' ')
+  if [ -n "${left// /}" ]; then
+    log "cancelling jobs left from an earlier run: $left"
+    # shellcheck disable=SC2086  # (one id per word)
+    scancel $left 2>/dev/null || true
+  fi
+  local nodes
+  nodes=$(IFS=,; echo "${HOSTS[*]}")
+  scontrol update NodeName="$nodes" State=RESUME >/dev/null 2>&1 || true
+  for i in $(seq 180); do
     [ "$(sinfo -h -N -o %t 2>/dev/null | sort -u | tr '\n' ' ')" = "idle " ] && return
+    if [ $((i % 40)) = 0 ]; then  # a node still held by a cancelled job its slurmd no longer has
+      scontrol update NodeName="$nodes" State=DOWN Reason="testcluster reset" >/dev/null 2>&1 || true
+      scontrol update NodeName="$nodes" State=RESUME >/dev/null 2>&1 || true
+    fi
     sleep 0.5
   done
   sinfo -N >&2 || true
@@ -364,7 +379,14 @@ pbs_up() {
     fi
     "$PBS/bin/pbsnodes" "$h" >/dev/null 2>&1 || qmgr_head "create node $h" >/dev/null
   done
-  for _ in $(seq 60); do
+  local left  # jobs a run cut short left behind: the test cluster starts empty (as SLURM's)
+  left=$(PBS_CONF_FILE=/etc/pbs.conf "$PBS/bin/qselect" 2>/dev/null | tr '\n' ' ')
+  if [ -n "${left// /}" ]; then
+    log "deleting PBS jobs left from an earlier run: $left"
+    # shellcheck disable=SC2086  # (one id per word)
+    PBS_CONF_FILE=/etc/pbs.conf "$PBS/bin/qdel" -W force $left >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 120); do
     [ "$(PBS_CONF_FILE=/etc/pbs.conf "$PBS/bin/pbsnodes" -a 2>/dev/null | grep -c 'state = free')" = "${#HOSTS[@]}" ] && return
     sleep 0.5
   done

@@ -19,6 +19,7 @@ class State(str, Enum):
     TIMEOUT = "TIMEOUT"
     PREEMPTED = "PREEMPTED"
     REQUEUED = "REQUEUED"
+    PRUNED = "PRUNED"  # a search stopped it early: its metric was behind the others' (search/agent.py)
     STALLED = "STALLED"  # running, but no epoch ended for far longer than its epochs take (node/stall.py)
     UNKNOWN = "UNKNOWN"
 
@@ -27,8 +28,8 @@ class State(str, Enum):
 
 
 STATES = tuple(s.value for s in State)
-FINISHED = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMEOUT})  # terminal
-BAD = FINISHED - {State.COMPLETED}  # a trial in one of these makes summary/status exit 1
+FINISHED = frozenset({State.COMPLETED, State.PRUNED, State.FAILED, State.CANCELLED, State.TIMEOUT})  # terminal
+BAD = FINISHED - {State.COMPLETED, State.PRUNED}  # a trial in one of these makes summary/status exit 1
 # the scheduler has the job
 IN_FLIGHT = frozenset({State.PENDING, State.RUNNING, State.REQUEUED, State.PREEMPTED, State.STALLED})
 
@@ -73,11 +74,12 @@ def reconcile(
     flags = []
     state = file_state
     s = sched.state.value if sched else None  # rows hold plain words
-    if s in IN_FLIGHT and state != "COMPLETED":
+    done = state in ("COMPLETED", "PRUNED")  # the program's own end stands
+    if s in IN_FLIGHT and not done:
         state = s
-    elif s in BAD and state != "COMPLETED":
+    elif s in BAD and not done:
         state = s
-    elif s == "COMPLETED" and state not in ("COMPLETED", "FAILED"):
+    elif s == "COMPLETED" and not done and state != "FAILED":
         state = "FAILED"
         flags.append("job ended without writing a result")
     if sched and sched.reason and state in BAD:

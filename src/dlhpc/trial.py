@@ -6,6 +6,7 @@ Imports no torch, and works outside dlhpc too (then it keeps quiet and saves not
     trial.checkpoint_path         # where to save: <trial folder>/checkpoint.pt
     trial.log(epoch=3, test_acc=0.97)   # one line of metrics.jsonl (rank 0 writes; others no-op)
     if trial.should_checkpoint(): ...   # true once the time-limit (or preemption) signal came
+    if trial.should_prune(): return      # under a search: its pruner stops this trial (PRUNED)
 
 On the signal dlhpc sends before the time limit (program.stop_signal, TERM by default; on SLURM
 the warning SIGUSR2 reaches the program too) the helper only sets a flag: the program saves at
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 _stop_at: float | None = None
+_last_step = None  # the step (epoch) of the last line logged: what should_prune asks about
 
 
 def _env_path(name: str, default: str) -> Path:
@@ -60,11 +62,50 @@ def should_checkpoint() -> bool:
     return _stop_at is not None
 
 
+def report(step, value) -> None:
+    """Under a search: one value of the metric it optimizes, at this step (an epoch, an
+    evaluation); the same as log(step=step, <metric>=value). Outside a search it logs `objective`."""
+    from dlhpc.search.verdict import searched_metric
+
+    global _last_step
+    _last_step = step
+    log(step=step, **{searched_metric() or "objective": value})
+
+
+def should_prune(step=None) -> bool:
+    """Under a search: True when its pruner says this trial is behind the others at the last step
+    logged (or `step`; pass it on every rank of a multi-rank program): save nothing, return, and
+    the trial is PRUNED. Waits a moment for the verdict of that step. Always False outside a
+    search; a program that never asks is never stopped."""
+    from dlhpc.search import verdict
+
+    if not under_dlhpc or verdict.searched_metric() is None:
+        return False
+    step = _last_step if step is None else step
+    told = verdict.should_stop(trial_dir, step) if step is not None else _latest_prune()
+    if told and rank == 0:
+        from dlhpc.fsutil import atomic_write_json
+
+        atomic_write_json(trial_dir / verdict.STOPPED, {"step": told.get("step")})
+    return bool(told)
+
+
+def _latest_prune():
+    from dlhpc.search import verdict
+
+    current = verdict.read(trial_dir)
+    return current if current and current.get("prune") else None
+
+
 def log(**metrics) -> None:
     """Append one line to the trial's metrics.jsonl (rank 0 only), e.g. log(epoch=3, loss=0.2).
     Numbers, text and true/false; `epoch` lets `status` show epoch k/N. A run resumed from an
     older snapshot logs some epochs again: the lines of those epochs from before are dropped, so
     every epoch appears once."""
+    global _last_step
+    step = metrics.get("epoch", metrics.get("step"))
+    if isinstance(step, (int, float)) and not isinstance(step, bool):
+        _last_step = step
     if rank != 0:
         return
     line = json.dumps({k: _plain(v) for k, v in metrics.items()}, allow_nan=True) + "\n"

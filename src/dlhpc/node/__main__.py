@@ -7,9 +7,11 @@ scheduler, `dlhpc run`). Exit code: 0 when every rank exited 0.
 
 import argparse
 import sys
+from pathlib import Path
 
 from dlhpc.node.identity import detect
 from dlhpc.node.runner import TrialFailed, run_trial
+from dlhpc.spec.search import AGENT_FILE
 
 
 def main(argv=None) -> int:
@@ -17,6 +19,12 @@ def main(argv=None) -> int:
     parser.add_argument("--nproc", type=int, default=1, help="ranks to start on this machine")
     parser.add_argument("trial_dir")
     args = parser.parse_args(argv)
+    folder = Path(args.trial_dir)
+    if (folder / AGENT_FILE).is_file():  # a search's agent (the local scheduler): trials from its study
+        from dlhpc.search.agent import SearchAgent
+
+        SearchAgent(folder.parent, folder.name).work(detect(args.nproc))
+        return 0
     try:
         code = run_trial(args.trial_dir, detect(args.nproc))
     except TrialFailed as exc:

@@ -347,7 +347,7 @@ class TrialRun:
         lost its line to this node, and ended its own ranks) stands: the trial's ranks did not all
         finish, and a COMPLETED over it would carry its lost_node and error."""
         result = self._current_result()
-        if result.get("state") in ("COMPLETED", "FAILED"):
+        if result.get("state") in ("COMPLETED", "PRUNED", "FAILED"):
             return  # the built-in trainer wrote its own, fuller result; or a spoke's failure stands
         metrics = _last_metrics(self.trial_dir / "metrics.jsonl")
         atomic_write_json(

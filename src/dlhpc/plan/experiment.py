@@ -28,6 +28,7 @@ from dlhpc.fsutil import (
 from dlhpc.plan.render import render_script
 from dlhpc.spec import sweep
 from dlhpc.spec.load import Spec, dump_trial_spec
+from dlhpc.spec.search import AGENT_FILE, agent_ids, trials_per_agent
 
 SUBMITIT_DIR = ".submitit"
 
@@ -71,6 +72,20 @@ def runs_root(spec: Spec) -> Path:
     """The folder that holds experiment directories. One resolver for every command: the spec's
     `runs_dir` through its layers (site < user config < $DLHPC_RUNS_DIR < spec < --runs-dir/--set)."""
     return Path(os.path.expanduser(spec.data["runs_dir"])).absolute()
+
+
+def agent_data(spec: Spec, trials: list) -> dict:
+    """What a search's agents are given: a trial's spec, the walltime that of the trials an agent
+    runs if none is pruned, as a packed task's (an agent cut short requeues, resuming its trial)."""
+    data = trials[0].data
+    time_limit = packed_time(data["resources"]["time"], trials_per_agent(spec.search))
+    return {**data, "resources": {**data["resources"], "time": time_limit}}
+
+
+def search_slot_ids(spec: Spec) -> set:
+    from dlhpc.spec.search import slot_ids
+
+    return set(slot_ids(spec.search["trials"], spec.search["seed"])) if spec.search else set()
 
 
 def job_groups(trials, max_array: int | None = None, trials_per_task: int | None = None) -> list[list]:
@@ -122,6 +137,13 @@ def plan(
     exp_dir = exp_dir or runs_root(spec) / f"{spec.data['name']}-{timestamp()}"
     p = Plan(spec, trials, exp_dir, max_array=max_array, trials_per_task=trials_per_task)
     digest, command = spec.hash(), submitit_command(exp_dir / SUBMITIT_DIR)
+    if spec.search and trials and trials[0].id in search_slot_ids(spec):
+        # a search: one array of agents, each taking trials from the study in turn (search/agent.py)
+        agents = agent_ids(spec.search["parallel"])
+        p.scripts.append(
+            render_script(agent_data(spec, trials), agents, exp_dir, command, site=spec.site, spec_digest=digest)
+        )
+        return p
     for group in job_groups(trials, max_array, trials_per_task):
         data = group[0][0].data
         k = max(len(task) for task in group)
@@ -215,12 +237,23 @@ def materialize(p: Plan) -> Plan:
             write_new(p.exp_dir / name, script.text.encode(), script_mode)
             for tid in script.trial_ids:
                 script_of[tid] = name
+        if p.spec.search:  # each agent's folder: its log, its spec (resources), what it has in hand
+            agent_spec = dump_trial_spec(agent_data(p.spec, p.trials)).encode()
+            for agent in agent_ids(p.spec.search["parallel"]):
+                (p.exp_dir / agent).mkdir(mode=mode)
+                write_new(p.exp_dir / agent / "spec.yaml", agent_spec, file_mode)
+                write_new(p.exp_dir / agent / AGENT_FILE, (json.dumps({"agent": agent}) + "\n").encode(), file_mode)
+            script_of.update((t.id, p.script_name(0)) for t in p.trials)
         for trial in p.trials:
             tdir = p.exp_dir / trial.id
             tdir.mkdir(mode=mode)
             write_new(tdir / "spec.yaml", dump_trial_spec(trial.data).encode(), file_mode)
             info = {"id": trial.id, "index": trial.index, "params": trial.params, "script": script_of[trial.id]}
             write_new(tdir / "trial.json", (json.dumps(info) + "\n").encode(), file_mode)
+        if p.spec.search:  # the study, made once here so that agents never race to make it
+            from dlhpc.search import study
+
+            study.create(p.exp_dir, p.spec.data["name"], p.spec.search)
         write_record(p, jobs=[])  # last, atomically: an experiment exists once its record does
         atomic_write_text(p.exp_dir / "environment.txt", environment.freeze(), mode=private_mode())
     except BaseException:
@@ -265,7 +298,7 @@ def write_record(p: Plan, jobs: list, extra: dict | None = None) -> None:
         "spec_source": p.spec.source,
         "spec_hash": p.spec.hash(),
         "spec": p.spec.data,
-        "swept_keys": list(p.spec.sweep),
+        "swept_keys": list(p.spec.sweep) or list((p.spec.search or {}).get("space") or {}),
         "trials": [{"id": t.id, "index": t.index, "params": t.params} for t in p.trials],
         "jobs": jobs,
         **environment.record(p.spec.source),  # versions, git commit of the spec's repository, host

@@ -118,7 +118,8 @@ def _program_columns(row: dict, spec: dict, metrics: list, state: str, flags: li
 # the row keys a program's logged keys must not overwrite (they become metric.<key>)
 BUILTIN_ROW_KEYS = {
     "trial", "name", "model", "experiment", "state", "job_id", "world_size", "epochs", "epochs_done",
-    "nodes", "device", "gpu_util", "curve", "flags", "requeues", "logged", "stalled",
+    "nodes", "device", "gpu_util", "curve", "flags", "requeues", "logged", "stalled", "objective", "agent",
+    "pruned",
 }  # fmt: skip
 
 
@@ -218,16 +219,23 @@ def packed_view(sched: JobStatus | None, entry: dict, started: bool) -> JobStatu
 def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[dict, list]:
     record = read_record(exp_dir)
     entry_of = latest_entries(record)
+    search = (record.get("spec") or {}).get("search")
     rows = []
     for trial in record.get("trials", []):
         entry = entry_of.get(trial["id"]) or {}
-        trial = dict(trial, job_id=entry.get("job_id"))
+        names = trial_files(exp_dir / trial["id"])
+        drawn = search_facts(exp_dir / trial["id"], names) if search else {}
+        # a search's trial ran in whichever agent's job took it (its claim.json); a grid's in its own
+        trial = dict(trial, job_id=drawn.get("job_id") if search else entry.get("job_id"))
+        if drawn:
+            trial["params"] = drawn["params"]
         sched = (sched_by_job or {}).get(trial["job_id"]) if trial["job_id"] else None
         missing = sched_by_job is not None and trial["job_id"] is not None and sched is None
-        names = trial_files(exp_dir / trial["id"])
         if entry.get("task_size"):
             sched = packed_view(sched, entry, bool(names & {"metrics.jsonl", "result.json"}))
         rows.append(trial_row(exp_dir, record, trial, sched, missing, names))
+        if search:
+            _search_columns(rows[-1], exp_dir / trial["id"], drawn, search)
         if sched and rows[-1]["state"] == "PENDING" and sched.pending_reason:
             rows[-1]["why_pending"] = sched.pending_reason
         git = record.get("git") or {}
@@ -237,6 +245,30 @@ def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[di
             rows[-1]["image"] = (image.get("digest") or image.get("image") or "")[:19]
     add_scaling(rows)
     return record, rows
+
+
+def search_facts(tdir: Path, names: set) -> dict:
+    from dlhpc.search.results import trial_facts
+
+    return trial_facts(tdir, names)
+
+
+def _search_columns(row: dict, tdir: Path, drawn: dict, search: dict) -> None:
+    """A search's trial: the value it scored, the agent that ran it, why it was pruned."""
+    from dlhpc.search.results import describe_pruned, final_value
+
+    if not drawn:
+        row["why_pending"] = "waiting for an agent of the search to take it"
+        return
+    row["agent"] = drawn.get("agent")
+    if drawn.get("attempt"):
+        row["flags"] = "; ".join(filter(None, [row["flags"], f"taken over after its agent was lost (attempt {drawn['attempt']})"]))
+    if row["state"] in ("COMPLETED", "PRUNED", "RUNNING"):
+        row["objective"] = final_value(tdir, search["metric"])
+    if row["state"] == "PRUNED":
+        result = read_result(tdir) or {}
+        row["pruned"] = describe_pruned(result.get("pruned") or {}, search["metric"])
+        row["flags"] = "; ".join(filter(None, [row["flags"], row["pruned"]]))
 
 
 def efficiency_hint(row: dict) -> str:

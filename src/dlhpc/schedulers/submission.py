@@ -77,21 +77,30 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
     from dlhpc.node.job import PackedTrainJob, TrainJob
     from dlhpc.plan.experiment import SUBMITIT_DIR
 
+    from dlhpc.search.agent import SearchAgent
+    from dlhpc.spec.search import trials_per_agent
+
     data_of = {t.id: t.data for t in plan.trials}
     jobs = queued if queued is not None else []
     for i, script in enumerate(plan.scripts):
-        res = data_of[script.trial_ids[0]]["resources"]
+        agents = script.trial_ids[0] not in data_of  # a search's agents (plan/experiment.py)
+        res = (plan.trials[0] if agents else data_of[script.trial_ids[0]]).data["resources"]
+        per_agent = trials_per_agent(plan.spec.search) if agents else 1
         packed = any(len(task) > 1 for task in script.tasks)
         executor = make_executor(
             plan.exp_dir / SUBMITIT_DIR,
             script.text,
             plan.exp_dir / "logs",
             res["timeout_requeues"],
-            max(1, parse_time(res["time"]) * max(len(task) for task in script.tasks) // 60),
+            max(1, parse_time(res["time"]) * (per_agent if agents else max(len(t) for t in script.tasks)) // 60),
         )
         executor.submit_args = list(plan.submit_args)
         payloads = [
-            PackedTrainJob([plan.exp_dir / tid for tid in task]) if packed else TrainJob(plan.exp_dir / task[0])
+            SearchAgent(plan.exp_dir, task[0])
+            if agents
+            else PackedTrainJob([plan.exp_dir / tid for tid in task])
+            if packed
+            else TrainJob(plan.exp_dir / task[0])
             for task in script.tasks
         ]
         if len(payloads) == 1:

@@ -46,6 +46,11 @@ class Spec:
     def sweep(self) -> dict:
         return self.data.get("sweep") or {}
 
+    @property
+    def search(self) -> dict | None:
+        """The search section, every key filled in; None for a spec that does not search."""
+        return self.data.get("search") or None
+
     def hash(self) -> str:
         return spec_hash(self.data)
 
@@ -129,11 +134,15 @@ def resolve(layers, site_settings, source, site_file=None) -> Spec:
         _merge(merged, clean, (), layer_origins, origins)
     spec = Spec(merged, origins, site_settings, source, site_file=site_file)
     _check_cross_fields(spec)
-    from dlhpc.spec import sweep  # sweep checks need the merged spec (key types, trial count)
+    from dlhpc.spec import search, sweep  # these checks need the merged spec (key types, trial count)
 
     sweep.check_sweep(spec)
     program.check(spec)
+    search.check_search(spec)
     return spec
+
+
+MAPPING_EXAMPLES = {"space": "search:\n    space:\n      train.lr: {loguniform: [0.001, 1.0]}"}
 
 
 def validate_layer(data: dict, origins: dict, tree=None, prefix=()) -> dict:
@@ -144,14 +153,12 @@ def validate_layer(data: dict, origins: dict, tree=None, prefix=()) -> dict:
         if key not in tree:
             raise UserError(_unknown_key(key, tree, origins, path))
         sub = tree[key]
-        if key == "sweep" and not prefix:
+        if sub is None:  # sweep and search.space: dotted keys, checked against the merged spec
             if value is None:
                 value = {}
             if not isinstance(value, dict):
-                raise UserError(
-                    f"{where(origins, path)}: must be a mapping of dotted keys to lists, "
-                    "e.g.\n  sweep:\n    train.lr: [0.01, 0.1]"
-                )
+                example = "sweep:\n    train.lr: [0.01, 0.1]" if key == "sweep" else MAPPING_EXAMPLES[key]
+                raise UserError(f"{where(origins, path)}: must be a mapping of dotted keys, e.g.\n  {example}")
             out[key] = value
         elif isinstance(sub, dict):
             if value is None:
@@ -187,7 +194,8 @@ def _merge(base: dict, layer: dict, prefix, layer_origins, origins):
     for key, value in layer.items():
         path = prefix + (key,)
         # sections merge key by key; extra/vars/sweep/params merge too so a site can add to them
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        # (a searched key's distribution is replaced whole: {uniform} over {choice} is not both)
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and prefix != ("search", "space"):
             _merge(base[key], value, path, layer_origins, origins)
             if key in ("extra", "vars", "sweep", "params") or not value:
                 origins.setdefault(path, layer_origins.get(path))
@@ -284,6 +292,8 @@ def parse_sets(sets) -> tuple:
         parts = key.split(".")
         if parts[0] == "sweep" and len(parts) > 1:
             parts = ["sweep", ".".join(parts[1:])]
+        elif parts[:2] == ["search", "space"] and len(parts) > 2:
+            parts = ["search", "space", ".".join(parts[2:])]
         node = data
         for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})

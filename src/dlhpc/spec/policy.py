@@ -107,6 +107,15 @@ def _too_many_trials(spec, policy: dict) -> list[str]:
     from dlhpc.spec.sweep import count_trials
     from dlhpc.spec.yamlsource import where
 
+    if spec.search:  # a search's array is its agents; each runs many trials in turn
+        n = spec.search["parallel"]
+        if n <= policy["max_array_size"]:
+            return []
+        return [
+            f"{where(spec.origins, ('search', 'parallel')).rsplit(': ', 1)[0]}: {n} agents, above the site's "
+            f"maximum array of {policy['max_array_size']} ({_site_where(spec, 'max_array_size')}). "
+            "Fix: fewer search.parallel"
+        ]
     n = count_trials(spec)
     if n <= policy["max_array_size"]:
         return []

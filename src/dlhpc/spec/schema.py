@@ -326,6 +326,9 @@ IMAGE = Str(
 )
 BIND = Str(None, r"/[^\x00\n\r:]{0,4095}(:/[^\x00\n\r:]{0,4095})?(:ro)?", "an absolute path, or SRC:DST[:ro]")
 
+SAMPLERS = ("tpe", "random", "grid", "cmaes")  # Optuna's samplers (search/study.py)
+PRUNERS = ("asha", "hyperband", "median", "none")
+
 SCHEMA = {
     "name": NAME,
     "model": {
@@ -437,6 +440,23 @@ SCHEMA = {
     "runs_dir": PATH,
     "share": Choice("private", ("private", "group")),
     "sweep": None,  # checked by sweep.py: dotted key -> list
+    # adaptive search instead of a grid (spec/search.py checks the space; docs/search.md)
+    "search": {
+        "trials": Optional(Int(None, 1, 100_000)),
+        "parallel": Int(4, 1, 10_000),
+        "sampler": Choice("tpe", SAMPLERS),
+        "seed": Int(0, 0, 2**31 - 1),
+        "metric": Optional(Str(None, r"[A-Za-z_][A-Za-z0-9_.]{0,63}", "a metric name the program logs, e.g. test_acc")),
+        "direction": Optional(Choice(None, ("maximize", "minimize"))),
+        "pruner": {
+            "kind": Choice("asha", PRUNERS),
+            "min_epochs": Int(1, 1, 100_000),
+            "reduction": Int(3, 2, 100),
+            "keep_checkpoints": Bool(False),
+        },
+        "lost_after_s": Float(300.0, 5.0, 7 * 86400.0),
+        "space": None,  # checked by spec/search.py: dotted key -> a distribution
+    },
 }
 
 SCHEMA_PROGRAM = SCHEMA["program"]
@@ -447,6 +467,8 @@ BUILTIN_SECTIONS = ("model", "train", "data")
 def defaults_of(field):
     """A field's default; a nested section's, key by key (each its own: resources.retry has no
     `flavor`, only resources.pbs does)."""
+    if field is None:  # a mapping checked elsewhere (sweep, search.space)
+        return {}
     return {k: defaults_of(f) for k, f in field.items()} if isinstance(field, dict) else field.default
 
 
@@ -499,7 +521,11 @@ SITE_SCHEMA = {
     },
 }
 
-SWEEPABLE_EXCLUDED = {"name", "runs_dir", "share", "sweep", "program", "params", "tracking"}
+# `search:` is absent from a spec that does not search (its data, and so its hash, unchanged); one
+# that searches has every key of it, these filled in (spec/search.py).
+SEARCH_DEFAULTS = defaults_of(SCHEMA["search"])
+
+SWEEPABLE_EXCLUDED = {"name", "runs_dir", "share", "sweep", "search", "program", "params", "tracking"}
 # Keys renamed since a release: the message names the new key.
 RENAMED = {"output": "runs_dir", "resources.pbs_flavor": "resources.pbs.flavor"}
 
@@ -661,6 +687,23 @@ DOCS = {
     "share": "Who may read the experiment directory: `private` (you alone, mode 0700) or `group` (your group may "
     "read, 0750); nobody but you may ever write in it (docs/security.md).",
     "sweep": "Dotted keys to lists of values; the trials are every combination, run as a job array.",
+    "search.trials": "Configurations to try in all (required to search); each is one trial of the experiment.",
+    "search.parallel": "Agents working the study at once: array tasks, each running one trial after another.",
+    "search.sampler": "How the next configuration is chosen: tpe (Bayesian), random, grid (every combination of "
+    "choice and int keys), cmaes (numbers only).",
+    "search.seed": "Seed of the sampler; with it a search draws the same configurations again (trial by trial).",
+    "search.metric": "What the search optimizes: a key the program logs each epoch (built-in: test_acc, test_loss, "
+    "train_loss, train_acc); default test_acc for the built-in trainer.",
+    "search.direction": "maximize or minimize; default: minimize a metric named like a loss or error, else maximize.",
+    "search.pruner.kind": "When a trial is stopped early: asha (asynchronous successive halving), hyperband, median "
+    "(below the median of earlier trials at that epoch), or none.",
+    "search.pruner.min_epochs": "Epochs (or logged steps) every trial runs before it may be pruned; ASHA's first rung.",
+    "search.pruner.reduction": "ASHA and Hyperband keep the best 1/reduction of the trials at each rung.",
+    "search.pruner.keep_checkpoints": "Keep a pruned trial's checkpoint (removed by default: it is not resumed).",
+    "search.lost_after_s": "A trial whose agent has given no sign of life for this long is taken over by another "
+    "agent (once); it resumes from its checkpoint.",
+    "search.space": "Dotted keys (as sweep's) to a distribution: {uniform: [lo, hi]}, {loguniform: [lo, hi]}, "
+    "{int: [lo, hi], step: k, log: false} or {choice: [a, b, ...]}.",
 }
 
 SITE_DOCS = {

@@ -61,6 +61,8 @@ def check_sweep(spec) -> None:
 
 
 def count_trials(spec) -> int:
+    if spec.search:
+        return spec.search["trials"]
     return math.prod(len(v) for v in spec.sweep.values()) if spec.sweep else 1
 
 
@@ -84,26 +86,37 @@ def _hidden_for(model: dict):
     return None
 
 
+def with_values(base: dict, values: dict) -> tuple[dict, dict]:
+    """A trial's data: the experiment's, with these dotted keys set (a grid point's or the values a
+    search drew), each normalised as a plain value would be; and those values as set."""
+    data, params = _copy(base), {}
+    for key, value in values.items():
+        parts = key.split(".")
+        value = schema.sweep_field(tuple(parts)).check(value)
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+        params[key] = value
+    data["model"]["hidden"] = _hidden_for(data["model"])
+    return data, params
+
+
 def expand(spec) -> list[Trial]:
     """Every combination of the swept values, in the order the spec lists them."""
     base = copy.deepcopy(spec.data)
     sweep = base.pop("sweep", {}) or {}
+    search = base.pop("search", None)
+    if search:  # slots an agent fills with the values it draws (spec/search.py)
+        from dlhpc.spec.search import slot_ids
+
+        return [Trial(i, tid, {}, _copy(base)) for i, tid in enumerate(slot_ids(search["trials"], search["seed"]))]
     keys = list(sweep)
     combos = list(itertools.product(*(sweep[k] for k in keys))) if keys else [()]
     width = max(3, len(str(len(combos) - 1)))
     trials = []
     for index, combo in enumerate(combos):
-        data = _copy(base)
-        params = {}
-        for key, value in zip(keys, combo, strict=True):
-            parts = key.split(".")
-            value = schema.sweep_field(tuple(parts)).check(value)  # normalise as a plain value would be
-            node = data
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = value
-            params[key] = value
-        data["model"]["hidden"] = _hidden_for(data["model"])
+        data, params = with_values(base, dict(zip(keys, combo, strict=True)))
         digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:6]
         trials.append(Trial(index, f"{index:0{width}d}-{digest}" if keys else f"{0:0{width}d}-{digest}", params, data))
     return trials

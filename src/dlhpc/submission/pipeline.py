@@ -153,6 +153,10 @@ def check_inputs(spec):
     """What the spec names outside itself is there: the program's code (its snapshot), the
     container image (its digest) and what tracking needs. (code, image) for the plan."""
     check_tracking(spec)
+    if spec.search:
+        from dlhpc.search.study import need_optuna
+
+        need_optuna(spec.search["sampler"])
     return snapshot_code(spec), check_image(spec)
 
 

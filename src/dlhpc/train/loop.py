@@ -312,9 +312,26 @@ class Trainer:
         )
         for epoch in range(resumed_from + 1, cfg["epochs"] + 1):
             self._epoch(run, data, epoch, progress)
+            pruned = self._pruned_at(epoch)
+            if pruned is not None:  # a search's pruner stopped it: the others did better at this epoch
+                return self.write_result(**{**self._final(run, progress, resumed_from, load_s), "state": "PRUNED"})
             if cfg["stop_at_target"] and progress["time_to_target"] is not None:
                 break  # a speed run: the target is all we came for
         return self.write_result(**self._final(run, progress, resumed_from, load_s))
+
+    def _pruned_at(self, epoch: int):
+        """Under a search: whether its agent's pruner says to stop after this epoch (rank 0 reads
+        the verdict, every rank learns it, so all stop together); None to go on."""
+        from dlhpc.search import verdict
+
+        if verdict.searched_metric() is None:
+            return None
+        told = verdict.should_stop(self.trial_dir, epoch) if self.is_main else None
+        if self.denv.world_size > 1:
+            flag = torch.tensor([1.0 if told else 0.0], device=self.device)
+            self._all_reduce(flag)
+            return told or {"prune": True} if flag.item() > 0 else None
+        return told
 
     def _load_data(self) -> tuple[list, float]:
         """[x_train, y_train, x_test, y_test] on the device, and the seconds it took."""
