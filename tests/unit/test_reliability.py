@@ -23,9 +23,9 @@ def test_every_slurm_state_maps_to_a_known_one():
     from dlhpc.states import STATES
 
     known = {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "REQUEUED", "UNKNOWN"}
-    # the words every backend maps to (docs/run-directory.md), and STALLED, which only a trial's
-    # own runner says (node/stall.py), never a scheduler
-    assert set(STATES) == known | {"STALLED"}
+    # the words every backend maps to (docs/run-directory.md), and STALLED and PRUNED, which only
+    # a trial's own runner or search agent says (node/stall.py, search/agent.py), never a scheduler
+    assert set(STATES) == known | {"STALLED", "PRUNED"}
     for raw in list(slurm.STATES) + ["CANCELLED by 0", "COMPLETED+", "SOMETHING_NEW", ""]:
         assert slurm.map_state(raw) in known
     assert slurm.map_state("CANCELLED by 1000") == "CANCELLED"

@@ -262,7 +262,8 @@ def _search_columns(row: dict, tdir: Path, drawn: dict, search: dict) -> None:
         return
     row["agent"] = drawn.get("agent")
     if drawn.get("attempt"):
-        row["flags"] = "; ".join(filter(None, [row["flags"], f"taken over after its agent was lost (attempt {drawn['attempt']})"]))
+        taken = f"taken over after its agent was lost (attempt {drawn['attempt']})"
+        row["flags"] = "; ".join(filter(None, [row["flags"], taken]))
     if row["state"] in ("COMPLETED", "PRUNED", "RUNNING"):
         row["objective"] = final_value(tdir, search["metric"])
     if row["state"] == "PRUNED":

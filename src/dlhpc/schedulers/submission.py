@@ -76,7 +76,6 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
     `queued` fills as jobs are accepted, so a caller can cancel them if a later script fails."""
     from dlhpc.node.job import PackedTrainJob, TrainJob
     from dlhpc.plan.experiment import SUBMITIT_DIR
-
     from dlhpc.search.agent import SearchAgent
     from dlhpc.spec.search import trials_per_agent
 
@@ -84,7 +83,7 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
     jobs = queued if queued is not None else []
     for i, script in enumerate(plan.scripts):
         agents = script.trial_ids[0] not in data_of  # a search's agents (plan/experiment.py)
-        res = (plan.trials[0] if agents else data_of[script.trial_ids[0]]).data["resources"]
+        res = (plan.trials[0].data if agents else data_of[script.trial_ids[0]])["resources"]
         per_agent = trials_per_agent(plan.spec.search) if agents else 1
         packed = any(len(task) > 1 for task in script.tasks)
         executor = make_executor(

@@ -18,7 +18,6 @@ On a multi-node trial (or several ranks per node) only rank 0 works the study; t
 its choice through `current.json` in the agent's folder.
 """
 
-import json
 import os
 import socket
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 from dlhpc.fsutil import atomic_write_json, read_json, read_trial_spec
 from dlhpc.node.job import _output_to, _quiet_sigcont, _record_error, _replay_held_signals, _RunsATrial
 from dlhpc.search import verdict
+from dlhpc.search.results import final_value, metric_steps
 
 CLAIM = "claim.json"  # in a trial's folder: which agent has it, its attempt; its mtime is the heartbeat
 CURRENT = "current.json"  # in an agent's folder: the trial rank 0 runs now, for the other ranks
@@ -244,8 +244,6 @@ class Work:
         self._tell(number, tdir, watch)
 
     def _tell(self, number: int, tdir: Path, watch: "Watch") -> None:
-        from dlhpc.search.results import final_value
-
         result = read_json(tdir / "result.json", {}) or {}
         # pruned only where the program stopped on the verdict: the trainer says PRUNED, a program
         # of one's own leaves pruned.json (dlhpc.trial.should_prune); one that never asks ran on
@@ -346,31 +344,6 @@ class Watch:
             if prune:
                 self.pruned = {"step": step, "value": value, **facts}
                 return
-
-
-def metric_steps(path: Path, metric: str) -> list[tuple]:
-    """(step, value) for each line of metrics.jsonl with a finite `metric`; the step is the line's
-    `epoch`, else its `step`, else its position among those lines."""
-    import math
-
-    try:
-        with open(path, "rb") as f:
-            text = f.read(64 * 1024 * 1024).decode(errors="replace")
-    except OSError:
-        return []
-    out, n = [], 0
-    for line in text.splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        value = item.get(metric) if isinstance(item, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            continue
-        n += 1
-        step = item.get("epoch", item.get("step", n))
-        out.append((step if isinstance(step, (int, float)) and not isinstance(step, bool) else n, float(value)))
-    return out
 
 
 def _compare(study, number: int, step: int, value: float, search: dict) -> dict:

@@ -2,6 +2,7 @@
 and `summary` stay quick): each trial's drawn values and agent, its value of the metric, the
 counts by state and the best trials."""
 
+import json
 import math
 from pathlib import Path
 
@@ -10,10 +11,31 @@ from dlhpc.fsutil import read_json
 
 def final_value(tdir: Path, metric: str) -> float | None:
     """The trial's value of the searched metric: the last one it logged."""
-    from dlhpc.search.agent import metric_steps
-
     steps = metric_steps(Path(tdir) / "metrics.jsonl", metric)
     return steps[-1][1] if steps else None
+
+
+def metric_steps(path: Path, metric: str) -> list[tuple]:
+    """(step, value) for each line of metrics.jsonl with a finite `metric`; the step is the line's
+    `epoch`, else its `step`, else its position among those lines."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64 * 1024 * 1024).decode(errors="replace")
+    except OSError:
+        return []
+    out, n = [], 0
+    for line in text.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        value = item.get(metric) if isinstance(item, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        n += 1
+        step = item.get("epoch", item.get("step", n))
+        out.append((step if isinstance(step, (int, float)) and not isinstance(step, bool) else n, float(value)))
+    return out
 
 
 def trial_facts(tdir: Path, names: set) -> dict:
@@ -51,9 +73,7 @@ def study_view(record: dict, rows: list, best: int = 5) -> dict | None:
         "parallel": search["parallel"],
         "counts": counts,
         "keys": keys,
-        "best": [
-            {"trial": r["trial"], metric: r["objective"], **{k: r.get(k) for k in keys}} for r in scored[:best]
-        ],
+        "best": [{"trial": r["trial"], metric: r["objective"], **{k: r.get(k) for k in keys}} for r in scored[:best]],
     }
 
 

@@ -98,7 +98,8 @@ def pruner(search: dict):
     if cfg["kind"] == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=cfg["min_epochs"], reduction_factor=cfg["reduction"])
     if cfg["kind"] == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=min(5, search["trials"] // 4), n_warmup_steps=cfg["min_epochs"] - 1)
+        startup = min(5, search["trials"] // 4)
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=cfg["min_epochs"] - 1)
     return optuna.pruners.NopPruner()
 
 

@@ -19,6 +19,9 @@ An unknown key, a wrong type or a value out of range is an error naming the file
 """
 
 
+MAPPINGS = {"sweep": "dotted keys to lists", "search.space": "dotted keys to distributions"}
+
+
 def _default(value) -> str:
     return "`null`" if value is None else f"`{json.dumps(value)}`"
 
@@ -31,7 +34,7 @@ def _rows(tree, docs, defaults, prefix=(), with_default=True) -> list[str]:
         if isinstance(field, dict):
             rows += _rows(field, docs, (defaults or {}).get(key, {}), path, with_default)
             continue
-        allowed = field.allowed if field is not None else "dotted keys to lists"
+        allowed = field.allowed if field is not None else MAPPINGS[dotted]
         default = (defaults or {}).get(key) if isinstance(defaults, dict) else None
         cells = [f"`{dotted}`", allowed] + ([_default(default)] if with_default else []) + [docs[dotted]]
         rows.append("| " + " | ".join(cells) + " |")
@@ -40,7 +43,8 @@ def _rows(tree, docs, defaults, prefix=(), with_default=True) -> list[str]:
 
 def render() -> str:
     table = ["| key | allowed | default | meaning |", "|---|---|---|---|"]
-    table += _rows(schema.SCHEMA, schema.DOCS, schema.DEFAULTS)
+    # (a spec that searches has every search key, these defaults filled in: spec/search.py)
+    table += _rows(schema.SCHEMA, schema.DOCS, {**schema.DEFAULTS, "search": schema.SEARCH_DEFAULTS})
     site = ["| key | allowed | meaning |", "|---|---|---|"]
     site += _rows(schema.SITE_SCHEMA, schema.SITE_DOCS, {}, with_default=False)
     return (

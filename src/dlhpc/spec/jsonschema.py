@@ -70,12 +70,9 @@ def _section(tree: dict, docs: dict, defaults: dict, prefix=()) -> dict:
                 "description": docs.get(dotted, ""),
             }
             continue
-        if field is None:  # sweep: dotted keys to lists of values
-            props[key] = {
-                "type": ["object", "null"],
-                "additionalProperties": {"type": "array", "minItems": 1},
-                "description": docs[dotted],
-            }
+        if field is None:  # sweep: dotted keys to lists of values; search.space: to distributions
+            values = {"type": "array", "minItems": 1} if dotted == "sweep" else DISTRIBUTION
+            props[key] = {"type": ["object", "null"], "additionalProperties": values, "description": docs[dotted]}
             continue
         item = field_schema(field)
         item["description"] = f"{docs[dotted]} Allowed: {field.allowed}."
@@ -95,3 +92,20 @@ def spec_json_schema() -> dict:
         "description": "See docs/spec.md.",
         **root,
     }
+
+
+# one searched key's distribution (spec/search.py checks the values against the key)
+_BOUNDS = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+DISTRIBUTION = {
+    "oneOf": [
+        {"type": "object", "properties": {"uniform": _BOUNDS, "step": {"type": "number"}},
+         "required": ["uniform"], "additionalProperties": False},
+        {"type": "object", "properties": {"loguniform": _BOUNDS}, "required": ["loguniform"],
+         "additionalProperties": False},
+        {"type": "object", "properties": {"int": {**_BOUNDS, "items": {"type": "integer"}},
+         "step": {"type": "integer", "minimum": 1}, "log": {"type": "boolean"}},
+         "required": ["int"], "additionalProperties": False},
+        {"type": "object", "properties": {"choice": {"type": "array", "minItems": 2}}, "required": ["choice"],
+         "additionalProperties": False},
+    ]
+}  # fmt: skip

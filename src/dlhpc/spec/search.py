@@ -135,9 +135,7 @@ def space(spec) -> list[Dimension]:
                 "set resources outside search (a sweep can vary them)"
             )
         if not builtin and parts[0] in schema.BUILTIN_SECTIONS:
-            raise UserError(
-                f"{at}: cannot search {key}: this spec runs its own program; search params.NAME instead"
-            )
+            raise UserError(f"{at}: cannot search {key}: this spec runs its own program; search params.NAME instead")
         dims.append(_dimension(str(key), entry, field, at))
     return dims
 
