@@ -176,6 +176,25 @@ class Experiment:
         pipeline.resubmit(self.path, options, say=(lambda _line: None) if quiet else print)
         return self
 
+    def study(self):
+        """The search's Optuna study (optuna.Study), read from its journal file, for Optuna's own
+        tools (optuna.visualization, importances, optuna-dashboard). Read it, do not change it:
+        the agents number trials as they ask them."""
+        from dlhpc.results.rows import read_record
+        from dlhpc.search import study
+
+        record = read_record(self.path)
+        if not (record.get("spec") or {}).get("search"):
+            raise UserError(f"{self.name} does not search (no search: block): it has no study")
+        study.need_optuna()
+        return study.load(self.path, record["name"])
+
+    def best(self) -> dict:
+        """The search's best completed trial: {trial, params, value, metric}."""
+        from dlhpc.search.best import best_trial
+
+        return best_trial(self.path)
+
     def why(self, trial: str | None = None) -> list[dict]:
         """Why trials failed or wait: a cause and a fix each."""
         from dlhpc.results import why

@@ -149,7 +149,16 @@ def cmd_submit(args):
     """The submission pipeline (pipeline.submit), its lines printed as they come."""
     from dlhpc.submission import pipeline
 
-    spec = load_spec(args.spec, _runs_sets(args) + list(args.sets))
+    if args.best_of:
+        from dlhpc.search.best import retrain_spec
+
+        if args.spec:
+            raise UserError("submit --best-of EXP takes no SPEC: it trains the experiment's spec; change it with --set")
+        spec = retrain_spec(_find(args.best_of, args), _runs_sets(args) + list(args.sets), say=_out)
+    elif not args.spec:
+        raise UserError("submit needs a SPEC (a YAML file), or --best-of EXP to train a search's best trial again")
+    else:
+        spec = load_spec(args.spec, _runs_sets(args) + list(args.sets))
     options = pipeline.SubmitOptions(
         here=args.here,
         dry_run=args.dry_run,
@@ -281,20 +290,52 @@ def cmd_summary(args):
 
     if args.save:
         return _save_summary(args)
-    rows, swept = _summary_rows(args)
+    rows, swept, studies = _summary_rows(args)
     rows = results.sort_rows(rows, args.sort)
     cols = _summary_columns(args, rows, swept)
     fmt = "json" if args.json else args.format
     renderers = {
-        "json": lambda: json_text(results.json_rows(rows)),
+        "json": lambda: json_text(results.json_rows(rows) if not studies else _with_studies(rows, studies)),
         "csv": lambda: results.render_csv(rows, cols + ["flags"]),
         "markdown": lambda: results.render_markdown(rows, cols + ["flags"]),
     }
     if fmt in renderers:
         _write_text(renderers[fmt](), args.out, f"wrote {len(rows)} row(s) to {args.out}")
     else:
+        for view in studies:  # a search: the study first (counts, then the best trials)
+            _print_study(view)
         rows = _print_summary_table(rows, cols, args)
     return 1 if any(r["state"] in BAD for r in rows) else 0
+
+
+def _with_studies(rows: list, studies: list) -> dict:
+    from dlhpc.results import rows as results
+
+    return {"studies": studies, "trials": results.json_rows(rows)}
+
+
+def _print_study(view: dict) -> None:
+    """'search of 27 trials (tpe, asha; seed 0), maximize test_acc: 9 COMPLETED, 18 PRUNED' and the
+    best trials with their values."""
+    console = _console()
+    counts = ", ".join(f"{n:,} {state}" for state, n in sorted(view["counts"].items(), key=lambda kv: -kv[1]))
+    console.print(
+        escape(
+            f"{view['experiment']}: search of {view['trials']:,} trials by {view['parallel']} agents "
+            f"({view['sampler']}, pruner {view['pruner']}; seed {view['seed']}), {view['direction']} "
+            f"{view['metric']}: {counts}"
+        )
+    )
+    for place, best in enumerate(view["best"], 1):
+        values = ", ".join(f"{k}={_plain(best.get(k))}" for k in view["keys"])
+        score = _plain(best[view["metric"]])
+        console.print(escape(f"  best {place}: {best['trial']} {view['metric']} {score}  {values}"))
+    if not view["best"]:
+        console.print("  no trial has completed yet")
+
+
+def _plain(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
 
 
 def _save_summary(args) -> int:
@@ -308,25 +349,29 @@ def _save_summary(args) -> int:
     return 0
 
 
-def _summary_rows(args) -> tuple[list, list]:
-    """Every named experiment's rows (one scheduler query each), and their swept keys; the
-    scheduler's warnings go to stderr."""
+def _summary_rows(args) -> tuple[list, list, list]:
+    """Every named experiment's rows (one scheduler query each), their swept keys and the studies
+    of those that search; the scheduler's warnings go to stderr."""
     from dlhpc.results import rows as results
     from dlhpc.results import status
+    from dlhpc.search.results import study_view
 
-    all_rows, swept, warnings = [], [], []
+    all_rows, swept, warnings, studies = [], [], [], []
     for ref in args.exps or [None]:
         exp_dir = _find(ref, args)
         sched, warn = (None, []) if args.no_accounting else status.scheduler_info(exp_dir, details=False)
         warnings += warn
         record, rows = results.experiment_rows(exp_dir, sched)
+        view = study_view(record, rows)
+        if view is not None:
+            studies.append({"experiment": exp_dir.name, **view})
         if args.efficiency:
             results.add_efficiency(rows, status.efficiency_info(exp_dir))
         all_rows += rows
         swept += [k for k in record.get("swept_keys", []) if k not in swept]
     for w in warnings:
         print(f"dlhpc: warning: {w}", file=sys.stderr)
-    return all_rows, swept
+    return all_rows, swept, studies
 
 
 def _summary_columns(args, rows: list, swept: list) -> list:
@@ -549,8 +594,14 @@ def cmd_plot(args):
     from dlhpc.results import plot
 
     exp_dir = _find(args.exp, args)
-    out = Path(args.out) if args.out else _inside_own(exp_dir, "curves.png", "write its curves into it; give -o FILE")
-    plot.plot_experiment(exp_dir, out)
+    name = "search.png" if args.search else "curves.png"
+    out = Path(args.out) if args.out else _inside_own(exp_dir, name, "write its plot into it; give -o FILE")
+    if args.search:
+        from dlhpc.search.plot import plot_search
+
+        plot_search(exp_dir, out)
+    else:
+        plot.plot_experiment(exp_dir, out)
     _out(f"wrote {out}")
     return 0
 

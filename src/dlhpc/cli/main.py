@@ -104,7 +104,12 @@ def _spec_commands(sub) -> None:
 def _submit_commands(sub) -> None:
     """Submit, resubmit, run."""
     p = sub.add_parser("submit", help="queue the spec's trials and return")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", nargs="?", metavar="SPEC")
+    p.add_argument(
+        "--best-of",
+        metavar="EXP",
+        help="train the best trial of a search again, as a new experiment (its spec, the best values, then --set)",
+    )
     _add_scheduler(p)
     _add_set(p)
     p.add_argument("--dry-run", action="store_true", help="render and ask the scheduler, queue nothing")
@@ -174,6 +179,7 @@ def _results_commands(sub) -> None:
     p = sub.add_parser("plot", help="learning curves (and scaling) as a PNG")
     p.add_argument("exp", metavar="EXP")
     p.add_argument("-o", "--out", metavar="FILE.png")
+    p.add_argument("--search", action="store_true", help="a search's optimisation history and parameter importances")
     _add_runs_dir(p)
 
 

@@ -89,6 +89,13 @@ def plot_experiment(exp_dir: Path, out: Path, mode: int | None = None) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle(f"{record.get('name')} — {exp_dir.name}")
+    return save_figure(fig, out, mode)
+
+
+def save_figure(fig, out: Path, mode: int | None = None) -> Path:
+    """Write a figure as a PNG at `out`, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,13 +43,34 @@ def table_html(rows: list, cols: list) -> str:
     return f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def figure_html(exp_dir: Path) -> str:
+def figure_html(exp_dir: Path, draw=None, alt: str = "learning curves") -> str:
     from dlhpc.results import plot
 
     with tempfile.TemporaryDirectory() as tmp:
-        png = plot.plot_experiment(exp_dir, Path(tmp) / "curves.png").read_bytes()
+        png = (draw or plot.plot_experiment)(exp_dir, Path(tmp) / "figure.png").read_bytes()
     data = base64.b64encode(png).decode()
-    return f'<img class="figure" alt="learning curves" src="data:image/png;base64,{data}">'
+    return f'<img class="figure" alt="{alt}" src="data:image/png;base64,{data}">'
+
+
+def search_html(record: dict, rows: list, exp_dir: Path) -> str:
+    """A search: its counts by state, the best trials with their values, its history and importances."""
+    from dlhpc.search.plot import plot_search
+    from dlhpc.search.results import study_view
+
+    view = study_view(record, rows)
+    if view is None:
+        return ""
+    counts = ", ".join(f"{n:,} {state}" for state, n in sorted(view["counts"].items(), key=lambda kv: -kv[1]))
+    cols = ["trial", view["metric"], *view["keys"]]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    cell = "<td class='text'>{}</td>".format
+    body = "".join("<tr>" + "".join(cell(html.escape(str(b.get(c)))) for c in cols) + "</tr>" for b in view["best"])
+    words = html.escape(
+        f"{view['trials']:,} trials by {view['parallel']} agents ({view['sampler']}, pruner {view['pruner']}; "
+        f"seed {view['seed']}), {view['direction']} {view['metric']}: {counts}"
+    )
+    figure = figure_html(exp_dir, plot_search, "search history and importances")
+    return f"<h2>Search</h2><p id='study'>{words}</p><table id='best'><tr>{head}</tr>{body}</table>{figure}"
 
 
 def environment_html(record: dict, exp_dir: Path) -> str:
@@ -93,6 +114,7 @@ def build(exp_dir: Path) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{STYLE}</style></head>
 <body onload="document.body.dataset.figures = [...document.images].filter(i => i.naturalWidth > 0).length">
 <h1>{title}</h1>
+{search_html(record, rows, exp_dir)}
 <h2>Results</h2>
 {table_html(rows, cols)}
 <h2>Learning curves</h2>

@@ -298,6 +298,19 @@ def gpu_warning(spec: dict, result: dict) -> str | None:
     return None
 
 
+PRUNED_FIX = (
+    "nothing to do: the search stopped it to spend its time on better trials; "
+    "dlhpc submit --best-of EXP trains the best one again, e.g. longer"
+)
+
+
+def _pruned(result: dict, record: dict) -> dict:
+    from dlhpc.search.results import describe_pruned
+
+    metric = ((record.get("spec") or {}).get("search") or {}).get("metric", "the metric")
+    return {"cause": describe_pruned(result.get("pruned") or {}, metric)}
+
+
 def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
     from dlhpc.schedulers import backend
 
@@ -317,6 +330,10 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
         result = results.read_result(tdir) or {}
         spec = _trial_spec(tdir) or record.get("spec", {})
         warning = gpu_warning(spec, result)
+        if trial["state"] == "PRUNED":  # not a fault: named, it says where and against what
+            if trial_id:
+                out.append({"trial": trial["trial"], "state": "PRUNED", **_pruned(result, record), "fix": PRUNED_FIX})
+            continue
         if trial["state"] == "COMPLETED" and not warning:
             if trial_id:
                 out.append({"trial": trial["trial"], "state": "COMPLETED", "cause": "it completed", "fix": ""})
