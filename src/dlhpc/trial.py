@@ -104,8 +104,9 @@ def log(**metrics) -> None:
     every epoch appears once."""
     global _last_step
     step = metrics.get("epoch", metrics.get("step"))
-    if isinstance(step, (int, float)) and not isinstance(step, bool):
-        _last_step = step
+    searched = os.environ.get("DLHPC_SEARCH_METRIC")
+    if searched in metrics and isinstance(step, (int, float)) and not isinstance(step, bool):
+        _last_step = step  # (a line without the metric gets no verdict: nothing to wait for)
     if rank != 0:
         return
     line = json.dumps({k: _plain(v) for k, v in metrics.items()}, allow_nan=True) + "\n"

@@ -242,7 +242,8 @@ def _run_here(args) -> int:
     for r in rows:
         if r.get("flags"):
             console.print(f"[yellow]{escape(r['trial'])}[/]: {escape(str(r['flags']))}")
-    failed = [tid for tid, code in codes.items() if code != 0]
+    # a trial that ended badly, or a job that did (a search's agents end well when their trials do not)
+    failed = {r["trial"] for r in rows if r["state"] in BAD} | {tid for tid, code in codes.items() if code != 0}
     if failed:
         console.print(f"[red]{len(failed)} trial(s) failed[/]: see {escape(str(p.exp_dir))}/<trial>/job.err")
         return 1

@@ -29,7 +29,7 @@ class Bars:
         self.bar.update(self.tasks[trial], completed=m.get("epoch"), acc=describe(m))
 
     def trial_end(self, trial: str, state: str):
-        if state != "COMPLETED":
+        if state != "COMPLETED" and trial in self.tasks:  # (a search's agent is not a trial)
             self.bar.update(self.tasks[trial], acc=f"[red]{state}")
 
 

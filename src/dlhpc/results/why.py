@@ -176,6 +176,13 @@ def _python(c: Case):
     return f"a Python error: {message} ({frame})", "fix the cause above; the whole traceback is in job.err"
 
 
+def _search_said(c: Case):
+    """What a search's agent recorded (search/agent.py): the program logged no value of the metric,
+    or the trial's agent was lost twice."""
+    fix = c.result.get("search_fix")
+    return (c.error, fix) if c.state == "FAILED" and fix else None
+
+
 def _ended_badly(c: Case):
     if c.state not in ("FAILED", "UNKNOWN"):
         return None
@@ -198,6 +205,7 @@ RULES = (
     _lost_node,
     _no_data,
     _diverged,
+    _search_said,
     _no_rendezvous,
     _cancelled,
     _disk_full,

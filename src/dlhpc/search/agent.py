@@ -205,8 +205,9 @@ class Work:
         """Lost twice: FAILED, with the words, in the study and the trial's result."""
         tdir = self.exp_dir / self.slots[number]
         words = f"its agent was lost {MAX_ATTEMPTS} times (last {claim.get('agent')} on {claim.get('host')})"
+        fix = "look at the agents' job.out (dlhpc logs EXP --trial agent-N) and the nodes; its values are in trial.json"
         result = read_json(tdir / "result.json", {}) or {}
-        atomic_write_json(tdir / "result.json", {**result, "state": "FAILED", "error": words})
+        atomic_write_json(tdir / "result.json", {**result, "state": "FAILED", "error": words, "search_fix": fix})
         study.tell(number, state=_state("FAIL"))
 
     # ---- running it ----
@@ -264,12 +265,14 @@ class Work:
                 if value is not None:
                     study.tell(number, value)
                     return
+                metric = self.search["metric"]
                 self._mark(
                     tdir,
                     result,
                     state="FAILED",
-                    error=f"the program logged no {self.search['metric']} (search.metric): log it with "
-                    f"dlhpc.trial.log({self.search['metric']}=...)",
+                    error=f"the program logged no {metric}, the metric the search optimizes (search.metric)",
+                    search_fix=f"log it each epoch with dlhpc.trial.log(epoch=..., {metric}=...), or set "
+                    "search.metric to a key the program logs",
                 )
             study.tell(number, state=_state("FAIL"))
 
