@@ -71,7 +71,6 @@ def check_spec(spec_path, sched_name: str) -> list[ScriptReport]:
             ScriptReport(label, sched_name, 0, 0, "-", problems=[(str(exc), "fix the spec, site file or template")])
         ]
     reports = []
-    data_of = {t.id: t.data for t in plan.trials}
     preflight = []
     if sched.available():
         try:
@@ -79,7 +78,7 @@ def check_spec(spec_path, sched_name: str) -> list[ScriptReport]:
         except DlhpcError as exc:
             preflight = [str(exc)]
     for i, script in enumerate(plan.scripts):
-        data = data_of[script.trial_ids[0]]
+        data = script.data
         report = ScriptReport(
             label,
             sched_name,

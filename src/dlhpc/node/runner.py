@@ -88,6 +88,13 @@ class TrialRun:
         self.peers: PeerWatch | None = None  # node/peers.py's: whether the job's other nodes are still there
         self.timeouts = {**TIMEOUTS, **((self.data.get("resources") or {}).get("timeouts") or {})}
         self.started = time.time()
+        self.terminated = False  # the job was ended (SIGTERM: cancel, requeue, preemption) while it ran
+
+    @property
+    def interrupted_by_job(self) -> bool:
+        """Stopped from outside (the time-limit warning, or the job ended): the program's exit is
+        not the trial's end; the requeue, or the resubmission, runs it on from its checkpoint."""
+        return self.terminated or (self.ranks is not None and self.ranks.stop_requested is not None)
 
     @property
     def is_main(self) -> bool:
@@ -286,7 +293,7 @@ class TrialRun:
 
     def wait(self) -> int:
         code, failed_at = self.ranks.wait()
-        if self.ranks.stop_requested is not None:
+        if self.interrupted_by_job:
             return code  # told to stop: the requeue (or the end of the allocation) decides
         # a rank that failed because a peer vanished ends a moment before this runner sees it
         lost = self.peers.verdict(wait_s=3.0 if failed_at is not None else 0.0) if self.peers else None
@@ -419,6 +426,7 @@ class forwarded_signals:
         if signum == signal.SIGUSR2:
             self.run.stop()
         elif self.run.ranks is not None:
+            self.run.terminated = True  # (a program that exits well on it has not completed)
             self.run.leaving()
             self.run.ranks.signal_all(signal.SIGTERM)
         previous = self.previous.get(signum)

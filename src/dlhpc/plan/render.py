@@ -122,6 +122,7 @@ class Script:
     template: str  # the file the script came from
     trial_ids: list  # every trial the script runs
     tasks: list = None  # the trial ids each job (array task) runs, in order; one each unless packed
+    data: dict = None  # the resolved spec its jobs get (a packed task's or a search agent's walltime)
 
     def __post_init__(self):
         if self.tasks is None:
@@ -148,8 +149,8 @@ def render_script(
     context = _context(data, trial_ids, exp_dir, command, site, spec_digest, python)
     text = _render(template, context)
     if tasks is not None:
-        return Script(text, template.filename or template.name, [t for task in tasks for t in task], tasks)
-    return Script(text, template.filename or template.name, list(trial_ids))
+        return Script(text, template.filename or template.name, [t for task in tasks for t in task], tasks, data)
+    return Script(text, template.filename or template.name, list(trial_ids), data=data)
 
 
 def _context(data, trial_ids, exp_dir, command, site, spec_digest, python) -> dict:

@@ -83,7 +83,7 @@ def submit_plan(plan, make_executor, queued: list | None = None) -> list[dict]:
     jobs = queued if queued is not None else []
     for i, script in enumerate(plan.scripts):
         agents = script.trial_ids[0] not in data_of  # a search's agents (plan/experiment.py)
-        res = (plan.trials[0].data if agents else data_of[script.trial_ids[0]])["resources"]
+        res = data_of[script.trial_ids[0]]["resources"] if not agents else plan.trials[0].data["resources"]
         per_agent = trials_per_agent(plan.spec.search) if agents else 1
         packed = any(len(task) > 1 for task in script.tasks)
         executor = make_executor(

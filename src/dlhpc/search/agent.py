@@ -113,7 +113,8 @@ class Work:
                 task = self._take()
                 if task is None:
                     return done
-                self._run(*task)
+                if not self._run(*task):
+                    return done  # the job is ending: its trial waits for the requeue, or another agent
                 done += 1
         finally:
             self._announce(done=True)
@@ -218,7 +219,8 @@ class Work:
         entry = {"run": _run_id(self.denv), "seq": self.seq, **({"done": True} if done else {"trial": trial})}
         atomic_write_json(self.exp_dir / self.agent_id / CURRENT, entry)
 
-    def _run(self, number: int, slot: str, attempt: int) -> None:
+    def _run(self, number: int, slot: str, attempt: int) -> bool:
+        """Run the trial and tell the study how it ended; False when the job is ending under it."""
         from dlhpc.node.runner import TrialFailed
 
         tdir = self.exp_dir / slot
@@ -240,9 +242,14 @@ class Work:
                 watch.stop()
         if watch.taken_over:
             print(f"dlhpc: trial {slot} was taken over by another agent; not telling it", flush=True)
-            return
-        self.agent._wait_for_requeue()
+            return True
+        run = self.agent._run
+        if run is not None and run.interrupted_by_job:  # its exit is not its end: not told
+            print(f"dlhpc: trial {slot} stopped as the job ends; it resumes from its checkpoint", flush=True)
+            self.agent._wait_for_requeue()
+            return False
         self._tell(number, tdir, watch)
+        return True
 
     def _tell(self, number: int, tdir: Path, watch: "Watch") -> None:
         result = read_json(tdir / "result.json", {}) or {}

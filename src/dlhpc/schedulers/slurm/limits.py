@@ -70,9 +70,8 @@ def preflight(plan) -> list[str]:
     """Refuse what SLURM would refuse later: unknown partition, walltime above its limit, a
     reservation the job cannot run in."""
     problems, parts = [], partitions()
-    data_of = {t.id: t.data for t in plan.trials}
     for script in plan.scripts:
-        res = data_of[script.trial_ids[0]]["resources"]  # a script's trials share their resources
+        res = script.data["resources"]  # a script's trials share their resources (its walltime: all of theirs)
         if res.get("reservation"):
             problems += reservation_problems(res, reservations())
         for name in wanted_partitions(res, parts):
