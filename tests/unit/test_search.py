@@ -325,3 +325,26 @@ def test_a_search_of_10000_trials_plans_and_shows_status_quickly(dlhpc, tmp_path
     shown = time.monotonic() - t0
     assert r.out.splitlines()[1].strip().startswith("10,000 trials: 10,000 PENDING"), r.out[:300]
     assert planned < budget(15) and shown < budget(5), (planned, shown)
+
+
+# ---- on a shared machine (docs/security.md) ----
+
+
+def test_the_study_is_the_experiments_alone_to_write(tmp_path):
+    spec = search_project(tmp_path, extra="share: group\n")
+    exp = materialized(spec)
+    work(exp, "agent-0")._take()  # the journal, its lock and a claim written
+    assert (exp / "study").stat().st_mode & 0o777 == 0o750
+    written = [p for p in exp.rglob("*") if not p.is_symlink()]
+    assert written and not [p for p in written if p.stat().st_mode & 0o022], [
+        (p, oct(p.stat().st_mode)) for p in written if p.stat().st_mode & 0o022
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives the experiment to another user (chown)")
+def test_best_of_a_colleagues_search_is_refused(dlhpc, tmp_path):
+    exp = materialized(search_project(tmp_path))
+    for path in [exp, *exp.rglob("*")]:
+        os.lchown(path, 65534, 65534)
+    r = dlhpc("submit", "--best-of", exp)
+    assert r.code == 2 and "dlhpc acts only on your own experiments" in r.err, r

@@ -253,7 +253,7 @@ def materialize(p: Plan) -> Plan:
         if p.spec.search:  # the study, made once here so that agents never race to make it
             from dlhpc.search import study
 
-            study.create(p.exp_dir, p.spec.data["name"], p.spec.search)
+            study.create(p.exp_dir, p.spec.data["name"], p.spec.search, mode)
         write_record(p, jobs=[])  # last, atomically: an experiment exists once its record does
         atomic_write_text(p.exp_dir / "environment.txt", environment.freeze(), mode=private_mode())
     except BaseException:

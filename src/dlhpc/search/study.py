@@ -46,12 +46,16 @@ def storage(exp_dir: Path):
     return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
 
 
-def create(exp_dir: Path, name: str, search: dict) -> None:
+def create(exp_dir: Path, name: str, search: dict, mode: int = 0o700) -> None:
     """The study, made at submit (so that agents never race to create it), with the search as
-    it was asked for in its user attributes."""
+    it was asked for in its user attributes; its folder has the experiment's mode."""
+    import os
+
     import optuna
 
-    (Path(exp_dir) / STUDY_DIR).mkdir(mode=0o700, exist_ok=True)
+    folder = Path(exp_dir) / STUDY_DIR
+    folder.mkdir(mode=mode)
+    os.chmod(folder, mode)
     study = optuna.create_study(study_name=name, storage=storage(exp_dir), direction=search["direction"])
     study.set_user_attr("dlhpc_search", json.loads(json.dumps(search)))
 
