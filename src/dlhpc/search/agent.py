@@ -34,6 +34,8 @@ CURRENT = "current.json"  # in an agent's folder: the trial rank 0 runs now, for
 CLAIMS_LOCK = "claims"  # study/claims.lock: held while a trial is taken or told
 HEARTBEAT_S = 5.0
 MAX_ATTEMPTS = 2  # a trial is run by a second agent once if its first was lost
+# what a run leaves in a trial's folder: a slot asked afresh starts without them
+LEFTOVERS = ("result.json", "metrics.jsonl", "checkpoint.pt", verdict.VERDICT, verdict.STOPPED, "requeues.json")
 
 
 class SearchAgent(_RunsATrial):
@@ -167,6 +169,8 @@ class Work:
         slot = self.slots[number]
         trial.set_user_attr("dlhpc_trial", slot)
         tdir = self.exp_dir / slot
+        for leftover in LEFTOVERS:  # an earlier ask of this number whose write the file system lost
+            _remove(tdir / leftover)
         base = read_trial_spec(tdir / "spec.yaml")
         data, params = with_values(base, values)
         from dlhpc.fsutil import atomic_write_text, private_mode
