@@ -348,3 +348,24 @@ def test_best_of_a_colleagues_search_is_refused(dlhpc, tmp_path):
         os.lchown(path, 65534, 65534)
     r = dlhpc("submit", "--best-of", exp)
     assert r.code == 2 and "dlhpc acts only on your own experiments" in r.err, r
+
+
+def test_resubmit_of_a_search_whose_agents_are_gone_queues_new_ones(dlhpc, tmp_path):
+    from conftest import wait_finished
+
+    exp = materialized(search_project(tmp_path, trials=4, parallel=2))
+    work(exp, "agent-0")._take()  # a trial half-taken by an agent that is gone
+    past = time.time() - 60
+    for claim in exp.glob("*/claim.json"):
+        os.utime(claim, (past, past))
+    refused = dlhpc("resubmit", exp, "--failed")
+    assert refused.code == 2 and "its agents choose the trials" in refused.err, refused
+    r = dlhpc("resubmit", exp)
+    assert r.code == 0 and "4 trial(s) of the search left: 2 new agents take them" in r.out, r
+    report = wait_finished(dlhpc, exp, timeout=120)
+    assert {t["state"] for t in report["trials"]} <= {"COMPLETED", "PRUNED"} and len(report["trials"]) == 4
+    assert sorted(study_states(exp)) == sorted(
+        {"COMPLETED": "COMPLETE", "PRUNED": "PRUNED"}[t["state"]] for t in report["trials"]
+    )
+    again = dlhpc("resubmit", exp)
+    assert again.code == 0 and "nothing to resubmit" in again.out, again

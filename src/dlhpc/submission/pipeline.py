@@ -103,11 +103,11 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
     from dlhpc.results import status
     from dlhpc.results.rows import read_record
     from dlhpc.schedulers import backend
-    from dlhpc.spec import policy
-    from dlhpc.spec.load import Spec, load_spec
 
     record = read_record(exp_dir)
     report = status.collect(exp_dir)
+    if (record.get("spec") or {}).get("search"):
+        return _resubmit_search(exp_dir, record, report, options, say)
     chosen = trials_to_resubmit(report, options)
     busy = [t["trial"] for t in report["trials"] if t["trial"] in chosen and t["state"] in IN_FLIGHT]
     if busy:
@@ -115,10 +115,7 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
     if not chosen:
         say(f"nothing to resubmit in {exp_dir.name}: no trial is failed or missing (see dlhpc status)")
         return None
-    site = load_spec(None, enforce_policy=False)
-    spec = Spec(record["spec"], {}, site.site, record.get("spec_source") or "<experiment>")
-    spec.site_file, spec.site_defaults, spec.site_origins = site.site_file, site.site_defaults, site.site_origins
-    policy.enforce(spec)  # the site's policy today governs what is submitted today
+    spec = _spec_of_today(record)
     sched = backend(record["scheduler"])
     check_training_here(spec, options.here, "resubmit")
     raised = retry.raises(exp_dir, chosen, spec)
@@ -147,6 +144,80 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
         record_submission(p, sched, jobs, again=True, say=say)
     chain_report(p, sched, jobs, say=say)  # the files written after the first jobs are out of date once these end
     return Submission(p, sched.name, list(jobs))
+
+
+def _resubmit_search(exp_dir: Path, record: dict, report: dict, options: ResubmitOptions, say) -> Submission | None:
+    """A search whose agents are all gone with trials left: a new array of agents, which go on
+    with the same study (trials they find half-run resume from their checkpoints)."""
+    from dlhpc.plan import experiment
+    from dlhpc.results import status
+    from dlhpc.schedulers import backend
+    from dlhpc.spec import sweep
+    from dlhpc.spec.search import agent_ids
+    from dlhpc.states import FINISHED
+
+    if options.trials or options.failed or options.missing:
+        raise UserError(
+            f"{exp_dir.name} searches: its agents choose the trials. `dlhpc resubmit {exp_dir.name}` (no --trials, "
+            "--failed or --missing) queues new agents for the trials left"
+        )
+    spec = _spec_of_today(record)
+    sched = backend(record["scheduler"])
+    check_training_here(spec, options.here, "resubmit")
+    agents = agent_ids(spec.search["parallel"])
+    left = [t["trial"] for t in report["trials"] if t["state"] not in FINISHED]
+    if not left:
+        say(f"nothing to resubmit in {exp_dir.name}: every trial of the search has ended (dlhpc summary)")
+        return None
+    jobs_of = results_jobs(record, agents)
+    info, _ = status.scheduler_info(exp_dir, only=set(jobs_of.values()), details=False)
+    busy = sorted(a for a, job in jobs_of.items() if (info or {}).get(job) and info[job].state in IN_FLIGHT)
+    if busy:
+        raise UserError(
+            f"{exp_dir.name}: agents {', '.join(busy)} are still queued or running; they work the trials left "
+            f"(dlhpc cancel {exp_dir.name} first to start afresh)"
+        )
+    from dlhpc.fsutil import read_trial_spec
+
+    first = record["trials"][0]
+    trials = [sweep.Trial(first["index"], first["id"], {}, read_trial_spec(exp_dir / first["id"] / "spec.yaml"))]
+    trials += [sweep.Trial(t["index"], t["id"], {}, trials[0].data) for t in record["trials"][1:]]
+    p = experiment.plan(spec, exp_dir, trials=trials)
+    p.first_script = len(list(exp_dir.glob("job-*.sh")))
+    preflight(p, sched)
+    from dlhpc.fsutil import atomic_write_text, private_mode
+
+    atomic_write_text(exp_dir / p.script_name(0), p.scripts[0].text, mode=private_mode(executable=True))
+    with deferred_signals():
+        jobs = submit_or_roll_back(p, sched, fresh=False)
+        experiment.update_record(
+            exp_dir,
+            jobs=record.get("jobs", []) + list(jobs),
+            resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
+        )
+        say(f"{len(left)} trial(s) of the search left: {len(agents)} new agents take them")
+        record_submission(p, sched, jobs, again=True, say=say)
+    return Submission(p, sched.name, list(jobs))
+
+
+def results_jobs(record: dict, agents: list) -> dict:
+    """{agent: its latest job id}."""
+    from dlhpc.results.rows import latest_jobs
+
+    latest = latest_jobs(record)
+    return {a: latest[a] for a in agents if a in latest}
+
+
+def _spec_of_today(record: dict):
+    """The experiment's spec as resolved at submit, under the site's policy of today."""
+    from dlhpc.spec import policy
+    from dlhpc.spec.load import Spec, load_spec
+
+    site = load_spec(None, enforce_policy=False)
+    spec = Spec(record["spec"], {}, site.site, record.get("spec_source") or "<experiment>")
+    spec.site_file, spec.site_defaults, spec.site_origins = site.site_file, site.site_defaults, site.site_origins
+    policy.enforce(spec)  # the site's policy today governs what is submitted today
+    return spec
 
 
 def check_inputs(spec):
