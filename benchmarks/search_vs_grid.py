@@ -1,0 +1,209 @@
+"""Search against the grid, side by side in one run (issue 34).
+
+    python benchmarks/search_vs_grid.py accuracy [--subset 6000] [--epochs 9] [--scheduler local]
+    python benchmarks/search_vs_grid.py idle [--trials 12] [--parallel 3]      (live SLURM test cluster)
+
+accuracy: the same space twice, through the real CLI (`dlhpc run`, or `submit` to a scheduler):
+a 27-point grid (train.lr x train.batch_size x model.hidden, the MLP), every point trained to
+its last epoch, against TPE + ASHA with 27 configurations. It prints each one's best test
+accuracy, the grid's cost (the core-hours of all its trials: the grid knows its best only once
+every point has run) and the search's core-hours until its first trial within 0.1 points of the
+grid's best (trials in the order the study ran them; a pruned trial costs what it trained).
+Goal: the search's at most a third of the grid's.
+
+idle: agents on the live SLURM cluster running trials whose lengths vary 5x (a program that
+sleeps 6-30 s per trial): the share of the agents' slot-seconds (their jobs' elapsed time, from
+sacct) in which no trial ran. Goal: under 5 %.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import DATA, ROOT
+
+LRS = [0.003, 0.03, 0.3]
+BATCHES = [32, 128, 512]
+HIDDEN = [[32], [128], [512]]
+
+
+def _spec(folder: Path, name: str, body: str, args) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"""name: {name}
+model: {{name: mlp}}
+train: {{epochs: {args.epochs}, seed: 0}}
+data: {{root: {DATA}, train_subset: {args.subset}, download: false}}
+resources: {{scheduler: {args.scheduler}, cpus_per_task: 1, time: "00:20:00"}}
+runs_dir: {folder / "runs"}
+{body}"""
+    )
+    return path
+
+
+def _run(spec: Path, args) -> Path:
+    command = "run" if args.scheduler == "local" else "submit"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlhpc", command, str(spec), "--here"] if command == "run" else
+        [sys.executable, "-m", "dlhpc", command, str(spec)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"{spec.name}: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    runs = spec.parent / "runs"
+    exp = max((d for d in runs.iterdir() if d.name.startswith(spec.stem)), key=lambda d: d.stat().st_mtime)
+    if command == "submit":
+        _wait(exp)
+    return exp
+
+
+def _wait(exp: Path) -> None:
+    while True:
+        out = subprocess.run(
+            [sys.executable, "-m", "dlhpc", "status", str(exp), "--json"], capture_output=True, text=True
+        )
+        if json.loads(out.stdout).get("finished"):
+            return
+        time.sleep(5)
+
+
+def _trials(exp: Path) -> list[dict]:
+    """Each trial in the order it ran: its final accuracy and the core-seconds it used."""
+    record = json.loads((exp / "experiment.json").read_text())
+    out = []
+    for trial in record["trials"]:
+        result = json.loads((exp / trial["id"] / "result.json").read_text())
+        cores = record["spec"]["resources"]["cpus_per_task"] * (result.get("world_size") or 1)
+        seconds = (result.get("train_time_s") or 0) + (result.get("load_s") or 0)
+        out.append({"state": result["state"], "acc": result.get("test_acc"), "core_s": cores * seconds})
+    return out
+
+
+def accuracy(args) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="dlhpc-search-bench-"))
+    grid = _spec(
+        folder,
+        "grid",
+        f"sweep: {{train.lr: {LRS}, train.batch_size: {BATCHES}, model.hidden: {json.dumps(HIDDEN)}}}\n",
+        args,
+    )
+    search = _spec(
+        folder,
+        "search",
+        f"""search:
+  trials: 27
+  parallel: {args.parallel}
+  seed: {args.seed}
+  sampler: tpe
+  pruner: {{kind: asha, min_epochs: 1, reduction: 3}}
+  space:
+    train.lr: {{loguniform: [{LRS[0]}, {LRS[-1]}]}}
+    train.batch_size: {{choice: {BATCHES}}}
+    model.hidden: {{choice: {json.dumps(HIDDEN)}}}
+""",
+        args,
+    )
+    t0 = time.monotonic()
+    grid_trials = _trials(_run(grid, args))
+    grid_wall = time.monotonic() - t0
+    t0 = time.monotonic()
+    search_trials = _trials(_run(search, args))
+    search_wall = time.monotonic() - t0
+    grid_best = max(t["acc"] for t in grid_trials)
+    grid_cost = sum(t["core_s"] for t in grid_trials)
+    spent, reached = 0.0, None
+    for n, t in enumerate(search_trials, 1):
+        spent += t["core_s"]
+        if t["state"] == "COMPLETED" and t["acc"] >= grid_best - 0.001 and reached is None:
+            reached = (n, spent)
+    search_best = max(t["acc"] for t in search_trials if t["state"] == "COMPLETED")
+    pruned = sum(t["state"] == "PRUNED" for t in search_trials)
+    print(
+        f"space: train.lr {LRS[0]}-{LRS[-1]} x batch {BATCHES} x MLP hidden {HIDDEN}; {args.epochs} epochs on {args.subset} images"
+    )
+    print(
+        f"grid (27 points, all to the end): best {100 * grid_best:.2f} %, {grid_cost / 3600:.4f} core-h, {grid_wall:.0f} s wall"
+    )
+    print(
+        f"TPE + ASHA (27 trials, {pruned} pruned): best {100 * search_best:.2f} %, "
+        f"{sum(t['core_s'] for t in search_trials) / 3600:.4f} core-h in all, {search_wall:.0f} s wall"
+    )
+    if reached:
+        n, cost = reached
+        print(
+            f"search within 0.1 points of the grid's best after {n} trials: {cost / 3600:.4f} core-h = "
+            f"{cost / grid_cost:.2f} of the grid's (goal <= 0.33)"
+        )
+    else:
+        print("search never came within 0.1 points of the grid's best")
+
+
+IDLE_PROGRAM = """
+import time
+from dlhpc import trial
+
+seconds = float(trial.params["seconds"])
+time.sleep(seconds)
+trial.log(epoch=1, score=seconds)
+"""
+
+
+def idle(args) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="dlhpc-idle-bench-"))
+    (folder / "sleep.py").write_text(IDLE_PROGRAM)
+    spec = folder / "idle.yaml"
+    spec.write_text(
+        f"""name: idle
+program: {{script: sleep.py}}
+params: {{seconds: 10}}
+resources: {{scheduler: slurm, cpus_per_task: 1, mem: 500M, time: "00:05:00"}}
+runs_dir: {folder / "runs"}
+search:
+  trials: {args.trials}
+  parallel: {args.parallel}
+  sampler: random
+  metric: score
+  pruner: {{kind: none}}
+  space:
+    params.seconds: {{uniform: [6, 30]}}
+"""
+    )
+    args.scheduler = "slurm"
+    exp = _run(spec, args)
+    record = json.loads((exp / "experiment.json").read_text())
+    busy = 0.0
+    for trial in record["trials"]:
+        busy += json.loads((exp / trial["id"] / "trial.json").read_text())["params"]["params.seconds"]
+    jobs = sorted({j["job_id"] for j in record["jobs"]})
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,ElapsedRaw", "-j", ",".join(j.split("_")[0] for j in jobs)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    slots = sum(int(line.split("|")[1]) for line in out.splitlines() if line.split("|")[0] in jobs)
+    print(
+        f"{args.trials} trials of 6-30 s (5x) by {args.parallel} agents: {busy:.0f} s of trials in {slots} agent slot-s"
+    )
+    print(
+        f"idle share: {1 - busy / slots:.1%} of slot-seconds (goal < 5 %; the rest is each trial's start, ask and tell)"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["accuracy", "idle"])
+    parser.add_argument("--subset", type=int, default=6000)
+    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--scheduler", default="local")
+    parser.add_argument("--trials", type=int, default=12)
+    args = parser.parse_args()
+    accuracy(args) if args.what == "accuracy" else idle(args)
+
+
+if __name__ == "__main__":
+    main()
