@@ -122,11 +122,11 @@ def accuracy(args) -> None:
             reached = (n, spent)
     search_best = max(t["acc"] for t in search_trials if t["state"] == "COMPLETED")
     pruned = sum(t["state"] == "PRUNED" for t in search_trials)
+    space = f"train.lr {LRS[0]}-{LRS[-1]} x batch {BATCHES} x MLP hidden {HIDDEN}"
+    print(f"space: {space}; {args.epochs} epochs on {args.subset} images")
+    grid_h = grid_cost / 3600
     print(
-        f"space: train.lr {LRS[0]}-{LRS[-1]} x batch {BATCHES} x MLP hidden {HIDDEN}; {args.epochs} epochs on {args.subset} images"
-    )
-    print(
-        f"grid (27 points, all to the end): best {100 * grid_best:.2f} %, {grid_cost / 3600:.4f} core-h, {grid_wall:.0f} s wall"
+        f"grid (27 points, all to the end): best {100 * grid_best:.2f} %, {grid_h:.4f} core-h, {grid_wall:.0f} s wall"
     )
     print(
         f"TPE + ASHA (27 trials, {pruned} pruned): best {100 * search_best:.2f} %, "
