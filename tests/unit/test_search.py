@@ -369,3 +369,22 @@ def test_resubmit_of_a_search_whose_agents_are_gone_queues_new_ones(dlhpc, tmp_p
     )
     again = dlhpc("resubmit", exp)
     assert again.code == 0 and "nothing to resubmit" in again.out, again
+
+
+def test_the_trainer_stops_on_a_prune_verdict_but_not_at_its_last_epoch(tmp_path, monkeypatch):
+    from dlhpc.search import verdict
+    from dlhpc.train.loop import Trainer
+
+    spec = write(
+        tmp_path / "s.yaml",
+        f"model: {{name: softmax}}\ntrain: {{epochs: 3}}\nruns_dir: {tmp_path / 'runs'}\n"
+        "search:\n  trials: 2\n  parallel: 1\n  space: {train.lr: {uniform: [0.1, 1]}}\n",
+    )
+    exp = materialized(spec)
+    tdir = next(p for p in exp.iterdir() if p.name.startswith("000-"))
+    trainer = Trainer(tdir)
+    verdict.write(tdir, 3, True, value=0.5)
+    assert trainer._pruned_at(1) is None  # outside a search nothing is asked
+    monkeypatch.setenv(verdict.METRIC_VAR, "test_acc")
+    assert trainer._pruned_at(2)["prune"] is True
+    assert trainer._pruned_at(3) is None  # its last epoch: it completes, with its value

@@ -128,11 +128,11 @@ def cmd_render(args):
         for i, script in enumerate(p.scripts):
             path = out / f"{p.spec.data['name']}-job-{i}.sh"
             atomic_write_text(path, script.text, mode=user_mode(executable=True))
-            _out(f"wrote {path} ({len(script.trial_ids)} trial(s), template {script.template})")
+            _out(f"wrote {path} ({script.runs}, template {script.template})")
         return 0
     for i, script in enumerate(p.scripts):
         print(
-            f"dlhpc: job {i}: template {script.template}; trials {', '.join(script.trial_ids[:5])}"
+            f"dlhpc: job {i}: template {script.template}; {script.runs}: {', '.join(script.trial_ids[:5])}"
             f"{' ...' if len(script.trial_ids) > 5 else ''}",
             file=sys.stderr,
         )

@@ -128,6 +128,13 @@ class Script:
         if self.tasks is None:
             self.tasks = [[tid] for tid in self.trial_ids]
 
+    @property
+    def runs(self) -> str:
+        """What its jobs run, in words: '3 trial(s)', or a search's '4 search agents'."""
+        if self.trial_ids and self.trial_ids[0].startswith("agent-"):
+            return f"{len(self.trial_ids)} search agent(s)"
+        return f"{len(self.trial_ids)} trial(s)"
+
 
 def render_script(
     data: dict,

@@ -415,9 +415,9 @@ def dry_run(p, sched, say=print) -> list[str]:
         try:
             answer = sched.test_only(script.text, Path.cwd())
         except DlhpcError as exc:
-            raise UserError(f"job {i} ({len(script.trial_ids)} trial(s)): {exc}") from None
+            raise UserError(f"job {i} ({script.runs}): {exc}") from None
         answers.append(answer)
-        say(f"job {i} ({len(script.trial_ids)} trial(s), template {script.template}): accepted: {answer}")
+        say(f"job {i} ({script.runs}, template {script.template}): accepted: {answer}")
     say("dry run: nothing was queued")
     return answers
 

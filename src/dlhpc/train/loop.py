@@ -324,13 +324,13 @@ class Trainer:
         the verdict, every rank learns it, so all stop together); None to go on."""
         from dlhpc.search import verdict
 
-        if verdict.searched_metric() is None:
-            return None
+        if verdict.searched_metric() is None or epoch >= self.cfg["epochs"]:
+            return None  # (at the last epoch there is nothing left to save: it completes)
         told = verdict.should_stop(self.trial_dir, epoch) if self.is_main else None
         if self.denv.world_size > 1:
             flag = torch.tensor([1.0 if told else 0.0], device=self.device)
             self._all_reduce(flag)
-            return told or {"prune": True} if flag.item() > 0 else None
+            return (told or {"prune": True}) if flag.item() > 0 else None
         return told
 
     def _load_data(self) -> tuple[list, float]:
