@@ -99,7 +99,7 @@ def accuracy(args) -> None:
   parallel: {args.parallel}
   seed: {args.seed}
   sampler: tpe
-  pruner: {{kind: asha, min_epochs: 1, reduction: 3}}
+  pruner: {{kind: asha, min_epochs: {args.min_epochs}, reduction: {args.reduction}}}
   space:
     train.lr: {{loguniform: [{LRS[0]}, {LRS[-1]}]}}
     train.batch_size: {{choice: {BATCHES}}}
@@ -123,7 +123,8 @@ def accuracy(args) -> None:
     search_best = max(t["acc"] for t in search_trials if t["state"] == "COMPLETED")
     pruned = sum(t["state"] == "PRUNED" for t in search_trials)
     space = f"train.lr {LRS[0]}-{LRS[-1]} x batch {BATCHES} x MLP hidden {HIDDEN}"
-    print(f"space: {space}; {args.epochs} epochs on {args.subset} images")
+    rungs = f"ASHA rungs from epoch {args.min_epochs}, 1/{args.reduction} kept"
+    print(f"space: {space}; {args.epochs} epochs on {args.subset} images; {rungs}")
     grid_h = grid_cost / 3600
     print(
         f"grid (27 points, all to the end): best {100 * grid_best:.2f} %, {grid_h:.4f} core-h, {grid_wall:.0f} s wall"
@@ -198,6 +199,8 @@ def main():
     parser.add_argument("--subset", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-epochs", type=int, default=1, help="ASHA's first rung")
+    parser.add_argument("--reduction", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--scheduler", default="local")
     parser.add_argument("--trials", type=int, default=12)
