@@ -58,6 +58,7 @@ class SearchAgent(_RunsATrial):
     def _follow(self, denv) -> int:
         """A rank other than 0: run each trial rank 0 announces in this run of the job."""
         folder, seen, done = Path(self.exp_dir) / self.agent_id, None, 0
+        metric = (read_json(Path(self.exp_dir) / "experiment.json", {}) or {})["spec"]["search"]["metric"]
         while True:
             current = read_json(folder / CURRENT, None)
             mine = isinstance(current, dict) and current.get("run") == _run_id(denv)
@@ -66,7 +67,7 @@ class SearchAgent(_RunsATrial):
             if mine and current.get("seq") != seen:
                 seen = current["seq"]
                 trial_dir = Path(self.exp_dir) / current["trial"]
-                with _output_to(trial_dir):
+                with _output_to(trial_dir), searching(metric):  # (every rank asks the verdict together)
                     try:
                         self._start(trial_dir)
                     except Exception:
@@ -89,6 +90,26 @@ class SearchAgent(_RunsATrial):
 
     def __repr__(self):
         return f"SearchAgent({self.agent_id} of {Path(self.exp_dir).name})"
+
+
+class searching:
+    """The trial's ranks learn which metric their search follows ($DLHPC_SEARCH_METRIC), for as
+    long as it runs: the trainer and dlhpc.trial ask for verdicts only then."""
+
+    def __init__(self, metric: str):
+        self.metric, self.before = metric, None
+
+    def __enter__(self):
+        self.before = os.environ.get(verdict.METRIC_VAR)
+        os.environ[verdict.METRIC_VAR] = self.metric
+        return self
+
+    def __exit__(self, *exc):
+        if self.before is None:
+            os.environ.pop(verdict.METRIC_VAR, None)
+        else:
+            os.environ[verdict.METRIC_VAR] = self.before
+        return False
 
 
 def _run_id(denv) -> str:
@@ -228,10 +249,9 @@ class Work:
         from dlhpc.node.runner import TrialFailed
 
         tdir = self.exp_dir / slot
-        os.environ[verdict.METRIC_VAR] = self.search["metric"]
         watch = Watch(self, number, tdir)
         self._announce(slot)
-        with _output_to(tdir):
+        with _output_to(tdir), searching(self.search["metric"]):
             print(f"dlhpc: trial {slot} (search trial {number}, attempt {attempt}) by {self.agent_id}", flush=True)
             watch.start()
             try:
