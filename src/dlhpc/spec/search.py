@@ -104,6 +104,7 @@ def space(spec) -> list[Dimension]:
     """The searched keys, each checked: a key a sweep could set, a distribution of one kind with
     values the key accepts. One clear message for the first that is wrong."""
     from dlhpc.spec.program import is_builtin
+    from dlhpc.spec.sweep import settable_field
     from dlhpc.spec.yamlsource import where
 
     entries = spec.data["search"].get("space") or {}
@@ -118,17 +119,9 @@ def space(spec) -> list[Dimension]:
         path = ("search", "space", key)
         at = where(spec.origins, path)
         parts = tuple(str(key).split("."))
-        field = schema.sweep_field(parts)
-        if field is None:
-            import difflib
-
-            candidates = [".".join(p) for p in schema.LEAVES if p[0] not in schema.SWEEPABLE_EXCLUDED]
-            near = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise UserError(
-                f"{at}: cannot search {key!r}: no such spec key{hint}; searched keys are dotted paths "
-                "like train.lr, model.width or params.lr"
-            )
+        field = settable_field(
+            key, f"{at}: cannot search", "searched keys are dotted paths like train.lr, model.width or params.lr"
+        )
         if parts[0] == "resources":
             raise UserError(
                 f"{at}: cannot search {key}: every agent of a search runs in one allocation size; "

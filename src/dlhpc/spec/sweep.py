@@ -32,18 +32,11 @@ def check_sweep(spec) -> None:
     sizes = []
     for key, values in sweep.items():
         path = ("sweep", key)
-        parts = tuple(str(key).split("."))
-        field = schema.sweep_field(parts)
-        if field is None:
-            import difflib
-
-            candidates = [".".join(p) for p in schema.LEAVES if p[0] not in schema.SWEEPABLE_EXCLUDED]
-            near = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise UserError(
-                f"{where(spec.origins, path)}: cannot sweep over {key!r}: no such spec key{hint}; "
-                "sweep keys are dotted paths like train.lr, model.name or params.lr"
-            )
+        field = settable_field(
+            key,
+            f"{where(spec.origins, path)}: cannot sweep over",
+            "sweep keys are dotted paths like train.lr, model.name or params.lr",
+        )
         if not isinstance(values, list) or not values:
             raise UserError(f"{where(spec.origins, path)}: must be a non-empty list of values, e.g. [0.01, 0.1]")
         for i, value in enumerate(values):
@@ -58,6 +51,20 @@ def check_sweep(spec) -> None:
             f"{where(spec.origins, ('sweep',))}: the sweep makes {total:,} trials; at most "
             f"{MAX_TRIALS:,} are allowed. Sweep fewer values, or split it into several specs."
         )
+
+
+def settable_field(key, cannot: str, shape: str):
+    """The field of a key a sweep or a search may set; else one line: `cannot` 'KEY': no such spec
+    key (did you mean ...?); `shape`."""
+    field = schema.sweep_field(tuple(str(key).split(".")))
+    if field is not None:
+        return field
+    import difflib
+
+    candidates = [".".join(p) for p in schema.LEAVES if p[0] not in schema.SWEEPABLE_EXCLUDED]
+    near = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise UserError(f"{cannot} {key!r}: no such spec key{hint}; {shape}")
 
 
 def count_trials(spec) -> int:

@@ -135,12 +135,8 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
     experiment.write_resubmission(p)
     with deferred_signals():
         jobs = submit_or_roll_back(p, sched, fresh=False)
-        experiment.update_record(
-            exp_dir,
-            jobs=record.get("jobs", []) + list(jobs),
-            resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
-            **({"retries": retry.record(exp_dir, p.trials, raised, record.get("retries", []))} if raised else {}),
-        )
+        retries = {"retries": retry.record(exp_dir, p.trials, raised, record.get("retries", []))} if raised else {}
+        _record_resubmission(exp_dir, record, jobs, **retries)
         record_submission(p, sched, jobs, again=True, say=say)
     chain_report(p, sched, jobs, say=say)  # the files written after the first jobs are out of date once these end
     return Submission(p, sched.name, list(jobs))
@@ -190,14 +186,22 @@ def _resubmit_search(exp_dir: Path, record: dict, report: dict, options: Resubmi
     atomic_write_text(exp_dir / p.script_name(0), p.scripts[0].text, mode=private_mode(executable=True))
     with deferred_signals():
         jobs = submit_or_roll_back(p, sched, fresh=False)
-        experiment.update_record(
-            exp_dir,
-            jobs=record.get("jobs", []) + list(jobs),
-            resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
-        )
+        _record_resubmission(exp_dir, record, jobs)
         say(f"{len(left)} trial(s) of the search left: {len(agents)} new agents take them")
         record_submission(p, sched, jobs, again=True, say=say)
     return Submission(p, sched.name, list(jobs))
+
+
+def _record_resubmission(exp_dir: Path, record: dict, jobs: list, **extra) -> None:
+    """experiment.json gains the new jobs (every job a trial had stays) and the time."""
+    from dlhpc.plan import experiment
+
+    experiment.update_record(
+        exp_dir,
+        jobs=record.get("jobs", []) + list(jobs),
+        resubmitted=record.get("resubmitted", []) + [time.strftime("%Y-%m-%dT%H:%M:%S%z")],
+        **extra,
+    )
 
 
 def results_jobs(record: dict, agents: list) -> dict:
