@@ -490,7 +490,10 @@ def record_submission(p, sched, jobs, again=False, say=print):
     mark_recorded(p.exp_dir)
     verb = "resubmitted" if again else "submitted"
     ids = ", ".join(base_ids(j["job_id"] for j in jobs))
-    say(f"{verb} {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched.name}: {ids}")
+    if p.spec.search:
+        say(f"{verb} a search of {len(p.trials):,} trials, {p.scripts[0].runs} in one array, to {sched.name}: {ids}")
+    else:
+        say(f"{verb} {len(p.trials)} trial(s) as {len(p.scripts)} job(s) to {sched.name}: {ids}")
     if sched.submitted_note:
         say(sched.submitted_note)
     say(f"experiment: {p.exp_dir}")
