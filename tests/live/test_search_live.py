@@ -142,3 +142,37 @@ search:
     summary = json.loads(dlhpc("summary", exp, "--json", env=env).out)
     counts = summary["studies"][0]["counts"]
     assert sum(counts.values()) == 8 and counts.get("PRUNED", 0) >= 1, counts
+
+
+@pytest.mark.slurm
+def test_a_two_node_search_trial_is_pruned_on_every_rank_at_once(slurm_cluster, dlhpc, tmp_path):
+    """Rank 0's agent works the study; the other node's follows it; the trainer's verdict is an
+    all-reduce, so both ranks stop at the same epoch (else the job would hang in DDP)."""
+    from conftest import DATA
+
+    spec = write(
+        tmp_path / "exp.yaml",
+        f"""
+name: search-2n
+model: {{name: softmax}}
+train: {{epochs: 3, batch_size: 256}}
+data: {{root: {DATA}, train_subset: 2000, download: false}}
+resources: {{scheduler: slurm, nodes: 2, tasks_per_node: 1, cpus_per_task: 1, mem: 3G, time: "00:03:00"}}
+search:
+  trials: 3
+  parallel: 1
+  seed: 0
+  pruner: {{kind: asha, min_epochs: 1, reduction: 2}}
+  space:
+    train.lr: {{loguniform: [0.001, 1.0]}}
+""",
+    )
+    r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    exp = Path(exp_dir_from(r.out))
+    report = wait_finished(dlhpc, exp, timeout=300)
+    states = [t["state"] for t in report["trials"]]
+    assert set(states) <= {"COMPLETED", "PRUNED"} and "PRUNED" in states and "COMPLETED" in states, report
+    for trial in report["trials"]:
+        result = json.loads((exp / trial["trial"] / "result.json").read_text())
+        assert result["world_size"] == 2 and sorted(set(result["rank_nodes"])) == ["n1", "n2"], result

@@ -58,13 +58,14 @@ class SearchAgent(_RunsATrial):
     def _follow(self, denv) -> int:
         """A rank other than 0: run each trial rank 0 announces in this run of the job."""
         folder, seen, done = Path(self.exp_dir) / self.agent_id, None, 0
-        metric = (read_json(Path(self.exp_dir) / "experiment.json", {}) or {})["spec"]["search"]["metric"]
+        record = read_json(Path(self.exp_dir) / "experiment.json", {}) or {}
+        metric, slots = record["spec"]["search"]["metric"], {t["id"] for t in record["trials"]}
         while True:
             current = read_json(folder / CURRENT, None)
             mine = isinstance(current, dict) and current.get("run") == _run_id(denv)
             if mine and current.get("done"):
                 return done
-            if mine and current.get("seq") != seen:
+            if mine and current.get("seq") != seen and str(current.get("trial")) in slots:
                 seen = current["seq"]
                 trial_dir = Path(self.exp_dir) / current["trial"]
                 with _output_to(trial_dir), searching(metric):  # (every rank asks the verdict together)
