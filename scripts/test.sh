@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run them: .venv, the SLURM and OpenPBS test clusters (as root), pytest.
 #   scripts/test.sh            everything (what CI runs)
-#   scripts/test.sh --unit     tests/unit alone: no cluster, nothing trained, about a minute (a fast loop)
+#   scripts/test.sh --unit     tests/unit alone: no cluster, nothing trained, about two minutes (a fast loop)
 # Further arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
