@@ -380,7 +380,7 @@ pbs_up() {
     "$PBS/bin/pbsnodes" "$h" >/dev/null 2>&1 || qmgr_head "create node $h" >/dev/null
   done
   local left  # jobs a run cut short left behind: the test cluster starts empty (as SLURM's)
-  left=$(PBS_CONF_FILE=/etc/pbs.conf "$PBS/bin/qselect" 2>/dev/null | tr '\n' ' ')
+  left=$(PBS_CONF_FILE=/etc/pbs.conf "$PBS/bin/qstat" 2>/dev/null | awk 'NR > 2 {print $1}' | tr '\n' ' ')
   if [ -n "${left// /}" ]; then
     log "deleting PBS jobs left from an earlier run: $left"
     # shellcheck disable=SC2086  # (one id per word)
