@@ -551,6 +551,22 @@ def sweep_field(parts: tuple) -> Field | None:
     return None
 
 
+def settable_field(key, cannot: str, shape: str):
+    """The field of a key a sweep or a search may set; else one line: `cannot` 'KEY': no such spec
+    key (did you mean ...?); `shape`."""
+    field = sweep_field(tuple(str(key).split(".")))
+    if field is not None:
+        return field
+    import difflib
+
+    candidates = [".".join(p) for p in LEAVES if p[0] not in SWEEPABLE_EXCLUDED]
+    near = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    from dlhpc.errors import UserError
+
+    raise UserError(f"{cannot} {key!r}: no such spec key{hint}; {shape}")
+
+
 # What every key means: docs/spec.md is generated from these (`python -m dlhpc.spec.docs`), and a
 # test fails if a key has none or the file is stale. Keep each to a sentence or two.
 DOCS = {

@@ -104,7 +104,6 @@ def space(spec) -> list[Dimension]:
     """The searched keys, each checked: a key a sweep could set, a distribution of one kind with
     values the key accepts. One clear message for the first that is wrong."""
     from dlhpc.spec.program import is_builtin
-    from dlhpc.spec.sweep import settable_field
     from dlhpc.spec.yamlsource import where
 
     entries = spec.data["search"].get("space") or {}
@@ -119,7 +118,7 @@ def space(spec) -> list[Dimension]:
         path = ("search", "space", key)
         at = where(spec.origins, path)
         parts = tuple(str(key).split("."))
-        field = settable_field(
+        field = schema.settable_field(
             key, f"{at}: cannot search", "searched keys are dotted paths like train.lr, model.width or params.lr"
         )
         if parts[0] == "resources":

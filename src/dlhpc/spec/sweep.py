@@ -32,7 +32,7 @@ def check_sweep(spec) -> None:
     sizes = []
     for key, values in sweep.items():
         path = ("sweep", key)
-        field = settable_field(
+        field = schema.settable_field(
             key,
             f"{where(spec.origins, path)}: cannot sweep over",
             "sweep keys are dotted paths like train.lr, model.name or params.lr",
@@ -51,20 +51,6 @@ def check_sweep(spec) -> None:
             f"{where(spec.origins, ('sweep',))}: the sweep makes {total:,} trials; at most "
             f"{MAX_TRIALS:,} are allowed. Sweep fewer values, or split it into several specs."
         )
-
-
-def settable_field(key, cannot: str, shape: str):
-    """The field of a key a sweep or a search may set; else one line: `cannot` 'KEY': no such spec
-    key (did you mean ...?); `shape`."""
-    field = schema.sweep_field(tuple(str(key).split(".")))
-    if field is not None:
-        return field
-    import difflib
-
-    candidates = [".".join(p) for p in schema.LEAVES if p[0] not in schema.SWEEPABLE_EXCLUDED]
-    near = difflib.get_close_matches(str(key), candidates, n=1, cutoff=0.6)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise UserError(f"{cannot} {key!r}: no such spec key{hint}; {shape}")
 
 
 def count_trials(spec) -> int:
