@@ -25,7 +25,14 @@ import time
 from pathlib import Path
 
 from dlhpc.fsutil import atomic_write_json, read_json, read_trial_spec
-from dlhpc.node.job import _output_to, _quiet_sigcont, _record_error, _replay_held_signals, _RunsATrial
+from dlhpc.node.job import (
+    _out_of_time,
+    _output_to,
+    _quiet_sigcont,
+    _record_error,
+    _replay_held_signals,
+    _RunsATrial,
+)
 from dlhpc.search import verdict
 from dlhpc.search.results import final_value, metric_steps
 
@@ -425,12 +432,6 @@ def _remove(path: Path) -> None:
         path.unlink()
     except OSError:
         pass
-
-
-def _out_of_time(exc: Exception) -> bool:
-    from submitit.core.utils import UncompletedJobError
-
-    return isinstance(exc, UncompletedJobError)
 
 
 class _Held:
