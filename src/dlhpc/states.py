@@ -77,8 +77,8 @@ def reconcile(
     done = state in ("COMPLETED", "PRUNED")  # the program's own end stands
     if s in IN_FLIGHT and not done:
         state = s
-    elif s in BAD and not done:
-        state = s
+    elif s in BAD and not done and not (s == "CANCELLED" and state == "FAILED"):
+        state = s  # (a trial that failed, then its job was ended, stays FAILED: the cause is its own)
     elif s == "COMPLETED" and not done and state != "FAILED":
         state = "FAILED"
         flags.append("job ended without writing a result")

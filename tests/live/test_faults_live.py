@@ -354,6 +354,39 @@ def test_a_node_that_dies_ends_the_trial_naming_it_and_the_requeue_resumes_it(sl
     assert report["trials"][0]["requeues"] == 1, report
 
 
+JOB_ENDS_WITHIN_S = 30  # (seen at once, then one scontrol requeue: docs/faults.md)
+
+
+@pytest.mark.slurm
+def test_a_node_back_before_slurm_sees_it_fail_does_not_hold_the_job_and_the_trial_resumes(
+    slurm_cluster, dlhpc, tmp_path
+):
+    """Every process of n2 killed two epochs in, its slurmd back within seconds (a quick reboot):
+    SLURM never declares a NODE_FAIL, and srun waits on for n2's part of the step, which is gone.
+    The runner that saw the loss requeues the job itself: it leaves RUNNING in a bounded time
+    (before, it held both nodes to its walltime), and the rerun resumes, every epoch once."""
+    exp, trial, killed = lose_a_node_after_two_epochs(dlhpc, tmp_path, "slurm", "slurmd", keep=("pbs_mom",))
+    try:
+        time.sleep(3)
+        on_host("n2", "slurmd", "-N", "n2")  # back well before SlurmdTimeout (60 s)
+        said_lost(dlhpc, exp, trial, killed)
+        job = json.loads((trial / "result.json").read_text())["job_id"]
+        while scontrol_job(job).get("JobState") == "RUNNING":
+            assert time.monotonic() - killed < JOB_ENDS_WITHIN_S, scontrol_job(job)
+            time.sleep(0.5)
+        why_says(dlhpc, exp, trial, "pending again: node n2 was lost under its last run")
+    finally:
+        nodes_back_in_service()
+    deadline = time.monotonic() + 360
+    while scontrol_job(job).get("JobState") in ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING"):
+        assert time.monotonic() < deadline, scontrol_job(job)
+        time.sleep(2)
+    report = wait_finished(dlhpc, exp, timeout=60)
+    assert report["trials"][0]["state"] == "COMPLETED", report
+    assert epochs_of(trial) == list(range(1, 41))  # every epoch once
+    assert report["trials"][0]["requeues"] == 1, report
+
+
 def why_says(dlhpc, exp, trial, starts):
     """`why` begins with these words and names the epoch the trial resumes from."""
     (answer,) = json.loads(dlhpc("why", exp, "--json").out)

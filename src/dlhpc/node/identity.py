@@ -24,6 +24,9 @@ class Identity:
     restart: int = 0
     launcher: str = "single"
     ranks_here: int = 1  # ranks this process starts (all of them on one machine, else one)
+    # whether the job's step waits on for a lost node's part of it (SLURM's srun does, until the
+    # scheduler declares the node failed): the runner that saw the loss must end the job itself
+    step_outlives_lost_node: bool = False
 
     @property
     def local_world_size(self) -> int:
@@ -66,6 +69,7 @@ def _submitit(restart: int) -> Identity:
         str(env.job_id),
         restart,
         "submitit-" + env.cluster,
+        step_outlives_lost_node=env.cluster == "slurm",
     )
 
 

@@ -153,6 +153,32 @@ class TrialRun:
             print(f"dlhpc: the requeue failed ({exc}); ending the trial", file=sys.stderr, flush=True)
             self._end_stalled(verdict)
 
+    def _end_job_after_loss(self) -> None:
+        """The job must not hold its nodes once a node is lost under it. Where its step waits on
+        for the lost node's part (SLURM's srun, until the controller declares the node failed:
+        SlurmdTimeout, or never when the node comes back first), rank 0's runner requeues the job
+        itself, as the scheduler would after a node failure, up to resources.retry.max_retries
+        times; past that it cancels the job, and the trial stays FAILED naming the node."""
+        if not (self.is_main and self.denv.step_outlives_lost_node and self.denv.job_id):
+            return
+        cap = int(((self.data.get("resources") or {}).get("retry") or {}).get("max_retries", 3))
+        path = self.trial_dir / "lost-requeues.json"
+        done = int((read_json(path, {}) or {}).get("count", 0))
+        try:
+            if done < cap:
+                atomic_write_json(path, {"count": done + 1})
+                print(f"dlhpc: requeueing the job after the lost node ({done + 1} of {cap})", file=sys.stderr)
+                import submitit
+
+                submitit.JobEnvironment()._requeue(cap - done)
+            else:
+                from dlhpc.schedulers import backend
+
+                print(f"dlhpc: ending the job: lost nodes requeued it {done} time(s) already", file=sys.stderr)
+                backend(self.denv.launcher.removeprefix("submitit-")).cancel([self.denv.job_id], self.exp_dir)
+        except Exception as exc:  # (said; the scheduler's own node-failure handling is left)
+            print(f"dlhpc: could not end the job after the lost node: {exc}", file=sys.stderr, flush=True)
+
     def _record_stall(self) -> None:
         suspect = self.stalled.get("suspect") or {}
         result = self._current_result()
@@ -299,6 +325,7 @@ class TrialRun:
         lost = self.peers.verdict(wait_s=3.0 if failed_at is not None else 0.0) if self.peers else None
         if lost is not None:
             self._record_lost(lost)
+            self._end_job_after_loss()
             raise TrialFailed(f"node {lost[0]} was lost: {lost[1]}")
         self.leaving()
         if self.stalled is not None:

@@ -43,7 +43,7 @@ def trial_row(
         flags += [f"stalled: {describe_stall(v)}" for v in stalls]
     if result.get("error"):
         flags.append(str(result["error"]).splitlines()[0][:200])
-    flags += _retried(record, trial["id"])
+    flags += _retried(record, trial["id"], state)
     last = metrics[-1] if metrics else {}
     accs = [m.get("test_acc") for m in metrics if _finite(m.get("test_acc"))]
     row = {
@@ -83,9 +83,26 @@ def trial_row(
     return row
 
 
-def _retried(record: dict, trial_id: str) -> list[str]:
-    """What resubmissions raised for this trial (resources.retry; submission/retry.py)."""
-    return [f"retried, {retry_text(item)}" for item in record.get("retries") or [] if item.get("trial") == trial_id]
+def _retried(record: dict, trial_id: str, state: str) -> list[str]:
+    """What resubmissions raised for this trial (resources.retry; submission/retry.py), and the
+    automatic retries it had (submission/recovery.py): the last one 'retrying' while it is in
+    flight; why the recovery did not retry it again, once it ended badly."""
+    from dlhpc.states import BAD, IN_FLIGHT
+
+    items = [item for item in record.get("retries") or [] if item.get("trial") == trial_id]
+    flags = []
+    for n, item in enumerate(items):
+        if not item.get("automatic"):
+            flags.append(f"retried, {retry_text(item)}")
+            continue
+        verb = "retrying" if n == len(items) - 1 and state in IN_FLIGHT else "retried"
+        changes = [f"resources.{key} {old} -> {new}" for key, (old, new) in (item.get("resources") or {}).items()]
+        changes += [f"kept off {node}" for node in item.get("kept_off") or []]
+        flags.append(f"{verb} {item['attempt']}/{item['of']}: " + ", ".join([item["why"], *changes]))
+    refused = (record.get("not_retried") or {}).get(trial_id)
+    if refused and state in BAD:
+        flags.append(f"not retried: {refused}")
+    return flags
 
 
 def retry_text(item: dict) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dlhpc.results import rows as results
 from dlhpc.schedulers.base import Unreachable
-from dlhpc.states import BAD, FINISHED, JobStatus, State
+from dlhpc.states import BAD, FINISHED, IN_FLIGHT, JobStatus, State
 
 
 class Backoff:
@@ -37,6 +37,14 @@ def job_ids(record: dict) -> list[str]:
     return sorted({j for j in results.latest_jobs(record).values() if sched.valid_job_id(j)})
 
 
+def recovery_job(record: dict) -> str | None:
+    """The recovery job queued to follow the trials' jobs (resources.retry.automatic), if any."""
+    from dlhpc.schedulers import backend
+
+    job = (record.get("recovery") or {}).get("job")
+    return str(job) if job and backend(record["scheduler"]).valid_job_id(str(job)) else None
+
+
 def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
     """({job_id: states.JobStatus}, warnings) from one batched query; `only` limits it to some
     job ids; details adds pending jobs' expected start.
@@ -44,7 +52,7 @@ def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
     from dlhpc.schedulers import backend
 
     record = results.read_record(exp_dir)
-    ids = [j for j in job_ids(record) if only is None or j in only]
+    ids = [j for j in job_ids(record) + [recovery_job(record)] if j and (only is None or j in only)]
     if not ids:
         return {}, []
     sched = backend(record["scheduler"])
@@ -65,12 +73,16 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
         info, warnings = scheduler_info(exp_dir)
     unreachable = unanswered(warnings)
     record, rows = results.experiment_rows(exp_dir, info)
+    recovering = _recovering(record, info)
     trials = []
     for r in rows:
         sched = (info or {}).get(r.get("job_id")) or JobStatus(State.UNKNOWN)  # (not reported)
         pending = r["state"] == "PENDING"
         if unreachable and r["state"] not in FINISHED:
             r["flags"] = "; ".join(f for f in (r.get("flags"), "last known: the scheduler does not answer") if f)
+        if recovering and r["state"] in BAD:
+            said = f"the recovery job {recovering} decides whether it is retried (resources.retry.automatic)"
+            r["flags"] = "; ".join(f for f in (said, r.get("flags")) if f)
         trials.append(
             {
                 "trial": r["trial"],
@@ -92,11 +104,19 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
         "experiment": str(exp_dir),
         "name": record.get("name"),
         "scheduler": record.get("scheduler"),
-        "finished": all(t["state"] in FINISHED for t in trials),
+        "finished": all(t["state"] in FINISHED for t in trials) and not recovering,
+        "recovery_job": recovering,
         "scheduler_answers": not unreachable,
         "trials": trials,
         "warnings": warnings or [],
     }
+
+
+def _recovering(record: dict, info: dict | None) -> str | None:
+    """The recovery job, while the scheduler holds it: the experiment is not over until it ran."""
+    job = recovery_job(record)
+    status = (info or {}).get(job) if job else None
+    return job if status is not None and status.state in IN_FLIGHT else None
 
 
 def exit_code(report: dict) -> int:
@@ -321,4 +341,5 @@ def cancel(exp_dir: Path) -> list:
 
     require_own(exp_dir, "cancel its jobs")
     record = results.read_record(exp_dir)
-    return backend(record["scheduler"]).cancel(job_ids(record), exp_dir)
+    # the recovery job first: the trials' jobs ending by the cancel must not set it off
+    return backend(record["scheduler"]).cancel([j for j in (recovery_job(record), *job_ids(record)) if j], exp_dir)

@@ -5,11 +5,7 @@ the scheduler starts when every job of the experiment has ended (afterany), so t
 without anyone watching from the login node. The local runner writes them when it is done.
 """
 
-import shlex
-import sys
 from pathlib import Path
-
-REPORT_SCRIPT = "report.sh"
 
 
 def save(exp_dir: Path, accounting: bool = True) -> list[Path]:
@@ -32,21 +28,3 @@ def save(exp_dir: Path, accounting: bool = True) -> list[Path]:
         written.append(exp_dir / name)
     plot.plot_experiment(exp_dir, exp_dir / "curves.png", mode=private_mode())
     return written + [exp_dir / "curves.png"]
-
-
-def report_script(exp_dir: Path, scheduler_bin: str | None) -> Path:
-    """The report job's script: this Python, `dlhpc summary EXP --save`. A compute node's PATH
-    may lack the scheduler's commands that the summary asks (or find another tool's), so the
-    folder they were found in on the login node comes first."""
-    from dlhpc.fsutil import atomic_write_text, private_mode
-
-    lines = [
-        "#!/bin/bash",
-        "# Written by dlhpc: the scheduler runs it once every job of this experiment has ended.",
-    ]
-    if scheduler_bin:
-        lines.append(f'export PATH={shlex.quote(scheduler_bin)}:"$PATH"')
-    lines.append(f"exec {shlex.quote(sys.executable)} -m dlhpc summary {shlex.quote(str(exp_dir))} --save")
-    path = exp_dir / REPORT_SCRIPT
-    atomic_write_text(path, "\n".join(lines) + "\n", mode=private_mode(executable=True))
-    return path

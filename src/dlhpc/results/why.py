@@ -9,7 +9,7 @@ from dlhpc.errors import DlhpcError
 from dlhpc.reasons import Reason
 from dlhpc.results import rows as results
 from dlhpc.results import status
-from dlhpc.states import JobStatus, State
+from dlhpc.states import BAD, JobStatus, State
 
 ERR_TAIL_LINES = 60
 
@@ -41,12 +41,19 @@ def classify(
     """(cause, fix) for one trial; `sched` is what Backend.states() said of its job (None when it
     said nothing), `used` what accounting says it used.
     The first of RULES that recognises the trial answers."""
+    _, cause, fix = diagnosis(trial, sched, result, err, spec, used, backend)
+    return cause, fix
+
+
+def diagnosis(trial, sched, result, err, spec, used=None, backend=None) -> tuple[str, str, str]:
+    """(the rule that answered, cause, fix): the rule names the kind of fault for code that acts
+    on it (submission/recovery.py), so no one matches the cause's words."""
     case = Case(trial, sched or JobStatus(State.UNKNOWN), result, err, spec, used or {}, backend or _NoBackend())
     for rule in RULES:
         answer = rule(case)
         if answer:
-            return answer
-    return f"{case.state.lower()}", ""
+            return rule.__name__.lstrip("_"), *answer
+    return "", f"{case.state.lower()}", ""
 
 
 class Case:
@@ -346,10 +353,10 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
             if trial_id:
                 out.append({"trial": trial["trial"], "state": "COMPLETED", "cause": "it completed", "fix": ""})
             continue
-        cause, fix = (
-            (warning, "")
+        rule, cause, fix = (
+            ("gpu_warning", warning, "")
             if trial["state"] == "COMPLETED"
-            else classify(
+            else diagnosis(
                 trial,
                 (info or {}).get(trial.get("job_id")),
                 result,
@@ -359,16 +366,30 @@ def diagnose(exp_dir: Path, trial_id: str | None = None) -> list[dict]:
                 sched,
             )
         )
+        story = _retries_story(record, trial["trial"]) if trial["state"] in BAD else ""
         out.append(
             {
                 "trial": trial["trial"],
                 "job_id": trial.get("job_id"),
                 "state": trial["state"],
-                "cause": cause,
+                "cause": cause + story,
                 "fix": fix,
+                "rule": rule,
             }
         )
     return out
+
+
+def _retries_story(record: dict, trial_id: str) -> str:
+    """'; retried automatically 2 time(s) (...); not retried again: ...' (submission/recovery.py)."""
+    tried = [r for r in record.get("retries") or [] if r.get("trial") == trial_id and r.get("automatic")]
+    refused = (record.get("not_retried") or {}).get(trial_id)
+    story = ""
+    if tried:
+        story += f"; retried automatically {len(tried)} time(s) (" + "; ".join(r["why"] for r in tried) + ")"
+    if refused and (tried or "automatic is off" not in refused):
+        story += f"; not retried{' again' if tried else ''}: {refused}"
+    return story
 
 
 def _trial_spec(tdir: Path) -> dict | None:

@@ -403,6 +403,9 @@ SCHEMA = {
         "signal_margin_s": Int(120, 10, 3600),
         "timeout_requeues": Int(3, 0, 1000),
         "retry": {
+            "automatic": Bool(False),
+            "max_retries": Int(3, 0, 100),
+            "exit_codes": List(Int(None, 1, 255), max_len=50),
             "factor": Float(2.0, 1.0, 100.0),
             "max_mem": Optional(Mem(None)),
             "max_time": Optional(Time(None)),
@@ -656,6 +659,13 @@ DOCS = {
     "resources.pbs.flavor": "PBS only: `openpbs` (PBS Pro / OpenPBS) or `torque`.",
     "resources.signal_margin_s": "Seconds before the time limit at which the job is told to checkpoint and requeue.",
     "resources.timeout_requeues": "Requeues allowed on reaching the time limit (preemptions are not counted).",
+    "resources.retry.automatic": "Retry a failed trial without a command: a one-core job that follows the trials' "
+    "jobs (afterany) resubmits the ones that ran out of memory or time (with more, as below), lost a node (off it, "
+    "where enough nodes are left), were preempted or exited with one of exit_codes (unchanged), up to max_retries "
+    "each. Any other failure (a Python error, a missing file, a cancel) is never retried. See docs/faults.md.",
+    "resources.retry.max_retries": "How many times resources.retry.automatic may retry one trial.",
+    "resources.retry.exit_codes": "Exit codes of your program that mean 'run me again' (e.g. 85): with "
+    "resources.retry.automatic, a trial that exits with one is retried unchanged, from its checkpoint.",
     "resources.retry.factor": "A trial that ran out of memory (or time) is resubmitted (dlhpc resubmit) with this "
     "many times its resources.mem (resources.time), up to the cap below and the site policy's maximum.",
     "resources.retry.max_mem": "The most memory a resubmission may raise resources.mem to; null: never raised.",

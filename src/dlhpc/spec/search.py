@@ -57,6 +57,11 @@ def check_search(spec) -> None:
             f"{where(spec.origins, ('sweep',))}: a spec either sweeps a grid or searches, not both; "
             "move the swept keys into search.space (e.g. train.lr: {choice: [0.01, 0.1]}), or remove search:"
         )
+    if (spec.data.get("resources", {}).get("retry") or {}).get("automatic"):
+        raise UserError(
+            f"{where(spec.origins, ('resources', 'retry', 'automatic'))}: a search retries on its own: an agent "
+            "takes over a trial whose agent died, once; remove resources.retry.automatic"
+        )
     if filled["trials"] is None:
         raise UserError(f"{at()}: search needs search.trials, the number of configurations to try (e.g. trials: 64)")
     if filled["parallel"] > filled["trials"]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.plan.experiment import find_experiment
 from dlhpc.states import BAD, IN_FLIGHT
-from dlhpc.submission import keepoff, retry
+from dlhpc.submission import keepoff, recovery, retry
 from dlhpc.submission.guard import check_training_here
 from dlhpc.submission.journal import deferred_signals
 
@@ -82,6 +82,7 @@ def _submit(spec, options: SubmitOptions, say) -> Submission:
         jobs = submit_or_roll_back(p, sched)
         record_submission(p, sched, jobs, say=say)
     chain_report(p, sched, jobs, say=say)
+    recovery.chain(p, sched, jobs, say=say)
     return Submission(p, sched.name, list(jobs))
 
 
@@ -95,10 +96,12 @@ def resubmit(exp_dir: Path, options: ResubmitOptions | None = None, say=print) -
 
     require_own(exp_dir, "resubmit it: its env.setup and program would run as you")
     with no_write_for_others(), locked(exp_dir):
-        return _resubmit_locked(Path(exp_dir), options or ResubmitOptions(), say)
+        return resubmit_locked(Path(exp_dir), options or ResubmitOptions(), say)
 
 
-def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission | None:
+def resubmit_locked(exp_dir: Path, options: ResubmitOptions, say, automatic: dict | None = None) -> Submission | None:
+    """resubmit, under the experiment's lock. `automatic`: the recovery job's retries entries
+    (submission/recovery.py), each trial's raise planned already."""
     from dlhpc.plan import experiment
     from dlhpc.results import status
     from dlhpc.results.rows import read_record
@@ -115,11 +118,16 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
     if not chosen:
         say(f"nothing to resubmit in {exp_dir.name}: no trial is failed or missing (see dlhpc status)")
         return None
-    spec = _spec_of_today(record)
+    spec = spec_of_today(record)
     sched = backend(record["scheduler"])
     check_training_here(spec, options.here, "resubmit")
-    raised = retry.raises(exp_dir, chosen, spec)
+    if automatic is None:
+        raised = retry.raises(exp_dir, chosen, spec)
+    else:
+        raised = {tid: item for tid, item in automatic.items() if item["resources"]}
     kept_off, keep_off_words = keepoff.plan(exp_dir, chosen, sched)
+    for tid, item in (automatic or {}).items():
+        item["kept_off"] = kept_off.get(tid, [])
 
     def adjust(trials):
         retry.apply(trials, raised)
@@ -135,10 +143,13 @@ def _resubmit_locked(exp_dir: Path, options: ResubmitOptions, say) -> Submission
     experiment.write_resubmission(p)
     with deferred_signals():
         jobs = submit_or_roll_back(p, sched, fresh=False)
-        retries = {"retries": retry.record(exp_dir, p.trials, raised, record.get("retries", []))} if raised else {}
-        _record_resubmission(exp_dir, record, jobs, **retries)
+        recorded = raised if automatic is None else automatic
+        retries = {"retries": retry.record(exp_dir, p.trials, recorded, record.get("retries", []))} if recorded else {}
+        not_retried = {t: w for t, w in (record.get("not_retried") or {}).items() if t not in chosen}
+        _record_resubmission(exp_dir, record, jobs, not_retried=not_retried, **retries)
         record_submission(p, sched, jobs, again=True, say=say)
     chain_report(p, sched, jobs, say=say)  # the files written after the first jobs are out of date once these end
+    recovery.chain(p, sched, jobs, say=say)
     return Submission(p, sched.name, list(jobs))
 
 
@@ -157,7 +168,7 @@ def _resubmit_search(exp_dir: Path, record: dict, report: dict, options: Resubmi
             f"{exp_dir.name} searches: its agents choose the trials. `dlhpc resubmit {exp_dir.name}` (no --trials, "
             "--failed or --missing) queues new agents for the trials left"
         )
-    spec = _spec_of_today(record)
+    spec = spec_of_today(record)
     sched = backend(record["scheduler"])
     check_training_here(spec, options.here, "resubmit")
     agents = agent_ids(spec.search["parallel"])
@@ -212,7 +223,7 @@ def results_jobs(record: dict, agents: list) -> dict:
     return {a: latest[a] for a in agents if a in latest}
 
 
-def _spec_of_today(record: dict):
+def spec_of_today(record: dict):
     """The experiment's spec as resolved at submit, under the site's policy of today."""
     from dlhpc.spec import policy
     from dlhpc.spec.load import Spec, load_spec
@@ -337,16 +348,15 @@ def dependency(options, sched, say=print) -> list:
 def chain_report(p, sched, jobs, say=print):
     """resources.report: a small job, afterany on all of the experiment's jobs, writes
     summary.md, summary.csv and curves.png into the experiment directory."""
-    import shutil
-
     from dlhpc.plan import experiment
-    from dlhpc.results import summaryfiles
+    from dlhpc.submission.followup import write_script
 
     res = p.trials[0].data["resources"] if p.trials else {}
     if not res.get("report") or sched.runs_here:
         return  # the local runner writes them itself when it is done
-    tool = shutil.which(sched.submit_command) if sched.submit_command else None
-    script = summaryfiles.report_script(p.exp_dir, str(Path(tool).parent) if tool else None)
+    purpose = "the scheduler runs it once every job of this experiment has ended"
+    argv = ["-m", "dlhpc", "summary", p.exp_dir, "--save"]
+    script = write_script(p.exp_dir, "report.sh", purpose, argv, sched.submit_command)
     after = sorted({j["job_id"] for j in jobs})
     job_id = sched.submit_followup(script, after, f"{p.spec.data['name']}-report", res, p.exp_dir)
     experiment.update_record(p.exp_dir, report_job=job_id)

@@ -17,16 +17,18 @@ from dlhpc.spec.schema import format_time, mem_megabytes, parse_time
 MEMORY, TIME = "out of memory", "out of time"
 
 
-def raises(exp_dir: Path, chosen: list, spec) -> dict:
+def raises(exp_dir: Path, chosen: list, spec, diagnosed: list | None = None) -> dict:
     """{trial id: {"why": ..., "resources": {key: [old, new]}}} for the chosen trials whose
-    cause (why.diagnose) is memory or time and whose spec lets them have more."""
+    cause (why.diagnose, or `diagnosed` when it was asked already) is memory or time and whose
+    spec lets them have more."""
     from dlhpc.fsutil import read_trial_spec
     from dlhpc.results.why import diagnose
 
     asked = spec.data["resources"].get("retry") or {}
     if not (asked.get("max_mem") or asked.get("max_time") or any(k.startswith("resources.retry.") for k in spec.sweep)):
         return {}  # nothing may be raised: no need to ask the scheduler why the trials ended
-    causes = {d["trial"]: d["cause"] for d in diagnose(exp_dir) if d["trial"] in chosen}
+    diagnosed = diagnose(exp_dir) if diagnosed is None else diagnosed
+    causes = {d["trial"]: d["cause"] for d in diagnosed if d["trial"] in chosen}
     policy = spec.site.get("policy") or {}
     out = {}
     for tid, cause in causes.items():
