@@ -100,11 +100,13 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
                 "requeues": r.get("requeues") or 0,  # (time limit, preemption, a node lost under it)
             }
         )
+    any_bad = any(t["state"] in BAD for t in trials)
     return {
         "experiment": str(exp_dir),
         "name": record.get("name"),
         "scheduler": record.get("scheduler"),
-        "finished": all(t["state"] in FINISHED for t in trials) and not recovering,
+        # (the recovery job matters only while a trial failed: one that finds nothing to retry changes nothing)
+        "finished": all(t["state"] in FINISHED for t in trials) and not (recovering and any_bad),
         "recovery_job": recovering,
         "scheduler_answers": not unreachable,
         "trials": trials,

@@ -47,16 +47,17 @@ def _recover_locked(exp_dir: Path, say) -> list[Decision]:
     decisions = decide(exp_dir, record, diagnosed, raised, specs)
     retried = [d for d in decisions if d.why]
     refused = {d.trial: d.refused for d in decisions if not d.why}
-    experiment.update_record(
-        exp_dir,
-        recovery={**(record.get("recovery") or {}), "job": None, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-        not_retried={**(record.get("not_retried") or {}), **refused},
-    )
     for d in decisions:
         say(f"{d.trial}: {f'retry {d.attempt}/{d.of}: {d.why}' if d.why else f'not retried: {d.refused}'}")
+    # (this job stays the recovery job of record until the retries' own is queued: status must
+    # never see the failed trials with no recovery on its way)
+    experiment.update_record(exp_dir, not_retried={**(record.get("not_retried") or {}), **refused})
     if retried:
         options = pipeline.ResubmitOptions(trials=",".join(d.trial for d in retried))
         pipeline.resubmit_locked(exp_dir, options, say, automatic=entries(retried, raised))
+    else:
+        ended = {**(record.get("recovery") or {}), "job": None, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        experiment.update_record(exp_dir, recovery=ended)
     return decisions
 
 

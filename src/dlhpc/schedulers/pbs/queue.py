@@ -104,19 +104,30 @@ def qstat_ids(job_ids):
 
 
 def qstat_json(job_ids):
-    """OpenPBS: one `qstat -x -f -t -F json` over the jobs (history included, -t: each array
-    element); None where the server or a wrapper does not speak JSON (Torque)."""
-    ids = qstat_ids(job_ids)
-    if not ids:
-        return {}
+    """OpenPBS: `qstat -x -f -t -F json` over the jobs (history included, -t: each array element);
+    None where the server or a wrapper does not speak JSON (Torque). One call per job id: given
+    several, OpenPBS 23.06 prints the first one's JSON alone (a finished trial's job beside its
+    recovery job, or two job groups, lost all but one)."""
+    jobs = {}
+    for job_id in qstat_ids(job_ids):
+        answer = _qstat_json_one(job_id)
+        if answer is None:
+            return None
+        jobs.update(answer)
+    return jobs
+
+
+def _qstat_json_one(job_id: str):
     try:
-        proc = run_command(["qstat", "-x", "-f", "-t", "-F", "json", *ids], timeout=30, check=False)
+        proc = run_command(["qstat", "-x", "-f", "-t", "-F", "json", job_id], timeout=30, check=False)
     except CommandError as exc:
         if "timed out" in str(exc):
             raise ServerDown(f"qstat did not answer: {str(exc).splitlines()[0]}") from None
         return None
     if proc.returncode != 0 and "cannot connect to server" in (proc.stderr or ""):
         raise ServerDown((proc.stderr or "").strip().splitlines()[-1])
+    if proc.returncode != 0 and "Unknown Job Id" in (proc.stderr or ""):
+        return {}  # (purged from the history: the job is missing, not the server)
     try:
         return json.loads(proc.stdout).get("Jobs") or {} if proc.stdout.strip().startswith("{") else None
     except json.JSONDecodeError:
