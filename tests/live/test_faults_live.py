@@ -181,10 +181,10 @@ resources: {{scheduler: {scheduler}, tasks_per_node: 2, cpus_per_task: 1, mem: 3
 STALL_WINDOW_S = 8 + 3 * 10  # (min_s, or 3 of its epochs: under 10 s each here, even on a busy machine)
 
 
-def submitted_to_epoch_two(dlhpc, spec) -> tuple:
-    """Submit the spec (runs next to it), wait until its one trial has trained two epochs;
-    (experiment, trial, deadline left for what follows)."""
-    r = dlhpc("submit", spec, "--runs-dir", spec.parent / "runs")
+def submitted_to_epoch_two(dlhpc, spec, *options) -> tuple:
+    """Submit the spec (runs next to it) with these options, wait until its one trial has trained
+    two epochs; (experiment, trial, deadline left for what follows)."""
+    r = dlhpc("submit", spec, "--runs-dir", spec.parent / "runs", *options)
     assert r.code == 0, r
     (exp,) = (spec.parent / "runs").iterdir()
     (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
@@ -295,12 +295,12 @@ resources: {{scheduler: {scheduler}, nodes: 2, tasks_per_node: 1, cpus_per_task:
 NODE_LOST_WITHIN_S = 10  # (a node whose processes are killed closes its line at once: seen in one poll)
 
 
-def lose_a_node_after_two_epochs(dlhpc, tmp_path, scheduler, daemon, keep):
-    """Submit a two-node trial, wait for epoch 2, kill every process of test host n2 (the
-    scheduler's `daemon` there, the job's runner and rank) but `keep` (the other scheduler's);
-    (experiment, trial, when)."""
+def lose_a_node_after_two_epochs(dlhpc, tmp_path, scheduler, daemon, keep, *options):
+    """Submit a two-node trial (with these submit options), wait for epoch 2, kill every process
+    of test host n2 (the scheduler's `daemon` there, the job's runner and rank) but `keep` (the
+    other scheduler's); (experiment, trial, when)."""
     spec = write(tmp_path / "two.yaml", TWO_NODES.format(data=DATA, scheduler=scheduler))
-    exp, trial, _ = submitted_to_epoch_two(dlhpc, spec)
+    exp, trial, _ = submitted_to_epoch_two(dlhpc, spec, *options)
     rank_pid(trial, 1)  # (the precondition: rank 1 trains, on n2 since each node holds one rank)
     assert daemon in kill_host("n2", keep=keep)
     return exp, trial, time.monotonic()
@@ -414,6 +414,29 @@ def test_a_pbs_node_that_dies_fails_the_trial_naming_it_and_resubmit_resumes_it(
     report = wait_finished(on_pbs, exp, timeout=180)
     assert report["trials"][0]["state"] == "COMPLETED", report
     assert epochs_of(trial) == list(range(1, 41))  # every epoch once
+
+
+@pytest.mark.pbs
+def test_a_pbs_node_lost_under_an_automatic_retry_comes_back_by_itself(pbs_cluster, dlhpc, tmp_path):
+    """resources.retry.automatic: the trial that failed for the lost node is resubmitted by the
+    recovery job, with no command typed, once n2's mom is back; every epoch once."""
+
+    def on_pbs(*args, **kwargs):
+        return dlhpc(*args, env=pbs_cluster, **kwargs)
+
+    automatic = ("--set", "resources.retry.automatic=true")
+    exp, trial, killed = lose_a_node_after_two_epochs(on_pbs, tmp_path, "pbs", "pbs_mom", ("slurmd",), *automatic)
+    try:
+        said_lost(on_pbs, exp, trial, killed)
+    finally:
+        on_host("n2", "env", "PBS_CONF_FILE=/etc/pbs-n2.conf", "/opt/pbs/sbin/pbs_mom")
+        pbs_nodes_free()
+    report = wait_finished(on_pbs, exp, timeout=300)
+    (row,) = report["trials"]
+    assert row["state"] == "COMPLETED", (row, on_pbs("why", exp).out)
+    assert "retried 1/3: a node was lost" in row["flags"], row
+    assert epochs_of(trial) == list(range(1, 41))  # every epoch once
+    assert len(json.loads((exp / "experiment.json").read_text())["jobs"]) == 2  # the first run, and the retry
 
 
 @pytest.mark.parametrize(
