@@ -107,3 +107,44 @@ def test_a_trial_killed_for_memory_comes_back_with_more_by_itself(slurm_cluster,
     assert "retried 1/3: out of memory, resources.mem 150M -> 1200M" in row["flags"], row
     assert "#SBATCH --mem=1200M" in (exp / "job-1.sh").read_text()
     assert epochs_of(only_trial(exp)) == [1, 2]
+
+
+SLOW = """
+name: slow
+program: {{script: again.py}}
+resources: {{scheduler: slurm, cpus_per_task: 1, mem: 500M, time: "00:01:00", signal_margin_s: 30,
+            timeout_requeues: 0, retry: {{automatic: true, factor: 3, max_time: "00:04:00"}}}}
+"""
+
+# Ten 8-second epochs, each saved: more than its one minute. On the stop signal it exits at once
+# (its last epoch is saved); the retry resumes after it.
+SLOW_PY = """
+import json, os, sys, time
+from pathlib import Path
+from dlhpc import trial
+
+state = Path(os.environ["DLHPC_TRIAL_DIR"]) / "state.json"
+start = json.loads(state.read_text())["epoch"] if state.exists() else 0
+for epoch in range(start + 1, 11):
+    for _ in range(40):
+        if trial.should_checkpoint():
+            sys.exit(0)
+        time.sleep(0.2)
+    trial.log(epoch=epoch)
+    state.write_text(json.dumps({"epoch": epoch}))
+"""
+
+
+@pytest.mark.slurm
+def test_a_trial_out_of_time_comes_back_with_more_by_itself(slurm_cluster, dlhpc, tmp_path):
+    folder = tmp_path / "code"
+    folder.mkdir()
+    write(folder / "again.py", textwrap.dedent(SLOW_PY))
+    r = dlhpc("submit", write(folder / "exp.yaml", SLOW.format()), "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r
+    exp = Path(exp_dir_from(r.out))
+    (row,) = wait_finished(dlhpc, exp, timeout=420)["trials"]
+    assert row["state"] == "COMPLETED", (row, dlhpc("why", exp).out)
+    assert "retried 1/3: out of time, resources.time 00:01:00 -> 00:03:00" in row["flags"], row
+    assert "#SBATCH --time=00:03:00" in (exp / "job-1.sh").read_text()
+    assert epochs_of(only_trial(exp)) == list(range(1, 11))  # every epoch once

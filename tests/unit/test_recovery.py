@@ -79,3 +79,17 @@ def test_a_recovery_job_refuses_an_experiment_that_is_not_its_callers(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dlhpc.submission.recover_job", str(exp)], capture_output=True, text=True)
     assert r.returncode == 2 and "dlhpc acts only on your own experiments" in r.stderr, r
     assert (exp / "experiment.json").read_text() == before
+
+
+def test_a_job_queued_after_the_scheduler_was_asked_shows_pending_not_failed(tmp_path):
+    """status reads the record again after its one query: a retry queued in between (by the
+    recovery job) was not asked about, and is pending, not the last run's FAILED."""
+    from conftest import make_experiment
+
+    from dlhpc.results.rows import experiment_rows
+    from dlhpc.results.status import Answers
+
+    failed = '{"state": "FAILED", "exit_code": 85, "job_id": "4"}'
+    exp = make_experiment(tmp_path, [("t0", {}, {"result.json": failed})], scheduler="slurm", jobs=[("5", "t0")])
+    _, (row,) = experiment_rows(exp, Answers({}, asked=["4"]))
+    assert row["state"] == "PENDING", row

@@ -59,7 +59,24 @@ def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
     info, warnings = sched.states(ids, exp_dir, details)
     if unanswered(warnings):
         return None, warnings  # nothing known of any job (not "missing"): the files' last word stands
-    return info, warnings
+    return Answers(info, ids), warnings
+
+
+class Answers(dict):
+    """{job_id: JobStatus} from one query, and which ids it asked about. The record is read again
+    after the query (rows), and a job queued in between (a resubmission, a recovery job) was not
+    asked about: it was just submitted, so it is pending, not missing."""
+
+    def __init__(self, info: dict, asked):
+        super().__init__(info)
+        self.asked = set(asked)
+
+    def get(self, job_id, default=None):
+        if job_id is not None and job_id not in self and job_id not in self.asked:
+            from dlhpc.reasons import Reason
+
+            return JobStatus(State.PENDING, Reason.JUST_SUBMITTED, pending_reason="just submitted")
+        return super().get(job_id, default)
 
 
 def unanswered(warnings) -> bool:
