@@ -85,7 +85,6 @@ def test_a_job_queued_after_the_scheduler_was_asked_shows_pending_not_failed(tmp
     """status reads the record again after its one query: a retry queued in between (by the
     recovery job) was not asked about, and is pending, not the last run's FAILED."""
     from conftest import make_experiment
-
     from dlhpc.results.rows import experiment_rows
     from dlhpc.results.status import Answers
 

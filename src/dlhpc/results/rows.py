@@ -246,7 +246,7 @@ def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[di
         trial = dict(trial, job_id=drawn.get("job_id") if search else entry.get("job_id"))
         if drawn:
             trial["params"] = drawn["params"]
-        sched = (sched_by_job or {}).get(trial["job_id"]) if trial["job_id"] else None
+        sched = sched_by_job.get(trial["job_id"]) if trial["job_id"] and sched_by_job is not None else None
         missing = sched_by_job is not None and trial["job_id"] is not None and sched is None
         if entry.get("task_size"):
             sched = packed_view(sched, entry, bool(names & {"metrics.jsonl", "result.json"}))

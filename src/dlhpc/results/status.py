@@ -134,7 +134,7 @@ def collect(exp_dir: Path, info: dict | None = None, warnings=None) -> dict:
 def _recovering(record: dict, info: dict | None) -> str | None:
     """The recovery job, while the scheduler holds it: the experiment is not over until it ran."""
     job = recovery_job(record)
-    status = (info or {}).get(job) if job else None
+    status = info.get(job) if job and info is not None else None
     return job if status is not None and status.state in IN_FLIGHT else None
 
 
