@@ -226,6 +226,8 @@ EOF
 PartitionName=debug Nodes=$nodes Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes=$nodes Default=NO MaxTime=00:05:00 State=UP
 PartitionName=gpu Nodes=$nodes Default=NO MaxTime=04:00:00 State=UP
+PartitionName=left Nodes=${HOSTS[0]} Default=NO MaxTime=01:00:00 State=UP
+PartitionName=right Nodes=${HOSTS[1]} Default=NO MaxTime=01:00:00 State=UP
 EOF
   if ! cmp -s /etc/slurm/slurm.conf.new /etc/slurm/slurm.conf; then
     mv /etc/slurm/slurm.conf.new /etc/slurm/slurm.conf

@@ -155,6 +155,12 @@ class Backend(ABC):
         limit that sets it; (None, "") where nothing is known. Submit packs trials to fit."""
         return None, ""
 
+    def start_estimates(self, resources: dict, partitions: list[str]) -> dict | None:
+        """{partition or queue: (expected start as a Unix time, None where the job cannot run
+        there; the scheduler's words)} for a job with these resources, queuing nothing; None
+        where the scheduler cannot tell (resources.partition as a list then needs one name)."""
+        return None
+
     def usable_nodes(self, resources: dict) -> list[str] | None:
         """The nodes a job with these resources could run on now (its partition or queue; none
         down, drained or offline); None where the scheduler does not say. resubmit keeps a trial

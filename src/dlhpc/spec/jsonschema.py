@@ -33,6 +33,8 @@ def field_schema(field) -> dict:
         return out
     if isinstance(field, s.Choice):
         return {"enum": list(field.choices)}
+    if isinstance(field, s.Partitions):
+        return {"anyOf": [field_schema(s.PARTITION), field_schema(field.names)]}
     if isinstance(field, s.Str):
         return {"type": ["string", "number"], "pattern": _anchored(field.pattern.pattern)}
     if isinstance(field, s.Time):

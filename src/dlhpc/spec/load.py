@@ -35,6 +35,9 @@ class Spec:
     site_file: str | None = None
     site_defaults: dict = field(default_factory=dict)
     site_origins: dict = field(default_factory=dict)
+    # resources.partition given as a list: the partitions to pick the earliest start from, at each
+    # submission (submission/partitions.py); data holds them comma-joined until one is picked
+    partition_choices: list = field(default_factory=list)
 
     def get(self, dotted: str):
         node = self.data
@@ -133,6 +136,9 @@ def resolve(layers, site_settings, source, site_file=None) -> Spec:
         clean = validate_layer(data, layer_origins)
         _merge(merged, clean, (), layer_origins, origins)
     spec = Spec(merged, origins, site_settings, source, site_file=site_file)
+    if isinstance(merged["resources"].get("partition"), list):
+        spec.partition_choices = list(dict.fromkeys(merged["resources"]["partition"]))
+        merged["resources"]["partition"] = ",".join(spec.partition_choices)
     _check_cross_fields(spec)
     from dlhpc.spec import search, sweep  # these checks need the merged spec (key types, trial count)
 

@@ -270,6 +270,22 @@ PARTITION = Str(
     None, rf"{SAFE_WORD}(,{SAFE_WORD})*", "a partition name (letters, digits, . _ + -; comma-separated list allowed)"
 )
 WORD = Str(None, SAFE_WORD, "a name of letters, digits, . _ + -")
+
+
+class Partitions(Field):
+    """resources.partition: one name; SLURM's comma-separated list (SLURM starts the job in
+    whichever frees first, as it waits); or a YAML list, of which dlhpc picks, at each
+    submission, the one the scheduler promises the earliest start (spec/load.py keeps the list
+    as Spec.partition_choices, and the partition as its comma form until one is picked)."""
+
+    def __init__(self):
+        self.default, self.names = None, List(WORD, min_len=1, max_len=16)
+        self.allowed = f"{PARTITION.allowed}, or a list of them (the earliest start is picked)"
+
+    def check(self, value):
+        return self.names.check(value) if isinstance(value, list) else PARTITION.check(value)
+
+
 CONSTRAINT = Str(
     None,
     r"[A-Za-z0-9._+\-&|,:*\[\]()! ]{1,256}",
@@ -390,7 +406,7 @@ SCHEMA = {
         "cpus_per_task": Int(2, 1, 4096),
         "mem": Mem("4G"),
         "time": Time("00:30:00"),
-        "partition": Optional(PARTITION),
+        "partition": Optional(Partitions()),
         "account": Optional(WORD),
         "qos": Optional(WORD),
         "constraint": Optional(CONSTRAINT),
@@ -643,7 +659,10 @@ DOCS = {
     "resources.cpus_per_task": "CPU cores per rank (also its thread count).",
     "resources.mem": "Memory per node, SLURM-style (`4G`, `500M`).",
     "resources.time": "Walltime per trial (`HH:MM:SS`, `D-HH:MM:SS`, or minutes).",
-    "resources.partition": "SLURM partition or PBS queue; null: the cluster's default.",
+    "resources.partition": "SLURM partition or PBS queue; null: the cluster's default. A list ([gpu-a100, gpu-v100]): "
+    "at each submission (and retry) dlhpc sends each job group to the one the scheduler promises the earliest start "
+    "(sbatch --test-only; PBS: queue limits, jobs queued, free nodes), says why and records it. SLURM's own comma form "
+    '("a,b") is left to SLURM, which starts the job wherever it can first as it waits.',
     "resources.account": "Account (project) to charge.",
     "resources.qos": "SLURM quality of service.",
     "resources.reservation": "A reservation to run in (a workshop's allocation, usually): SLURM's "

@@ -14,7 +14,7 @@ from pathlib import Path
 from dlhpc.errors import DlhpcError, UserError
 from dlhpc.plan.experiment import find_experiment
 from dlhpc.states import BAD, IN_FLIGHT
-from dlhpc.submission import keepoff, recovery, retry
+from dlhpc.submission import keepoff, partitions, recovery, retry
 from dlhpc.submission.guard import check_training_here
 from dlhpc.submission.journal import deferred_signals
 
@@ -67,6 +67,9 @@ def _submit(spec, options: SubmitOptions, say) -> Submission:
     from dlhpc.schedulers import backend
 
     sched = backend(spec.data["resources"]["scheduler"])
+    choice = partitions.choose(spec.partition_choices, spec.data["resources"], sched, say=say)
+    if choice:
+        spec.data["resources"]["partition"] = choice["chosen"]
     p = experiment.plan(spec, max_array=sched.max_array())
     check_training_here(p.spec, options.here, "submit")
     p.code, p.image = check_inputs(spec)
@@ -81,6 +84,8 @@ def _submit(spec, options: SubmitOptions, say) -> Submission:
     with deferred_signals():  # Ctrl-C or a closed ssh session waits until the record is written
         jobs = submit_or_roll_back(p, sched)
         record_submission(p, sched, jobs, say=say)
+        if choice:
+            experiment.update_record(p.exp_dir, partition_choice=choice)
     chain_report(p, sched, jobs, say=say)
     recovery.chain(p, sched, jobs, say=say)
     return Submission(p, sched.name, list(jobs))
@@ -102,6 +107,7 @@ def resubmit(exp_dir: Path, options: ResubmitOptions | None = None, say=print) -
 def resubmit_locked(exp_dir: Path, options: ResubmitOptions, say, automatic: dict | None = None) -> Submission | None:
     """resubmit, under the experiment's lock. `automatic`: the recovery job's retries entries
     (submission/recovery.py), each trial's raise planned already."""
+    from dlhpc.fsutil import read_trial_spec
     from dlhpc.plan import experiment
     from dlhpc.results import status
     from dlhpc.results.rows import read_record
@@ -128,10 +134,16 @@ def resubmit_locked(exp_dir: Path, options: ResubmitOptions, say, automatic: dic
     kept_off, keep_off_words = keepoff.plan(exp_dir, chosen, sched)
     for tid, item in (automatic or {}).items():
         item["kept_off"] = kept_off.get(tid, [])
+    asked = (record.get("partition_choice") or {}).get("asked") or []
+    first = read_trial_spec(exp_dir / chosen[0] / "spec.yaml")["resources"] if asked else {}
+    more = {key: new for key, (_, new) in ((raised.get(chosen[0]) or {}).get("resources") or {}).items()}
+    choice = partitions.choose(asked, {**first, **more}, sched, say=say)
 
     def adjust(trials):
         retry.apply(trials, raised)
         keepoff.apply(trials, kept_off)
+        for trial in trials if choice else []:  # (a retry may move to another listed partition)
+            trial.data["resources"]["partition"] = choice["chosen"]
 
     p = experiment.plan_resubmission(exp_dir, chosen, spec, sched.max_array(), packing_of(record, chosen), adjust)
     p = pack_to_fit(p, sched, say=say)
@@ -146,6 +158,8 @@ def resubmit_locked(exp_dir: Path, options: ResubmitOptions, say, automatic: dic
         recorded = raised if automatic is None else automatic
         retries = {"retries": retry.record(exp_dir, p.trials, recorded, record.get("retries", []))} if recorded else {}
         not_retried = {t: w for t, w in (record.get("not_retried") or {}).items() if t not in chosen}
+        if choice:
+            retries["partition_choice"] = choice
         _record_resubmission(exp_dir, record, jobs, not_retried=not_retried, **retries)
         record_submission(p, sched, jobs, again=True, say=say)
     chain_report(p, sched, jobs, say=say)  # the files written after the first jobs are out of date once these end

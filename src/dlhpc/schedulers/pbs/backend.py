@@ -125,6 +125,11 @@ class PBSBackend(Backend):
             run_command(["qdel", "--", *ids], timeout=60, check=False)
         return [i.replace("[]", "") for i in ids]
 
+    def start_estimates(self, resources: dict, partitions: list[str]) -> dict | None:
+        from dlhpc.schedulers.pbs.limits import start_estimates
+
+        return start_estimates(resources, partitions)
+
     def efficiency(self, job_ids, exp_dir) -> dict:
         return efficiency(job_ids)
 

@@ -56,6 +56,9 @@ def queues() -> dict:
             current[key] = value.strip().lower() in ("true", "yes", "t", "y", "1")
         elif key == "queue_type":
             current["type"] = value.strip()
+        elif key == "state_count":  # Transit:0 Queued:2 Held:0 Waiting:0 Running:1 ...
+            counts = dict(item.split(":", 1) for item in value.split() if ":" in item)
+            current["queued"] = int(counts.get("Queued", "0") or 0)
     if any("enabled" in q for q in found.values()):  # OpenPBS omits false ones: unset means not
         for q in found.values():
             q.setdefault("enabled", False)
@@ -287,3 +290,33 @@ def submission_limits(plan) -> list[str]:
             f"sweep), or wait for your queued jobs to end"
         ]
     return []
+
+
+def start_estimates(res: dict, names: list[str]) -> dict:
+    """{queue: (a rank by when it could start: now, or later the more jobs wait in it; None where
+    the queue cannot take the job), words}. PBS promises no start time: a queue whose job could
+    start now (no job queued in it, enough free nodes that fit a chunk) comes first."""
+    import time
+
+    found, sizes = queues(), nodes() or []
+    want = chunk(res)
+    free = [
+        n
+        for n in sizes
+        if n["state"] == "free"
+        and n["ncpus"] >= want["ncpus"]
+        and n["ngpus"] >= want["ngpus"]
+        and (n["mem_mb"] is None or n["mem_mb"] >= want["mem_mb"])
+    ]
+    now, out = time.time(), {}
+    for name in names:
+        problems = queue_problems({**res, "partition": name}, found)
+        if problems:
+            out[name] = (None, problems[0])
+            continue
+        ahead = int(found.get(name, {}).get("queued") or 0)
+        if ahead == 0 and len(free) >= int(res.get("nodes") or 1):
+            out[name] = (now, f"can start now: no job queued, {len(free)} free node(s) fit")
+        else:
+            out[name] = (now + 1 + ahead, f"later: {ahead} job(s) queued, {len(free)} free node(s) fit")
+    return out

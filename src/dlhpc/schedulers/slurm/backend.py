@@ -86,6 +86,11 @@ class SlurmBackend(Backend):
     def test_only(self, script_text: str, workdir: Path) -> str:
         return test_only(script_text, workdir)
 
+    def start_estimates(self, resources: dict, partitions: list[str]) -> dict | None:
+        from dlhpc.schedulers.slurm.limits import start_estimates
+
+        return start_estimates(resources, partitions)
+
     def usable_nodes(self, resources: dict) -> list[str] | None:
         from dlhpc.schedulers.slurm.limits import usable_nodes
 

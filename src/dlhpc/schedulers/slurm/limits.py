@@ -279,3 +279,31 @@ def usable_nodes(partition: str | None) -> list[str] | None:
         if name and not state.endswith("*") and not state.startswith(_NOT_USABLE) and name not in nodes:
             nodes.append(name)
     return nodes
+
+
+def start_estimates(resources: dict, partitions: list[str]) -> dict:
+    """{partition: (expected start as a Unix time, or None when it cannot run there; SLURM's words)}
+    from one `sbatch --test-only` per partition with the job group's resources (nothing queued)."""
+    from datetime import datetime
+
+    argv = ["sbatch", "--test-only", f"--nodes={resources.get('nodes') or 1}"]
+    argv += [f"--ntasks-per-node={resources.get('tasks_per_node') or 1}"]
+    argv += [f"--cpus-per-task={resources.get('cpus_per_task') or 1}", f"--time={resources['time']}"]
+    if resources.get("mem"):
+        argv.append(f"--mem={resources['mem']}")
+    if resources.get("gpus_per_node"):
+        argv.append(f"--gpus-per-node={resources['gpus_per_node']}")
+    for key in ("account", "qos", "constraint", "reservation"):
+        if resources.get(key):
+            argv.append(f"--{key}={resources[key]}")
+    if resources.get("exclude"):
+        argv.append(f"--exclude={','.join(resources['exclude'])}")
+    out = {}
+    for name in partitions:
+        proc = run_command([*argv, f"--partition={name}", "--wrap=true"], timeout=30, check=False)
+        words = " ".join((proc.stdout + proc.stderr).split())
+        found = re.search(r"to start at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", words)
+        when = datetime.fromisoformat(found.group(1)).timestamp() if proc.returncode == 0 and found else None
+        words = re.sub(r"^(sbatch: )?(Job \d+ )?", "", words)[:200]  # (the number of a job never queued)
+        out[name] = (when, words or f"sbatch --test-only exited {proc.returncode}")
+    return out
