@@ -93,17 +93,24 @@ def finished(exp: Path, timeout=300) -> dict:
     return wait_until(lambda: (lambda s: s if s["finished"] else None)(status(exp)), timeout, poll=1)
 
 
-def outcome(exp: Path, before_fault: int, detect_s: float | None) -> dict:
-    """What the run came to, once recovered (or not)."""
+def outcome(exp: Path, before_fault: int, detect_s: float | None, commanded: bool, epochs_in_all=EPOCHS) -> dict:
+    """What the run came to, once recovered (or not); `commanded`: whether the recovery needed a
+    dlhpc command (resubmit) rather than none. A program of one's own that logs every epoch it
+    trains shows an epoch trained twice as a line twice (no resumed_from_epoch in its result)."""
     trial = trial_of(exp)
-    report = finished(exp)
+    report = finished(exp, timeout=600)
     epochs = epochs_of(trial)
     result = json.loads((trial / "result.json").read_text()) if (trial / "result.json").exists() else None
     resumed = (result or {}).get("resumed_from_epoch") or 0
+    recovered = report["trials"][0]["state"] == "COMPLETED"
+    if not recovered:  # (why, for the one reading the table)
+        print(dlhpc("why", exp).stdout, file=sys.stderr, flush=True)
+    twice = len(epochs) - len(set(epochs))
     return {
-        "recovered": report["trials"][0]["state"] == "COMPLETED",
-        "epochs_lost": max(0, before_fault - resumed),
-        "records_lost": len(set(range(1, EPOCHS + 1)) ^ set(epochs)) + (len(epochs) - len(set(epochs))) + (not result),
+        "recovered": recovered,
+        "unattended": recovered and not commanded,
+        "epochs_lost": max(0, before_fault - resumed) if "resumed_from_epoch" in (result or {}) else twice,
+        "records_lost": len(set(range(1, epochs_in_all + 1)) ^ set(epochs)) + twice + (not result),
         "detect_s": detect_s,
     }
 
@@ -122,7 +129,7 @@ def rank_stopped(work: Path) -> dict:
     detect = time.monotonic() - stopped
     assert failed["trials"][0]["state"] == "FAILED", failed
     dlhpc("resubmit", exp, "--failed")
-    return outcome(exp, before, detect)
+    return outcome(exp, before, detect, commanded=True)
 
 
 def disk_full(work: Path) -> dict:
@@ -145,7 +152,7 @@ def disk_full(work: Path) -> dict:
         before = max(epochs_of(trial))
         (disk / "filler").unlink()
         dlhpc("resubmit", exp, "--failed")
-        return outcome(exp, before, detect)
+        return outcome(exp, before, detect, commanded=True)
     finally:
         subprocess.run(["umount", "-l", str(disk)])
 
@@ -166,7 +173,7 @@ def controller_down(work: Path) -> dict:
     finally:
         start_controller()
         nodes_back_in_service()
-    return outcome(exp, 0, detect)
+    return outcome(exp, 0, detect, commanded=False)
 
 
 def requeued(work: Path) -> dict:
@@ -179,7 +186,7 @@ def requeued(work: Path) -> dict:
     before = max(epochs_of(trial))
     subprocess.run(["scontrol", "requeue", job], check=True)
     wait_restarted(job, restarts=1, timeout=180)
-    return outcome(exp, before, None)
+    return outcome(exp, before, None, commanded=False)
 
 
 def _lost_after(trial: Path, t0: float) -> float:
@@ -204,13 +211,13 @@ def node_died_pbs(work: Path) -> dict:
         on_host("n2", "env", "PBS_CONF_FILE=/etc/pbs-n2.conf", f"{PBS}/sbin/pbs_mom")
         pbs_nodes_free()
     dlhpc("resubmit", exp, "--failed")
-    return outcome(exp, before, detect)
+    return outcome(exp, before, detect, commanded=True)
 
 
 def node_died_slurm(work: Path) -> dict:
     """As node_died_pbs on SLURM (slurmd killed with the job's processes): the runner on n1 ends in
-    bounded time, SLURM marks n2 down (SlurmdTimeout) and requeues; slurmd started again, the
-    requeued job resumes by itself."""
+    bounded time and requeues the job (as SLURM would, after SlurmdTimeout); slurmd started again,
+    the requeued job resumes by itself."""
     exp = submit(work, "nodedied", "slurm", nodes=2)
     trial = trial_of(exp)
     job = json.loads((exp / "experiment.json").read_text())["jobs"][0]["job_id"]
@@ -225,7 +232,7 @@ def node_died_slurm(work: Path) -> dict:
         nodes_back_in_service()
     # (SLURM's own hold of the requeued job is kept: the revived slurmd may still end the dead run)
     wait_until(lambda: scontrol_job(job).get("JobState") == "COMPLETED", 420, poll=2)
-    return outcome(exp, before, detect)
+    return outcome(exp, before, detect, commanded=False)
 
 
 def link_down(work: Path) -> dict:
@@ -245,7 +252,136 @@ def link_down(work: Path) -> dict:
     finished(exp, timeout=300)
     pbs_nodes_free()
     dlhpc("resubmit", exp, "--failed")
-    return outcome(exp, before, detect)
+    return outcome(exp, before, detect, commanded=True)
+
+
+# ---- recovered without a command (resources.retry.automatic, and the SLURM job that ends itself) ----
+
+AUTOMATIC = "retry: {automatic: true, exit_codes: [85], factor: 3, max_mem: 2G, max_time: '00:04:00'}"
+# a program of one's own: six 1-second epochs, each saved; on its first run it exits 85 ("run me
+# again") after epoch 2; on the stop signal it exits at once (its last epoch is saved)
+AGAIN_PY = """
+import json, os, sys, time
+from pathlib import Path
+from dlhpc import trial
+
+state = Path(os.environ["DLHPC_TRIAL_DIR"]) / "state.json"
+start = json.loads(state.read_text())["epoch"] if state.exists() else 0
+for epoch in range(start + 1, int(os.environ.get("EPOCHS", "6")) + 1):
+    for _ in range(int(float(os.environ.get("EPOCH_S", "1")) * 5)):
+        if trial.should_checkpoint():
+            sys.exit(0)
+        time.sleep(0.2)
+    trial.log(epoch=epoch)
+    state.write_text(json.dumps({"epoch": epoch}))
+    if epoch == 2 and start == 0 and os.environ.get("ASK_AGAIN"):
+        sys.exit(85)
+"""
+
+
+def submit_program(work: Path, name: str, resources: str, env: dict) -> Path:
+    folder = work / name
+    folder.mkdir()
+    (folder / "again.py").write_text(AGAIN_PY)
+    variables = ", ".join(f"{k}: '{v}'" for k, v in env.items())
+    spec = folder / "exp.yaml"
+    spec.write_text(
+        f"name: {name}\nprogram: {{script: again.py}}\nenv: {{vars: {{{variables}}}}}\n"
+        f"resources: {{{resources}, {AUTOMATIC}}}\n"
+    )
+    r = dlhpc("submit", spec, "--runs-dir", work / "runs")
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout + r.stderr)
+    return max((work / "runs").glob(f"{name}-*"), key=lambda p: p.stat().st_mtime)
+
+
+def _retry_queued_after(exp: Path, t0: float) -> float:
+    """Seconds from t0 until status says the trial is being (or was) retried."""
+    said = ("retrying ", "retried ", "not retried")  # (the last: it ends here, and outcome says so)
+    wait_until(lambda: any(w in (status(exp)["trials"][0].get("flags") or "") for w in said), 300, poll=0.5)
+    return time.monotonic() - t0
+
+
+def _failed_at(exp: Path) -> float:
+    """When status first shows the trial failed (its recovery job then decides)."""
+    said = ("recovery job", "retrying ", "retried ", "not retried")
+    wait_until(lambda: any(w in (status(exp)["trials"][0].get("flags") or "") for w in said), 300, poll=0.5)
+    return time.monotonic()
+
+
+def exit_code_auto(work: Path, scheduler: str) -> dict:
+    """A program that exits 85 after epoch 2 of 6 on its first run (retry.exit_codes: [85]).
+    Detect: from epoch 2's line to the retry queued."""
+    resources = f'scheduler: {scheduler}, cpus_per_task: 1, mem: 500M, time: "00:05:00"'
+    exp = submit_program(work, "again", resources, {"ASK_AGAIN": "1"})
+    trial = trial_of(exp)
+    wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
+    return outcome(exp, 0, _retry_queued_after(exp, time.monotonic()), commanded=False, epochs_in_all=6)
+
+
+def timeout_auto(work: Path) -> dict:
+    """Ten 8-second epochs with one minute and no requeue left (SLURM): out of time, retried with
+    3 times the time. Detect: from the FAILED state to the retry queued."""
+    resources = (
+        'scheduler: slurm, cpus_per_task: 1, mem: 500M, time: "00:01:00", signal_margin_s: 30, timeout_requeues: 0'
+    )
+    exp = submit_program(work, "slow", resources, {"EPOCHS": "10", "EPOCH_S": "8"})
+    failed = _failed_at(exp)
+    return outcome(exp, 0, _retry_queued_after(exp, failed), commanded=False, epochs_in_all=10)
+
+
+def oom_auto(work: Path) -> dict:
+    """The built-in trainer killed for memory at 150M on SLURM, retried at 1200M by itself.
+    Detect: from the FAILED state to the retry queued."""
+    (work / "oom.yaml").write_text(
+        f"name: oom\nmodel: {{name: cnn, width: 8}}\ntrain: {{epochs: 2}}\n"
+        f"data: {{train_subset: 2000, root: {DATA}}}\n"
+        'resources: {scheduler: slurm, cpus_per_task: 1, mem: 150M, time: "00:05:00", '
+        "retry: {automatic: true, factor: 8, max_mem: 2G}}\n"
+    )
+    r = dlhpc("submit", work / "oom.yaml", "--runs-dir", work / "runs")
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout + r.stderr)
+    exp = max((work / "runs").glob("oom-*"), key=lambda p: p.stat().st_mtime)
+    failed = _failed_at(exp)
+    return outcome(exp, 0, _retry_queued_after(exp, failed), commanded=False, epochs_in_all=2)
+
+
+def node_died_pbs_auto(work: Path) -> dict:
+    """node_died_pbs with retry.automatic: the recovery job resubmits it (no command); the mom is
+    started again meanwhile. Detect: from the kill to the retry queued."""
+    exp = submit(work, "nodedied", "pbs", nodes=2, more=", retry: {automatic: true}")
+    trial = trial_of(exp)
+    wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
+    kill_host("n2", keep=("slurmd",))
+    t0, before = time.monotonic(), max(epochs_of(trial))
+    try:
+        detect = _retry_queued_after(exp, t0)
+    finally:
+        on_host("n2", "env", "PBS_CONF_FILE=/etc/pbs-n2.conf", f"{PBS}/sbin/pbs_mom")
+        pbs_nodes_free()
+    return outcome(exp, before, detect, commanded=False)
+
+
+def node_back_fast_slurm(work: Path) -> dict:
+    """node_died_slurm, but n2's slurmd back 3 s after the kill (a quick reboot: SLURM never
+    declares NODE_FAIL): rank 0's runner requeues the job itself. Detect: from the kill to the
+    job leaving RUNNING (before the fix it held both nodes to its walltime)."""
+    exp = submit(work, "nodeback", "slurm", nodes=2)
+    trial = trial_of(exp)
+    job = json.loads((exp / "experiment.json").read_text())["jobs"][0]["job_id"]
+    wait_until(lambda: len(epochs_of(trial)) >= 2, 180)
+    kill_host("n2", keep=("pbs_mom",))
+    t0, before = time.monotonic(), max(epochs_of(trial))
+    try:
+        time.sleep(3)
+        on_host("n2", "slurmd", "-N", "n2")
+        wait_until(lambda: scontrol_job(job).get("JobState") != "RUNNING", 900, poll=0.5)
+        detect = time.monotonic() - t0
+    finally:
+        nodes_back_in_service()
+    wait_until(lambda: scontrol_job(job).get("JobState") == "COMPLETED", 420, poll=2)
+    return outcome(exp, before, detect, commanded=False)
 
 
 FAULTS = {
@@ -256,6 +392,12 @@ FAULTS = {
     "disk full": disk_full,
     "controller down": controller_down,
     "requeued": requeued,
+    "node back fast (SLURM)": node_back_fast_slurm,
+    "out of memory (auto)": oom_auto,
+    "time-out (auto)": timeout_auto,
+    "node died (PBS) auto": node_died_pbs_auto,
+    "exit 85 (SLURM) auto": lambda work: exit_code_auto(work, "slurm"),
+    "exit 85 (PBS) auto": lambda work: exit_code_auto(work, "pbs"),
 }
 
 
@@ -266,7 +408,10 @@ def main():
     parser.add_argument("--json", type=Path, help="write the rows here too")
     args = parser.parse_args()
     rows = []
-    print(f"{'fault':18} {'runs':>4} {'recovered':>9} {'epochs lost':>11} {'records lost':>12}  time to detect")
+    print(
+        f"{'fault':22} {'runs':>4} {'recovered':>9} {'without a command':>17} {'epochs lost':>11} {'records lost':>12}"
+        "  time to detect"
+    )
     for name in args.only.split(","):
         results = []
         for _ in range(args.runs):
@@ -277,6 +422,7 @@ def main():
             "fault": name,
             "runs": len(results),
             "recovered": sum(r["recovered"] for r in results),
+            "without_a_command": sum(r["unattended"] for r in results),
             "epochs_lost": sum(r["epochs_lost"] for r in results),
             "records_lost": sum(r["records_lost"] for r in results),
             "detect_median_s": round(statistics.median(detect), 1) if detect else None,
@@ -285,8 +431,8 @@ def main():
         rows.append(row)
         when = f"{row['detect_median_s']} s, {row['detect_max_s']} s" if detect else "-"
         print(
-            f"{name:18} {row['runs']:>4} {row['recovered']:>9} {row['epochs_lost']:>11} {row['records_lost']:>12}"
-            f"  {when}",
+            f"{name:22} {row['runs']:>4} {row['recovered']:>9} {row['without_a_command']:>17} {row['epochs_lost']:>11}"
+            f" {row['records_lost']:>12}  {when}",
             flush=True,
         )
     if args.json:

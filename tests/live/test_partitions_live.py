@@ -43,3 +43,26 @@ def test_a_job_group_goes_to_the_listed_partition_that_starts_it_first(slurm_clu
         assert json.loads((trial / "result.json").read_text())["hostnames"] == ["n2"]
     finally:
         subprocess.run(["scancel", blocker])
+
+
+PBS_SPEC = SPEC.replace("scheduler: slurm, partition: [left, right]", "scheduler: pbs, partition: [short, workq]")
+
+
+@pytest.mark.pbs
+def test_a_pbs_job_group_goes_to_the_listed_queue_with_no_job_waiting_in_it(pbs_cluster, dlhpc, tmp_path):
+    """PBS promises no start time: a queue with a job waiting in it (one no node can hold) comes
+    after a queue where the job can start now."""
+    qsub = [f"{pbs_cluster['PATH'].split(':')[0]}/qsub", "-q", "short", "-l", "select=1:ncpus=999", "--", "/bin/true"]
+    waiting = subprocess.run(qsub, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        spec = write(tmp_path / "parts.yaml", PBS_SPEC.format(data=DATA))
+        r = dlhpc("submit", spec, "--runs-dir", tmp_path / "runs", env=pbs_cluster)
+        assert r.code == 0, r
+        assert "partition: workq, the earliest start of short, workq" in r.out, r.out
+        assert "short: later: 1 job(s) queued" in r.out, r.out
+        exp = Path(exp_dir_from(r.out))
+        assert "#PBS -q workq" in (exp / "job-0.sh").read_text()
+        (row,) = wait_finished(lambda *a, **k: dlhpc(*a, env=pbs_cluster, **k), exp, timeout=180)["trials"]
+        assert row["state"] == "COMPLETED", row
+    finally:
+        subprocess.run([qsub[0].replace("qsub", "qdel"), waiting])

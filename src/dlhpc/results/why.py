@@ -70,7 +70,7 @@ class Case:
 
 
 def _pending(c: Case):
-    if c.state != "PENDING":
+    if c.state not in ("PENDING", "REQUEUED"):  # (requeued: waiting to start again)
         return None
     if c.lost:  # requeued by the scheduler after the node failed (SLURM's NODE_FAIL)
         return _requeued_after_loss(c.trial, c.result)

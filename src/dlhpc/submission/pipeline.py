@@ -1,5 +1,6 @@
-"""The one submission pipeline: plan → policy → data check → cost → packing → dependency →
-preflight → dry run, or materialise → submit-or-roll-back → record → report job.
+"""The one submission pipeline: partition pick → plan → policy → data check → cost → packing →
+dependency → preflight → dry run, or materialise → submit-or-roll-back → record → report job →
+recovery job.
 
 `submit`, `resubmit` and the Python API (dlhpc.api) all go through here; the CLI only turns its
 arguments into options and prints the lines `say` is given.
@@ -107,7 +108,6 @@ def resubmit(exp_dir: Path, options: ResubmitOptions | None = None, say=print) -
 def resubmit_locked(exp_dir: Path, options: ResubmitOptions, say, automatic: dict | None = None) -> Submission | None:
     """resubmit, under the experiment's lock. `automatic`: the recovery job's retries entries
     (submission/recovery.py), each trial's raise planned already."""
-    from dlhpc.fsutil import read_trial_spec
     from dlhpc.plan import experiment
     from dlhpc.results import status
     from dlhpc.results.rows import read_record
@@ -134,10 +134,7 @@ def resubmit_locked(exp_dir: Path, options: ResubmitOptions, say, automatic: dic
     kept_off, keep_off_words = keepoff.plan(exp_dir, chosen, sched)
     for tid, item in (automatic or {}).items():
         item["kept_off"] = kept_off.get(tid, [])
-    asked = (record.get("partition_choice") or {}).get("asked") or []
-    first = read_trial_spec(exp_dir / chosen[0] / "spec.yaml")["resources"] if asked else {}
-    more = {key: new for key, (_, new) in ((raised.get(chosen[0]) or {}).get("resources") or {}).items()}
-    choice = partitions.choose(asked, {**first, **more}, sched, say=say)
+    choice = _partition_again(exp_dir, record, chosen[0], raised, sched, say)
 
     def adjust(trials):
         retry.apply(trials, raised)
@@ -165,6 +162,19 @@ def resubmit_locked(exp_dir: Path, options: ResubmitOptions, say, automatic: dic
     chain_report(p, sched, jobs, say=say)  # the files written after the first jobs are out of date once these end
     recovery.chain(p, sched, jobs, say=say)
     return Submission(p, sched.name, list(jobs))
+
+
+def _partition_again(exp_dir: Path, record: dict, trial_id: str, raised: dict, sched, say) -> dict | None:
+    """A listed resources.partition is picked again for a resubmission, with the resources the
+    trials now ask for (a raise included): a retry may move to another listed partition."""
+    from dlhpc.fsutil import read_trial_spec
+
+    asked = (record.get("partition_choice") or {}).get("asked") or []
+    if not asked:
+        return None
+    resources = read_trial_spec(exp_dir / trial_id / "spec.yaml")["resources"]
+    resources.update({key: new for key, (_, new) in ((raised.get(trial_id) or {}).get("resources") or {}).items()})
+    return partitions.choose(asked, resources, sched, say=say)
 
 
 def _resubmit_search(exp_dir: Path, record: dict, report: dict, options: ResubmitOptions, say) -> Submission | None:

@@ -6,6 +6,7 @@ would; a chained recovery job follows those."""
 import time
 from pathlib import Path
 
+from dlhpc.errors import DlhpcError
 from dlhpc.submission.recovery import Decision, decide, entries, queue
 
 
@@ -42,8 +43,7 @@ def _recover_locked(exp_dir: Path, say) -> list[Decision]:
     diagnosed = diagnose(exp_dir)
     specs = {d["trial"]: read_trial_spec(exp_dir / d["trial"] / "spec.yaml") for d in diagnosed}
     spec = pipeline.spec_of_today(record)
-    bad = [d["trial"] for d in diagnosed if d["trial"] in specs]
-    raised = retry.raises(exp_dir, bad, spec, diagnosed)
+    raised = retry.raises(exp_dir, list(specs), spec, diagnosed)
     decisions = decide(exp_dir, record, diagnosed, raised, specs)
     retried = [d for d in decisions if d.why]
     refused = {d.trial: d.refused for d in decisions if not d.why}
@@ -54,17 +54,21 @@ def _recover_locked(exp_dir: Path, say) -> list[Decision]:
     experiment.update_record(exp_dir, not_retried={**(record.get("not_retried") or {}), **refused})
     if retried:
         options = pipeline.ResubmitOptions(trials=",".join(d.trial for d in retried))
-        pipeline.resubmit_locked(exp_dir, options, say, automatic=entries(retried, raised))
-    else:
-        ended = {**(record.get("recovery") or {}), "job": None, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        experiment.update_record(exp_dir, recovery=ended)
+        try:
+            pipeline.resubmit_locked(exp_dir, options, say, automatic=entries(retried, raised))
+            return decisions
+        except DlhpcError as exc:  # (preflight or the policy refused the retry: said, and it ends)
+            first = " ".join(str(exc).split())[:400]
+            say(f"recovery: the retry was refused: {first}")
+            refused.update({d.trial: f"the retry was refused: {first}" for d in retried})
+            experiment.update_record(exp_dir, not_retried={**(record.get("not_retried") or {}), **refused})
+    ended = {**(record.get("recovery") or {}), "job": None, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    experiment.update_record(exp_dir, recovery=ended)
     return decisions
 
 
 if __name__ == "__main__":
     import sys
-
-    from dlhpc.errors import DlhpcError
 
     try:
         recover(Path(sys.argv[1]))

@@ -129,8 +129,10 @@ def chunk(res: dict) -> dict:
 
 
 def fit_problems(res: dict, sizes: list[dict]) -> list[str]:
-    """Whether `nodes` nodes of the cluster can each hold one chunk of the job."""
-    usable = [n for n in sizes if not any(bad in n["state"] for bad in ("offline", "down", "unknown"))]
+    """Whether `nodes` nodes of the cluster can each hold one chunk of the job. A node down or
+    unknown counts (PBS holds the job until it is back: a mom restarting, a node rebooting, a
+    retry queued right after a node was lost); one an admin set offline does not."""
+    usable = [n for n in sizes if "offline" not in n["state"]]
     want = chunk(res)
     fits = [
         n
@@ -147,7 +149,7 @@ def fit_problems(res: dict, sizes: list[dict]) -> list[str]:
     return [
         f"each of {res['nodes']} node(s) must hold {want['ncpus']} CPUs, {want['ngpus']} GPUs and "
         f"{want['mem_mb'] / 1024:.1f}G (tasks_per_node x cpus_per_task, gpus_per_node, mem), and "
-        f"{len(fits)} of the {len(usable)} usable PBS node(s) can ({biggest or 'none usable'}). "
+        f"{len(fits)} of the {len(usable)} PBS node(s) not offline can ({biggest or 'none'}). "
         f"Fix: ask for less per node, or for fewer nodes"
     ]
 

@@ -197,9 +197,11 @@ def states(job_ids, details=False) -> tuple[dict, list]:
             "sacct failed: the accounting (slurmdbd) is unavailable, so queue wait, core-hours and GPU-hours are "
             f"left out and the states come from squeue (finished jobs may show as UNKNOWN): {sacct_error}"
         )
-    # a job ended by a node failure is requeued (JobRequeue): the accounting says NODE_FAIL until
-    # its new record reaches slurmdbd, the controller says PENDING at once; believe the controller
-    missing = [j for j in job_ids if j not in rows or rows[j].get("State", "").startswith("NODE_FAIL")]
+    # a job ended by a node failure is requeued (JobRequeue), or requeued by its runner after a
+    # lost node: the accounting says NODE_FAIL or REQUEUED until its new record reaches slurmdbd,
+    # the controller says PENDING at once; believe the controller
+    lagging = ("NODE_FAIL", "REQUEUED")
+    missing = [j for j in job_ids if j not in rows or rows[j].get("State", "").startswith(lagging)]
     if missing:
         try:
             for jid, row in squeue_rows(missing).items():
