@@ -1,7 +1,8 @@
 """Unattended recovery (resources.retry.automatic, issue 37) on the live test clusters: a trial
 that fails in a way a retry can mend comes back with no command typed — a program's own "run me
-again" exit code on SLURM and on PBS, out of memory on SLURM (with more) — and ends COMPLETED with
-every epoch once; a bad configuration (an import error) is never retried. The lost node on PBS is
+again" exit code and out of time (with more) on SLURM and on PBS, out of memory on SLURM (with
+more) — and ends COMPLETED with every epoch once; a bad configuration (an import error) is never
+retried. The lost node on PBS is
 in test_faults_live.py, beside its manual twin."""
 
 import json
@@ -112,7 +113,7 @@ def test_a_trial_killed_for_memory_comes_back_with_more_by_itself(slurm_cluster,
 SLOW = """
 name: slow
 program: {{script: again.py}}
-resources: {{scheduler: slurm, cpus_per_task: 1, mem: 500M, time: "00:01:00", signal_margin_s: 30,
+resources: {{scheduler: {scheduler}, cpus_per_task: 1, mem: 500M, time: "00:01:00", signal_margin_s: 30,
             timeout_requeues: 0, retry: {{automatic: true, factor: 3, max_time: "00:04:00"}}}}
 """
 
@@ -135,16 +136,24 @@ for epoch in range(start + 1, 11):
 """
 
 
-@pytest.mark.slurm
-def test_a_trial_out_of_time_comes_back_with_more_by_itself(slurm_cluster, dlhpc, tmp_path):
+@pytest.mark.parametrize(
+    "scheduler", [pytest.param("slurm", marks=pytest.mark.slurm), pytest.param("pbs", marks=pytest.mark.pbs)]
+)
+def test_a_trial_out_of_time_comes_back_with_more_by_itself(scheduler, request, dlhpc, tmp_path):
+    env = request.getfixturevalue("pbs_cluster") if scheduler == "pbs" else request.getfixturevalue("slurm_cluster")
+
+    def run(*args, **kwargs):
+        return dlhpc(*args, env=env if scheduler == "pbs" else None, **kwargs)
+
     folder = tmp_path / "code"
     folder.mkdir()
     write(folder / "again.py", textwrap.dedent(SLOW_PY))
-    r = dlhpc("submit", write(folder / "exp.yaml", SLOW.format()), "--runs-dir", tmp_path / "runs")
+    r = run("submit", write(folder / "exp.yaml", SLOW.format(scheduler=scheduler)), "--runs-dir", tmp_path / "runs")
     assert r.code == 0, r
     exp = Path(exp_dir_from(r.out))
-    (row,) = wait_finished(dlhpc, exp, timeout=420)["trials"]
-    assert row["state"] == "COMPLETED", (row, dlhpc("why", exp).out)
+    (row,) = wait_finished(run, exp, timeout=420)["trials"]
+    assert row["state"] == "COMPLETED", (row, run("why", exp).out)
     assert "retried 1/3: out of time, resources.time 00:01:00 -> 00:03:00" in row["flags"], row
-    assert "#SBATCH --time=00:03:00" in (exp / "job-1.sh").read_text()
+    directive = "#SBATCH --time=00:03:00" if scheduler == "slurm" else "walltime=00:03:00"
+    assert directive in (exp / "job-1.sh").read_text()
     assert epochs_of(only_trial(exp)) == list(range(1, 11))  # every epoch once

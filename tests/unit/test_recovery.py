@@ -81,14 +81,21 @@ def test_a_recovery_job_refuses_an_experiment_that_is_not_its_callers(tmp_path):
     assert (exp / "experiment.json").read_text() == before
 
 
-def test_a_job_queued_after_the_scheduler_was_asked_shows_pending_not_failed(tmp_path):
-    """status reads the record again after its one query: a retry queued in between (by the
-    recovery job) was not asked about, and is pending, not the last run's FAILED."""
+def test_status_of_a_failed_trial_stays_unfinished_while_its_recovery_job_queues_the_retry(tmp_path):
+    """status asks the scheduler, then makes the rows: the recovery job may record the retry and
+    the next recovery job in between. The rows come from the record the query asked from, so the
+    trial is not read as finished with no recovery on its way."""
     from conftest import make_experiment
-    from dlhpc.results.rows import experiment_rows
-    from dlhpc.results.status import Answers
+    from dlhpc.results import status
+    from dlhpc.states import JobStatus, State
 
     failed = '{"state": "FAILED", "exit_code": 85, "job_id": "4"}'
-    exp = make_experiment(tmp_path, [("t0", {}, {"result.json": failed})], scheduler="slurm", jobs=[("5", "t0")])
-    _, (row,) = experiment_rows(exp, Answers({}, asked=["4"]))
-    assert row["state"] == "PENDING", row
+    exp = make_experiment(tmp_path, [("t0", {}, {"result.json": failed})], scheduler="slurm", jobs=[("4", "t0")])
+    path = exp / "experiment.json"
+    asked = json.loads(path.read_text())
+    asked["recovery"] = {"job": "5", "after": ["4"]}
+    answers = {"4": JobStatus(State.FAILED), "5": JobStatus(State.RUNNING)}
+    now = {**asked, "jobs": asked["jobs"] + [{"job_id": "6", "trial": "t0", "script": "job-1.sh"}]}
+    path.write_text(json.dumps({**now, "recovery": {"job": "7", "after": ["6"]}}))  # (recorded meanwhile)
+    report = status.collect(exp, status.Answers(answers, asked), [])
+    assert report["finished"] is False and report["recovery_job"] == "5", report

@@ -234,7 +234,8 @@ def packed_view(sched: JobStatus | None, entry: dict, started: bool) -> JobStatu
 
 
 def experiment_rows(exp_dir: Path, sched_by_job: dict | None = None) -> tuple[dict, list]:
-    record = read_record(exp_dir)
+    # (the record the scheduler was asked from, where it was: status.Answers)
+    record = getattr(sched_by_job, "record", None) or read_record(exp_dir)
     entry_of = latest_entries(record)
     search = (record.get("spec") or {}).get("search")
     rows = []

@@ -59,24 +59,17 @@ def scheduler_info(exp_dir: Path, only=None, details=True) -> tuple[dict, list]:
     info, warnings = sched.states(ids, exp_dir, details)
     if unanswered(warnings):
         return None, warnings  # nothing known of any job (not "missing"): the files' last word stands
-    return Answers(info, ids), warnings
+    return Answers(info, record), warnings
 
 
 class Answers(dict):
-    """{job_id: JobStatus} from one query, and which ids it asked about. The record is read again
-    after the query (rows), and a job queued in between (a resubmission, a recovery job) was not
-    asked about: it was just submitted, so it is pending, not missing."""
+    """{job_id: JobStatus} from one query, with the record it asked from: rows are made from that
+    same record, so a job recorded after the query (a retry the recovery job just queued) is not
+    read as missing, nor the recovery job that queued it as gone; the next refresh sees both."""
 
-    def __init__(self, info: dict, asked):
+    def __init__(self, info: dict, record: dict):
         super().__init__(info)
-        self.asked = set(asked)
-
-    def get(self, job_id, default=None):
-        if job_id is not None and job_id not in self and job_id not in self.asked:
-            from dlhpc.reasons import Reason
-
-            return JobStatus(State.PENDING, Reason.JUST_SUBMITTED, pending_reason="just submitted")
-        return super().get(job_id, default)
+        self.record = record
 
 
 def unanswered(warnings) -> bool:
