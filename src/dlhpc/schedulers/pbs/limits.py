@@ -149,7 +149,7 @@ def fit_problems(res: dict, sizes: list[dict]) -> list[str]:
     return [
         f"each of {res['nodes']} node(s) must hold {want['ncpus']} CPUs, {want['ngpus']} GPUs and "
         f"{want['mem_mb'] / 1024:.1f}G (tasks_per_node x cpus_per_task, gpus_per_node, mem), and "
-        f"{len(fits)} of the {len(usable)} PBS node(s) not offline can ({biggest or 'none'}). "
+        f"{len(fits)} of the {len(usable)} usable PBS node(s) can ({biggest or 'none usable'}). "
         f"Fix: ask for less per node, or for fewer nodes"
     ]
 
