@@ -51,6 +51,12 @@ def submit_program(run, tmp_path: Path, scheduler: str, source: str) -> Path:
     return Path(exp_dir_from(r.out))
 
 
+def on_cluster(scheduler: str, request, dlhpc):
+    """The CLI, with the PATH of the scheduler's live test cluster (OpenPBS's qsub first)."""
+    env = request.getfixturevalue(f"{scheduler}_cluster")
+    return lambda *args, **kwargs: dlhpc(*args, env=env if scheduler == "pbs" else None, **kwargs)
+
+
 def only_trial(exp: Path) -> Path:
     (trial,) = (p for p in exp.iterdir() if (p / "spec.yaml").exists())
     return trial
@@ -60,11 +66,7 @@ def only_trial(exp: Path) -> Path:
     "scheduler", [pytest.param("slurm", marks=pytest.mark.slurm), pytest.param("pbs", marks=pytest.mark.pbs)]
 )
 def test_a_listed_exit_code_is_retried_by_itself_and_resumes(scheduler, request, dlhpc, tmp_path):
-    env = request.getfixturevalue("pbs_cluster") if scheduler == "pbs" else request.getfixturevalue("slurm_cluster")
-
-    def run(*args, **kwargs):
-        return dlhpc(*args, env=env if scheduler == "pbs" else None, **kwargs)
-
+    run = on_cluster(scheduler, request, dlhpc)
     exp = submit_program(run, tmp_path, scheduler, AGAIN_PY)
     (row,) = wait_finished(run, exp, timeout=240)["trials"]
     assert row["state"] == "COMPLETED", (row, run("why", exp).out)
@@ -140,11 +142,7 @@ for epoch in range(start + 1, 11):
     "scheduler", [pytest.param("slurm", marks=pytest.mark.slurm), pytest.param("pbs", marks=pytest.mark.pbs)]
 )
 def test_a_trial_out_of_time_comes_back_with_more_by_itself(scheduler, request, dlhpc, tmp_path):
-    env = request.getfixturevalue("pbs_cluster") if scheduler == "pbs" else request.getfixturevalue("slurm_cluster")
-
-    def run(*args, **kwargs):
-        return dlhpc(*args, env=env if scheduler == "pbs" else None, **kwargs)
-
+    run = on_cluster(scheduler, request, dlhpc)
     folder = tmp_path / "code"
     folder.mkdir()
     write(folder / "again.py", textwrap.dedent(SLOW_PY))
