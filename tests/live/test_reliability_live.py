@@ -186,6 +186,9 @@ tracking: {{tensorboard: true}}
     assert scontrol_job(job_id).get("Restarts") == "2"
     lines = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == list(range(1, 21))  # every epoch exactly once
+    # The runner's last sync of the event file follows the trainer's result.json by up to one
+    # sync period (5 s); the file is whole once the job has ended.
+    wait_for(lambda: scontrol_job(job_id).get("JobState") == "COMPLETED", "the job's end", timeout=60)
     steps = event_steps(trial)  # and once in TensorBoard's files, one run
     assert steps["test_acc"] == steps["train_loss"] == list(range(1, 21)), steps
     result = json.loads((trial / "result.json").read_text())
