@@ -56,6 +56,22 @@ def test_data_is_the_real_mnist():
     assert abs(x_train.mean().item()) < 0.01 and abs(x_train.std().item() - 1) < 0.01  # normalised once
 
 
+def test_a_subset_reads_only_its_images(tmp_path):
+    # a copy of MNIST whose training files end after 6,000 items: a subset of 6,000 reads only
+    # those (the same bytes as the whole file's first 6,000), a whole load says the file is cut short
+    whole = mnist.load(DATA, "cpu")
+    source, cut = mnist.raw_dir(mnist.resolve_root(DATA)), tmp_path / "MNIST" / "raw"
+    cut.mkdir(parents=True)
+    ends = {mnist.RAW_FILES[0]: 16 + 6000 * 28 * 28, mnist.RAW_FILES[1]: 8 + 6000}
+    for name in mnist.RAW_FILES:
+        (cut / name).write_bytes((source / name).read_bytes()[: ends.get(name)])
+    part = mnist.load(tmp_path, "cpu", train_subset=6000, download=False)
+    assert part[0].shape == (6000, 1, 28, 28) and torch.equal(part[0], whole[0][:6000])
+    assert torch.equal(part[1], whole[1][:6000]) and torch.equal(part[2], whole[2])
+    with pytest.raises(ValueError, match="shorter than its header says"):
+        mnist.load(tmp_path, "cpu", download=False)
+
+
 def test_shards_cover_every_image_once_per_epoch():
     shards = [shard_permutation(1001, seed=3, epoch=2, rank=r, world=4) for r in range(4)]
     assert len({len(s) for s in shards}) == 1  # equal work per rank (padded like DistributedSampler)
