@@ -91,6 +91,7 @@ BAD = [
     ("sampler: grid\n  space: {train.lr: {uniform: [0.1, 1]}}", "the grid sampler needs a finite space"),
     ("space: {train.lr: {uniform: [0.1, 1], log: true}}", "'log' does not go with uniform"),
     ("space: {train.lr: 0.1}", "needs a distribution"),
+    ("pruner: {kind: median, resume: true}\n  space: {train.lr: {uniform: [0.1, 1]}}", "it needs pruner.kind asha"),
 ]
 
 
@@ -141,7 +142,13 @@ def test_defaults_fill_the_search_and_the_direction_follows_the_metric():
         "search:\n  trials: 4\n  parallel: 2\n  metric: test_loss\n  space: {train.lr: {uniform: [0.1, 1]}}\n"
     )
     assert spec.search["direction"] == "minimize"
-    assert spec.search["pruner"] == {"kind": "asha", "min_epochs": 1, "reduction": 3, "keep_checkpoints": False}
+    assert spec.search["pruner"] == {
+        "kind": "asha",
+        "min_epochs": 1,
+        "reduction": 3,
+        "keep_checkpoints": False,
+        "resume": False,
+    }
     plain = load_spec_text("train: {lr: 0.1}\n")
     assert "search" not in plain.data  # (a spec that does not search keeps its data, and its hash)
 
@@ -388,3 +395,71 @@ def test_the_trainer_stops_on_a_prune_verdict_but_not_at_its_last_epoch(tmp_path
     monkeypatch.setenv(verdict.METRIC_VAR, "test_acc")
     assert trainer._pruned_at(2)["prune"] is True
     assert trainer._pruned_at(3) is None  # its last epoch: it completes, with its value
+
+
+# ---- ASHA that pauses (pruner.resume): search/asha.py ----
+
+
+def test_pausing_asha_keeps_the_top_of_each_rung_and_never_judges_fewer_than_reduction():
+    from dlhpc.search import asha
+
+    assert asha.rung_steps(1, 3, 27) == [1, 3, 9] and asha.rung_steps(2, 2, 9) == [2, 4, 8]
+    assert not asha.in_top(0.9, [0.9], 2, maximize=True)  # alone at the rung: it waits
+    assert asha.in_top(0.9, [0.9], 2, maximize=True, at_least=1)  # ...but not at the study's end
+    assert asha.in_top(0.9, [0.9, 0.5], 2, maximize=True) and not asha.in_top(0.5, [0.9, 0.5], 2, maximize=True)
+    assert asha.in_top(0.1, [0.1, 0.5, 0.7], 3, maximize=False)  # a loss: lower is better
+    assert asha.in_top(0.5, [0.9, 0.5, 0.2, 0.1], 2, maximize=True) and not asha.in_top(
+        0.2, [0.9, 0.5, 0.2, 0.1], 2, True
+    )
+
+
+def test_resume_is_for_the_built_in_trainer(dlhpc, tmp_path):
+    spec = search_project(tmp_path, extra="")
+    text = spec.read_text().replace("reduction: 2}", "reduction: 2, resume: true}")
+    r = dlhpc("validate", write(spec, text))
+    assert r.code == 2 and "resumed from the built-in trainer's checkpoint" in r.err, r
+
+
+def test_a_paused_trial_is_resumed_from_its_checkpoint_once_it_is_in_the_top(dlhpc, tmp_path):
+    # three configurations by the grid sampler, the first asked far better than the others. Alone
+    # at epoch 1 it waits there (Optuna's halving would let it run on, unjudged); the second, worse,
+    # waits too; now the first is in the top half, and resumes from its checkpoint before a third is
+    # asked. At the end, nothing running, the best at the last rung is trained to its end.
+    spec = write(
+        tmp_path / "s.yaml",
+        f"""name: find
+model: {{name: softmax}}
+train: {{epochs: 3, batch_size: 128}}
+data: {{train_subset: 1000}}
+resources: {{scheduler: local, time: "00:05:00"}}
+runs_dir: {tmp_path / "runs"}
+search:
+  trials: 3
+  parallel: 1
+  sampler: grid
+  seed: 1
+  pruner: {{kind: asha, min_epochs: 1, reduction: 2, resume: true}}
+  space:
+    train.lr: {{choice: [0.5, 0.0001, 0.00005]}}
+""",
+    )
+    r = dlhpc("run", spec, timeout=300)
+    assert r.code == 0, r
+    exp = next((tmp_path / "runs").iterdir())
+    record = json.loads((exp / "experiment.json").read_text())
+    first, *others = (exp / t["id"] for t in record["trials"])
+    assert json.loads((first / "trial.json").read_text())["params"] == {"train.lr": 0.5}, "seed 1 asks 0.5 first"
+    assert study_states(exp) == ["COMPLETE", "PRUNED", "PRUNED"]
+    epochs = [json.loads(line)["epoch"] for line in (first / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]  # each epoch once: resumed after epoch 1, not started again
+    assert json.loads((first / "result.json").read_text())["state"] == "COMPLETED"
+    journal = [json.loads(line) for line in (exp / "study" / "journal.log").read_text().splitlines()]
+    epoch_2 = next(i for i, op in enumerate(journal) if op["op_code"] == 7 and op["step"] == 2)
+    third_asked = [i for i, op in enumerate(journal) if op["op_code"] == 4][2]
+    assert epoch_2 < third_asked  # promoted as soon as it was in the top, not at the end
+    for other in others:
+        pruned = json.loads((other / "result.json").read_text())
+        assert pruned["state"] == "PRUNED" and pruned["epochs_done"] == 1 and pruned["pruned"]["settled"]
+        assert not (other / "checkpoint.pt").exists()
+    why = dlhpc("why", exp, "--trial", others[0].name)
+    assert "never in the top to be resumed" in why.out, why

@@ -33,7 +33,7 @@ from dlhpc.node.job import (
     _replay_held_signals,
     _RunsATrial,
 )
-from dlhpc.search import verdict
+from dlhpc.search import asha, verdict
 from dlhpc.search.results import final_value, metric_steps
 
 CLAIM = "claim.json"  # in a trial's folder: which agent has it, its attempt; its mtime is the heartbeat
@@ -136,6 +136,8 @@ class Work:
         self.slots = [t["id"] for t in record["trials"]]
         self.study_mod = study
         self.seq = 0
+        pruner = self.search["pruner"]
+        self.pausing = pruner["kind"] == "asha" and bool(pruner.get("resume"))  # search/asha.py
 
     def loop(self) -> int:
         done = 0
@@ -166,11 +168,11 @@ class Work:
             running = [t for t in trials if t.state == TrialState.RUNNING]
             for t in running:  # 1. this agent's own, from before a requeue
                 claim = self._claim(t.number)
-                if claim.get("agent") == self.agent_id:
+                if claim.get("agent") == self.agent_id and not claim.get("paused"):
                     return self._claimed(t.number, claim.get("attempt", 1))
-            for t in running:  # 2. one whose agent was lost
+            for t in running:  # 2. one whose agent was lost (a paused trial has no agent: it waits)
                 claim, age = self._claim(t.number), self._claim_age(t.number)
-                if age is None or age < self.search["lost_after_s"]:
+                if claim.get("paused") or age is None or age < self.search["lost_after_s"]:
                     continue
                 attempt = claim.get("attempt", 1) + 1
                 if attempt > MAX_ATTEMPTS:
@@ -182,9 +184,52 @@ class Work:
                     flush=True,
                 )
                 return self._claimed(t.number, attempt)
+            if self.pausing:  # 3. a paused trial now in the top 1/reduction of its rung
+                promoted = self._promote(trials, running)
+                if promoted is not None:
+                    return promoted
             if len(trials) >= len(self.slots):
-                return None
+                paused = self._paused(running) if self.pausing else []
+                if paused and len(paused) == len(running):  # the end: nothing runs, no trial is to come
+                    return self._promote(trials, running, ending=True) or self._settle_paused(study, paused)
+                return None  # (a trial still runs and may push a paused one into the top: its agent goes on)
             return self._ask(len(trials))
+
+    def _paused(self, running) -> list:
+        """(step, trial, claim) of each paused trial, the highest rung first."""
+        paused = [(c["step"], t, c) for t in running if (c := self._claim(t.number)).get("paused")]
+        return sorted(paused, key=lambda entry: -entry[0])
+
+    def _promote(self, trials, running, ending: bool = False):
+        """ASHA's promotion: the first paused trial (highest rung first) that is now in the top
+        1/reduction of the trials at its rung, resumed from its checkpoint; None if none is. At the
+        study's end the best at a rung goes on even where fewer than `reduction` reached it, so
+        that the best configuration is trained to its end."""
+        maximize, eta = self.search["direction"] == "maximize", self.search["pruner"]["reduction"]
+        for step, t, claim in self._paused(running):
+            values = asha.values_at(trials, step)
+            if not asha.in_top(t.intermediate_values[step], values, eta, maximize, at_least=int(ending)):
+                continue
+            tdir = self.exp_dir / self.slots[t.number]
+            for stale in (verdict.VERDICT, verdict.STOPPED):  # the verdict that paused it would stop it again
+                _remove(tdir / stale)
+            print(
+                f"dlhpc: trial {self.slots[t.number]} is now in the top 1/{eta} at step {step}; "
+                f"{self.agent_id} resumes it from its checkpoint",
+                flush=True,
+            )
+            return self._claimed(t.number, claim.get("attempt", 1))
+        return None
+
+    def _settle_paused(self, study, paused) -> None:
+        """Every trial asked, none running, none to promote: the paused ones are PRUNED for good."""
+        for _, t, _claim in paused:
+            tdir = self.exp_dir / self.slots[t.number]
+            result = read_json(tdir / "result.json", {}) or {}
+            self._mark(tdir, result, state="PRUNED", pruned={**(result.get("pruned") or {}), "settled": True})
+            study.tell(t.number, state=_state("PRUNED"))
+            if not self.search["pruner"]["keep_checkpoints"]:
+                _remove(tdir / "checkpoint.pt")
 
     def _ask(self, number: int):
         from dlhpc.spec.sweep import with_values
@@ -291,8 +336,14 @@ class Work:
         pruned = (watch.pruned or verdict.read(tdir) or {"prune": True}) if stopped else None
         with self._lock():
             study = self.study_mod.load(self.exp_dir, self.name)
-            if self._claim(number).get("agent") != self.agent_id:
+            claim = self._claim(number)
+            if claim.get("agent") != self.agent_id:
                 return  # taken over while this one ran on: the other agent tells it
+            if pruned and pruned.get("paused") and result.get("state") == "PRUNED":
+                # ASHA's pause: not told; it waits at its rung with its checkpoint (search/asha.py)
+                self._mark(tdir, result, state="PRUNED", pruned=_pruned_facts(pruned))
+                atomic_write_json(tdir / CLAIM, {**claim, "paused": True, "step": int(pruned["step"])})
+                return
             if pruned and result.get("state") in ("COMPLETED", "PRUNED"):
                 self._mark(tdir, result, state="PRUNED", pruned=_pruned_facts(pruned))
                 study.tell(number, state=_state("PRUNED"))
@@ -330,6 +381,7 @@ class Watch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dlhpc-search-watch", daemon=True)
         self._study = None
+        self._rungs = None  # (pausing ASHA) the steps at which this trial may wait
 
     def start(self):
         self._thread.start()
@@ -377,15 +429,33 @@ class Watch:
             w = self.work
             self._study = w.study_mod.load(w.exp_dir, w.name, w.search, for_number=self.number)
         trial = self.work.study_mod.trial_of(self._study, self.number)
+        if self.work.pausing and not self.reported:  # a paused trial resumed: its earlier steps are told
+            done = self._study._storage.get_trial(trial._trial_id).intermediate_values
+            new = [(s, v) for s, v in new if int(s) not in done]
+            self.reported.update(s for s, _ in steps if int(s) in done)
         for step, value in new:
             self.reported.add(step)
             trial.report(value, int(step))
-            prune = trial.should_prune()
+            prune = self._pause(int(step), value) if self.work.pausing else trial.should_prune()
             facts = _compare(self._study, self.number, int(step), value, self.work.search) if prune else {}
+            if prune and self.work.pausing:
+                facts["paused"] = True
             verdict.write(self.tdir, step, prune, value=value, **facts)
             if prune:
                 self.pruned = {"step": step, "value": value, **facts}
                 return
+
+    def _pause(self, step: int, value: float) -> bool:
+        """ASHA's rule at a rung: go on only while in the top 1/reduction of the trials there."""
+        if self._rungs is None:
+            epochs = read_trial_spec(self.tdir / "spec.yaml")["train"]["epochs"]
+            pruner = self.work.search["pruner"]
+            self._rungs = asha.rung_steps(pruner["min_epochs"], pruner["reduction"], epochs)
+        if step not in self._rungs:
+            return False
+        search = self.work.search
+        values = asha.values_at(self._study.get_trials(deepcopy=False), step)
+        return not asha.in_top(value, values, search["pruner"]["reduction"], search["direction"] == "maximize")
 
 
 def _compare(study, number: int, step: int, value: float, search: dict) -> dict:
@@ -418,7 +488,8 @@ def _compare(study, number: int, step: int, value: float, search: dict) -> dict:
 
 
 def _pruned_facts(pruned: dict) -> dict:
-    return {k: pruned[k] for k in ("step", "value", "kind", "rung", "best", "needed", "compared_with") if k in pruned}
+    keys = ("step", "value", "kind", "rung", "best", "needed", "compared_with", "paused")
+    return {k: pruned[k] for k in keys if k in pruned}
 
 
 def _state(name: str):

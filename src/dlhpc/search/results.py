@@ -90,6 +90,10 @@ def describe_pruned(pruned: dict, metric: str) -> str:
         words += f" against {pruned['compared_with']} other trial(s) there"
     if "needed" in pruned:
         words += f"; it needed {_num(pruned['needed'])} (best {_num(pruned.get('best'))})"
+    if pruned.get("settled"):
+        words += "; it waited there with its checkpoint and was never in the top to be resumed"
+    elif pruned.get("paused"):
+        words += "; it waits there with its checkpoint, resumed if it reaches the top (pruner.resume)"
     return words
 
 

@@ -472,6 +472,7 @@ SCHEMA = {
             "min_epochs": Int(1, 1, 100_000),
             "reduction": Int(3, 2, 100),
             "keep_checkpoints": Bool(False),
+            "resume": Bool(False),
         },
         "lost_after_s": Float(300.0, 5.0, 7 * 86400.0),
         "space": None,  # checked by spec/search.py: dotted key -> a distribution
@@ -745,6 +746,9 @@ DOCS = {
     "search.pruner.min_epochs": "Epochs (or logged steps) every trial runs before it may be pruned; ASHA's first rung.",
     "search.pruner.reduction": "ASHA and Hyperband keep the best 1/reduction of the trials at each rung.",
     "search.pruner.keep_checkpoints": "Keep a pruned trial's checkpoint (removed by default: it is not resumed).",
+    "search.pruner.resume": "asha only, the built-in trainer: a trial below the cut at a rung waits there with its "
+    "checkpoint and is resumed once it is in the top 1/reduction of enough trials (ASHA as published), instead of "
+    "being stopped for good at once.",
     "search.lost_after_s": "A trial whose agent has given no sign of life for this long is taken over by another "
     "agent (once); it resumes from its checkpoint.",
     "search.space": "Dotted keys (as sweep's) to a distribution: {uniform: [lo, hi]}, {loguniform: [lo, hi]}, "

@@ -71,6 +71,7 @@ def check_search(spec) -> None:
         )
     dims = space(spec)
     _check_metric(spec, filled, at)
+    _check_resume(spec, filled, at)
     if filled["sampler"] == "grid":
         continuous = [d.key for d in dims if d.kind in ("uniform", "loguniform")]
         if continuous:
@@ -78,6 +79,25 @@ def check_search(spec) -> None:
                 f"{at('sampler')}: the grid sampler needs a finite space, but {continuous[0]} is continuous; "
                 "give it {choice: [...]} or {int: [lo, hi]}, or use sampler: tpe"
             )
+
+
+def _check_resume(spec, filled: dict, at) -> None:
+    """A paused trial is resumed from the built-in trainer's checkpoint: ASHA's only, the trainer's only."""
+    from dlhpc.spec.program import is_builtin
+
+    pruner = filled["pruner"]
+    if not pruner["resume"]:
+        return
+    if pruner["kind"] != "asha":
+        raise UserError(
+            f"{at('pruner', 'resume')}: resume pauses trials at ASHA's rungs; it needs pruner.kind asha "
+            f"(not {pruner['kind']}), or remove resume"
+        )
+    if not is_builtin(spec.data):
+        raise UserError(
+            f"{at('pruner', 'resume')}: a paused trial is resumed from the built-in trainer's checkpoint, and "
+            "this spec runs its own program; remove resume (its trials are then stopped for good at a rung)"
+        )
 
 
 def _check_metric(spec, filled: dict, at) -> None:
