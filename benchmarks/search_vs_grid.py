@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from common import DATA, ROOT
+from dlhpc.search.asha import rung_steps
 
 LRS = [0.003, 0.03, 0.3]
 BATCHES = [32, 128, 512]
@@ -161,15 +162,15 @@ def accuracy(args) -> None:
     grid_best = max(t["acc"] for t in grid_trials)
     grid_cost = sum(t["core_s"] for t in grid_trials)
     space = f"train.lr {LRS[0]}-{LRS[-1]} x batch {BATCHES} x MLP hidden {HIDDEN}"
-    rungs = f"ASHA rungs from epoch {args.min_epochs}, 1/{args.reduction} kept" + (
+    pruning = f"ASHA rungs from epoch {args.min_epochs}, 1/{args.reduction} kept" + (
         ", paused trials resumed" if args.resume else ""
     )
-    print(f"space: {space}; {args.epochs} epochs on {args.subset} images; {rungs}")
+    print(f"space: {space}; {args.epochs} epochs on {args.subset} images; {pruning}")
     print(
         f"grid (27 points, all to the end): best {100 * grid_best:.2f} %, {grid_cost / 3600:.4f} core-h, "
         f"{grid_wall:.0f} s wall"
     )
-    ratios = []
+    ratios, rungs = [], rung_steps(args.min_epochs, args.reduction, args.epochs)
     for seed in args.seeds:
         t0 = time.monotonic()
         exp = _run(_search_spec(folder, args, seed), args)
@@ -177,9 +178,6 @@ def accuracy(args) -> None:
         wall = time.monotonic() - t0
         best = max(t["acc"] for t in trials if t["state"] == "COMPLETED")
         pruned = sum(t["state"] == "PRUNED" for t in trials)
-        rungs, at = [], args.min_epochs
-        while at < args.epochs:
-            rungs, at = rungs + [at], at * args.reduction
         reached = _reached(exp, trials, grid_best - 0.001, rungs)
         ratio = reached[1] / grid_cost if reached else float("inf")
         ratios.append(ratio)

@@ -184,14 +184,13 @@ class Work:
                     flush=True,
                 )
                 return self._claimed(t.number, attempt)
-            if self.pausing:  # 3. a paused trial now in the top 1/reduction of its rung
-                promoted = self._promote(trials, running)
-                if promoted is not None:
-                    return promoted
+            paused = self._paused(running) if self.pausing else []
+            promoted = self._promote(trials, paused)  # 3. a paused trial now in the top 1/reduction of its rung
+            if promoted is not None:
+                return promoted
             if len(trials) >= len(self.slots):
-                paused = self._paused(running) if self.pausing else []
                 if paused and len(paused) == len(running):  # the end: nothing runs, no trial is to come
-                    return self._promote(trials, running, ending=True) or self._settle_paused(study, paused)
+                    return self._promote(trials, paused, ending=True) or self._settle_paused(study, paused)
                 return None  # (a trial still runs and may push a paused one into the top: its agent goes on)
             return self._ask(len(trials))
 
@@ -200,13 +199,13 @@ class Work:
         paused = [(c["step"], t, c) for t in running if (c := self._claim(t.number)).get("paused")]
         return sorted(paused, key=lambda entry: -entry[0])
 
-    def _promote(self, trials, running, ending: bool = False):
+    def _promote(self, trials, paused, ending: bool = False):
         """ASHA's promotion: the first paused trial (highest rung first) that is now in the top
         1/reduction of the trials at its rung, resumed from its checkpoint; None if none is. At the
         study's end the best at a rung goes on even where fewer than `reduction` reached it, so
         that the best configuration is trained to its end."""
         maximize, eta = self.search["direction"] == "maximize", self.search["pruner"]["reduction"]
-        for step, t, claim in self._paused(running):
+        for step, t, claim in paused:
             values = asha.values_at(trials, step)
             if not asha.in_top(t.intermediate_values[step], values, eta, maximize, at_least=int(ending)):
                 continue
@@ -479,11 +478,8 @@ def _compare(study, number: int, step: int, value: float, search: dict) -> dict:
     else:
         keep = max(1, len(ranked) // search["pruner"]["reduction"])
         facts["needed"] = ranked[keep - 1]
-        min_epochs, eta = search["pruner"]["min_epochs"], search["pruner"]["reduction"]
-        rung, at = 0, min_epochs
-        while at < step:
-            at, rung = at * eta, rung + 1
-        facts["rung"] = rung
+        # its rung: how many rungs lie before this step
+        facts["rung"] = len(asha.rung_steps(search["pruner"]["min_epochs"], search["pruner"]["reduction"], step))
     return facts
 
 
